@@ -1,0 +1,83 @@
+//! The API's one error type and its JSON body: `{"error": code, "message": …, "details": […]}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::graph::GraphError;
+use crate::ops::FieldError;
+
+/// An error answered to an API client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed; `details` lists each bad field.
+    #[error("{message}")]
+    BadRequest {
+        /// Summary.
+        message: String,
+        /// Each bad field.
+        details: Vec<FieldError>,
+    },
+    /// No or wrong token.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// Nothing has this id.
+    #[error("{0}")]
+    NotFound(String),
+    /// The body is larger than allowed.
+    #[error("request body exceeds the limit of {0} bytes (api.max_body_bytes)")]
+    PayloadTooLarge(usize),
+    /// Something failed on our side; the cause is logged, not answered.
+    #[error("internal error")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    details: &'a [FieldError],
+}
+
+impl ApiError {
+    /// A bad request about one field.
+    pub fn field(path: &str, message: impl Into<String>) -> Self {
+        let detail = FieldError { path: path.to_owned(), message: message.into() };
+        Self::BadRequest { message: format!("invalid request: {detail}"), details: vec![detail] }
+    }
+}
+
+impl From<GraphError> for ApiError {
+    fn from(err: GraphError) -> Self {
+        match err {
+            GraphError::NotFound(id) => Self::NotFound(format!("no {} with id {id}", id.kind.id_prefix())),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            Self::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::Internal(cause) => {
+                tracing::error!(%cause, "request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        let details = match &self {
+            Self::BadRequest { details, .. } => details.as_slice(),
+            _ => &[],
+        };
+        let mut response = (status, Json(ErrorBody { error: code, message: self.to_string(), details })).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,453 @@
+//! The `rapport` command line: argument parsing and the commands' wiring.
+//!
+//! Commands are thin: they load the config, open the graph, and call into the library.
+//! Errors leave as `anyhow` with context saying what failed and what to do.
+
+use std::io::{BufReader, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::api::{self, AppState};
+use crate::config::{Config, hex, token_digest};
+use crate::demo::{self, WorldSpec};
+use crate::graph::model::{NodeId, RecordKind, Timestamp};
+use crate::graph::{ContextQuery, Graph, IngestBatch, InvalidPolicy};
+use crate::import::{ImportOptions, import_jsonl};
+use crate::ops::{ObservationRecord, Operation, Subject};
+use crate::store::SledStore;
+use crate::telemetry::{self, LogFormat};
+
+/// Rapport keeps the context of your client relationships: who they are, who talks to
+/// them, what was said and what people noticed — merged from your CRM, mail and calendars.
+#[derive(Debug, Parser)]
+#[command(name = "rapport", version, max_term_width = 100)]
+pub struct Cli {
+    /// Config file (TOML); see config/rapport.example.toml. RAPPORT_* variables override it.
+    #[arg(long, short, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log line format (logs go to stderr).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+    /// Log level when RUST_LOG is not set (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon: the HTTP API over the graph.
+    Serve,
+    /// Import record operations from a JSON Lines file (one operation per line).
+    Import(ImportArgs),
+    /// Look at the graph: show, search, timelines, counts.
+    Graph {
+        #[command(subcommand)]
+        command: GraphCommand,
+    },
+    /// Record an observation about an organization or a person.
+    Observe(ObserveArgs),
+    /// Generate the demo world, load it and serve it on loopback without authentication.
+    Demo(DemoArgs),
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// The JSON Lines file (`-` for standard input).
+    file: PathBuf,
+    /// The source (connection) these records come from, e.g. `crm-eu` or `legacy-export`.
+    #[arg(long, short)]
+    source: String,
+    /// Operations per atomic commit (default: import.batch_size from the config).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Skip the lines a previous, interrupted import of the same file committed.
+    #[arg(long)]
+    resume: bool,
+    /// How to show progress.
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    progress: Progress,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Progress {
+    /// A bar on a terminal, nothing otherwise.
+    Auto,
+    /// A progress bar.
+    Bar,
+    /// One `committed batches=… lines=…` line per batch on stderr, for scripts.
+    Lines,
+    /// Nothing.
+    None,
+}
+
+#[derive(Debug, Subcommand)]
+enum GraphCommand {
+    /// Show an organization (with its context) or a person, as JSON.
+    Show {
+        /// An id such as org_01J… or per_01J….
+        id: String,
+    },
+    /// Search organizations (or people) by name, email or domain.
+    Search {
+        /// Words of a name, an email address or a domain.
+        query: String,
+        /// Search people instead of organizations.
+        #[arg(long)]
+        people: bool,
+    },
+    /// Interactions of an organization or person, newest first.
+    Timeline {
+        /// An id such as org_01J… or per_01J….
+        id: String,
+        /// Only after this time (RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only before this time (RFC 3339).
+        #[arg(long)]
+        to: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Count live nodes of each kind, as JSON.
+    Stats,
+}
+
+#[derive(Debug, Args)]
+struct ObserveArgs {
+    /// The organization or person (org_… or per_…).
+    about: String,
+    /// What you noticed.
+    text: String,
+    /// A tag (repeatable): decision-style, risk, communication-preference, pain, ...
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Your email address, as the author.
+    #[arg(long)]
+    author: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+    /// Directory of the demo store.
+    #[arg(long, default_value = "data/demo")]
+    data: PathBuf,
+    /// Seed of the generated world.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Size multiplier of the world.
+    #[arg(long, default_value_t = 1)]
+    scale: usize,
+    /// "Now" of the world (RFC 3339); defaults to today, midnight UTC.
+    #[arg(long)]
+    now: Option<String>,
+    /// Load the world and exit without serving.
+    #[arg(long)]
+    load_only: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a random API token and print the line to put in the config.
+    New,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    telemetry::init(cli.log_format, &cli.log_level);
+    let config = || Config::load(cli.config.as_deref()).context("invalid configuration");
+    match cli.command {
+        Command::Serve => serve(config()?),
+        Command::Import(args) => import(&config()?, args),
+        Command::Graph { command } => graph_command(&config()?, command),
+        Command::Observe(args) => observe(&config()?, args),
+        Command::Demo(args) => run_demo(config()?, args),
+        Command::Token { command: TokenCommand::New } => {
+            let token = format!("rpt_{}{}", ulid::Ulid::new(), ulid::Ulid::new()).to_lowercase();
+            println!("token:  {token}");
+            println!("config: token_sha256 = [\"{}\"]   # under [api]", hex(&token_digest(&token)));
+            println!("Give the token to the client; store only the digest in the config.");
+            Ok(())
+        }
+    }
+}
+
+fn open_graph(config: &Config, dir: &Path) -> anyhow::Result<Arc<Graph>> {
+    let store = SledStore::open(dir, config.store.cache_bytes).with_context(|| {
+        format!("cannot open the store at {} (is another rapport process using it?)", dir.display())
+    })?;
+    Ok(Arc::new(Graph::new(Arc::new(store), config.identity.clone())))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+fn serve_graph(graph: Arc<Graph>, api: crate::config::ApiConfig, banner: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+    if !api.dev_mode && api.token_digests.is_empty() {
+        bail!("no API token is configured: run `rapport token new` and put the digest in api.token_sha256, or set api.dev_mode = true for a loopback-only development server");
+    }
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(api.bind)
+            .await
+            .with_context(|| format!("cannot listen on {} (api.bind)", api.bind))?;
+        let addr = listener.local_addr().context("listener has no address")?;
+        banner(addr);
+        tracing::info!(%addr, dev_mode = api.dev_mode, "api listening");
+        api::serve(listener, AppState::new(graph, api), shutdown_signal()).await.context("the API server failed")
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
+fn print_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    // The line is how scripts learn the address: flush it even when stdout is a pipe.
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let graph = open_graph(&config, &config.store.path)?;
+    serve_graph(graph, config.api, |addr| print_line(&format!("rapport listening on http://{addr}")))
+}
+
+fn progress_bar(total: u64, unit: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    let template = format!("{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn import(config: &Config, args: ImportArgs) -> anyhow::Result<()> {
+    let graph = open_graph(config, &config.store.path)?;
+    let batch_size = args.batch_size.unwrap_or(config.import_batch_size);
+    if batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let options = ImportOptions {
+        source: args.source.clone(),
+        input_name: args.file.display().to_string(),
+        batch_size,
+        resume: args.resume,
+    };
+    let started = Instant::now();
+    let show_bar = match args.progress {
+        Progress::Auto => std::io::stderr().is_terminal(),
+        Progress::Bar => true,
+        Progress::Lines | Progress::None => false,
+    };
+    let summary = if args.file.as_os_str() == "-" {
+        let bar = if show_bar { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+        let summary = import_jsonl(&graph, std::io::stdin().lock(), &options, |p| report_progress(args.progress, &bar, p))?;
+        bar.finish_and_clear();
+        summary
+    } else {
+        let file = std::fs::File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let bar = if show_bar { progress_bar(size, "bytes") } else { ProgressBar::hidden() };
+        let summary = import_jsonl(&graph, BufReader::new(file), &options, |p| report_progress(args.progress, &bar, p))?;
+        bar.finish_and_clear();
+        summary
+    };
+    let elapsed = started.elapsed();
+    println!(
+        "imported {} into source `{}`: {} applied, {} skipped, {} merges, {} batches in {:.1}s",
+        args.file.display(),
+        args.source,
+        summary.applied,
+        summary.skipped.len(),
+        summary.merges,
+        summary.batches,
+        elapsed.as_secs_f64()
+    );
+    if summary.resumed_after > 0 {
+        println!("resumed after line {} (committed by an earlier run)", summary.resumed_after);
+    }
+    for skipped in summary.skipped.iter().take(20) {
+        println!("  skipped line {} ({}): {}", skipped.line, skipped.external_id.as_deref().unwrap_or("-"), skipped.reason);
+    }
+    if summary.skipped.len() > 20 {
+        println!("  … and {} more skipped lines (see the warnings in the log)", summary.skipped.len() - 20);
+    }
+    Ok(())
+}
+
+fn report_progress(mode: Progress, bar: &ProgressBar, p: crate::import::ImportProgress) {
+    match mode {
+        Progress::Lines => eprintln!("committed batches={} lines={}", p.batches, p.lines),
+        _ => {
+            if bar.length().is_some() {
+                bar.set_position(p.bytes);
+            } else {
+                bar.set_message(format!("{} lines", p.lines));
+                bar.tick();
+            }
+        }
+    }
+}
+
+fn parse_id(text: &str) -> anyhow::Result<NodeId> {
+    Ok(text.parse::<NodeId>()?)
+}
+
+fn parse_time(text: Option<&str>) -> anyhow::Result<Option<Timestamp>> {
+    text.map(|t| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .map(|t| Timestamp::from(t.to_utc()))
+            .with_context(|| format!("`{t}` is not an RFC 3339 time such as 2026-05-01T09:00:00Z"))
+    })
+    .transpose()
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn graph_command(config: &Config, command: GraphCommand) -> anyhow::Result<()> {
+    let graph = open_graph(config, &config.store.path)?;
+    match command {
+        GraphCommand::Show { id } => {
+            let id = parse_id(&id)?;
+            match id.kind {
+                RecordKind::Organization => {
+                    print_json(&graph.organization_context(id, ContextQuery { at: Timestamp::now(), recent: 10 })?)
+                }
+                RecordKind::Person => print_json(&graph.person(id)?),
+                other => bail!("`graph show` takes an organization or a person, not a {other:?}"),
+            }
+        }
+        GraphCommand::Search { query, people } => {
+            let kind = if people { RecordKind::Person } else { RecordKind::Organization };
+            for id in graph.search(kind, &query, 50)? {
+                match kind {
+                    RecordKind::Person => {
+                        let p = graph.person(id)?;
+                        println!("{}\t{}\t{}", p.id, p.name, p.emails.join(", "));
+                    }
+                    _ => {
+                        let o = graph.organization(id)?;
+                        println!("{}\t{}\t{}", o.id, o.name, o.domains.join(", "));
+                    }
+                }
+            }
+            Ok(())
+        }
+        GraphCommand::Timeline { id, from, to, limit } => {
+            let id = parse_id(&id)?;
+            let to = parse_time(to.as_deref())?.unwrap_or(Timestamp(i64::MAX / 2));
+            let page = graph.timeline(id, parse_time(from.as_deref())?, to, None, limit)?;
+            for item in page.items {
+                let when = item.occurred_at.to_datetime().format("%Y-%m-%d %H:%M");
+                println!("{when}\t{:?}\t{:?}\t{}", item.kind, item.direction, item.subject.unwrap_or_default());
+            }
+            Ok(())
+        }
+        GraphCommand::Stats => print_json(&graph.stats()?),
+    }
+}
+
+fn observe(config: &Config, args: ObserveArgs) -> anyhow::Result<()> {
+    let graph = open_graph(config, &config.store.path)?;
+    let external_id = ulid::Ulid::new().to_string();
+    let report = graph.ingest(IngestBatch {
+        source: "cli".to_owned(),
+        operations: vec![Operation::AddObservation(ObservationRecord {
+            external_id: external_id.clone(),
+            about: Subject { organization: None, person: None, id: Some(args.about) },
+            author_email: args.author,
+            text: args.text,
+            tags: args.tags,
+            observed_at: None,
+        })],
+        policy: InvalidPolicy::RejectBatch,
+        meta: Vec::new(),
+        now: Timestamp::now(),
+    })?;
+    if let Some(skipped) = report.skipped.first() {
+        let reasons: Vec<String> = skipped.errors.iter().map(ToString::to_string).collect();
+        bail!("observation not recorded: {}", reasons.join("; "));
+    }
+    let id = graph.resolve("cli", RecordKind::Observation, &external_id)?;
+    println!("recorded {}", id.map(|id| id.to_string()).unwrap_or_default());
+    Ok(())
+}
+
+fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
+    let now = match parse_time(args.now.as_deref())? {
+        Some(now) => now.to_datetime(),
+        None => chrono::Utc::now().date_naive().and_time(chrono::NaiveTime::MIN).and_utc(),
+    };
+    if args.data.exists() {
+        std::fs::remove_dir_all(&args.data).with_context(|| format!("cannot clear the demo store at {}", args.data.display()))?;
+    }
+    config.identity.internal_domains.insert(demo::INTERNAL_DOMAIN.to_owned());
+    let graph = open_graph(&config, &args.data)?;
+    let (batches, counts) = demo::generate(WorldSpec { seed: args.seed, scale: args.scale, now });
+    let total: usize = batches.iter().map(|b| b.operations.len()).sum();
+    let bar = if std::io::stderr().is_terminal() { progress_bar(total as u64, "operations") } else { ProgressBar::hidden() };
+    let started = Instant::now();
+    demo::load(&graph, batches, config.import_batch_size, |done| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    println!(
+        "loaded the demo world in {:.1}s: {} organizations, {} people ({} employees), {} deals, {} interactions, {} observations",
+        started.elapsed().as_secs_f64(),
+        counts.organizations,
+        counts.people,
+        counts.employees,
+        counts.deals,
+        counts.interactions,
+        counts.observations
+    );
+    if args.load_only {
+        return Ok(());
+    }
+    let mut api = config.api.clone();
+    api.bind = args.bind;
+    api.dev_mode = true;
+    if !api.bind.ip().is_loopback() {
+        bail!("the demo serves without authentication, so it only binds to loopback; {} is not", api.bind);
+    }
+    let silent = graph.search(RecordKind::Organization, demo::planted::SILENT_KEY_CLIENT, 1)?;
+    serve_graph(graph, api, move |addr| {
+        print_line(&format!("rapport demo ready: open http://{addr}/v1/organizations"));
+        if let Some(id) = silent.first() {
+            print_line(&format!("  a key client gone quiet: http://{addr}/v1/organizations/{id}/context"));
+        }
+        print_line("  press Ctrl-C to stop");
+    })
+}

@@ -1,0 +1,64 @@
+//! Versioned value encoding: one format byte, then a compact postcard body.
+//!
+//! Every stored value starts with its format version so a later release can read old
+//! values and migrate them; a value with an unknown version is an error, never a guess.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The format version written by this build.
+pub const FORMAT_V1: u8 = 1;
+
+/// A stored value could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// The value is empty.
+    #[error("empty value")]
+    Empty,
+    /// The value was written by a newer (or corrupt) format.
+    #[error("unsupported value format version {0} (this build reads version {FORMAT_V1})")]
+    UnknownVersion(u8),
+    /// The body did not decode.
+    #[error("malformed value: {0}")]
+    Malformed(#[from] postcard::Error),
+}
+
+/// Encodes `value` with the current format version.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT_V1];
+    // Writing to a Vec cannot fail, and our types have no failing Serialize impls;
+    // an error here is a programming bug, so it surfaces loudly.
+    match postcard::to_extend(value, out) {
+        Ok(buf) => {
+            out = buf;
+        }
+        Err(err) => panic!("encoding a graph value failed: {err}"),
+    }
+    out
+}
+
+/// Decodes a value written by [`encode`].
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    match bytes.split_first() {
+        None => Err(CodecError::Empty),
+        Some((&FORMAT_V1, body)) => Ok(postcard::from_bytes(body)?),
+        Some((&other, _)) => Err(CodecError::UnknownVersion(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_refuses_unknown_versions() {
+        let bytes = encode(&("acme".to_owned(), 42_u32));
+        assert_eq!(bytes[0], FORMAT_V1);
+        let back: (String, u32) = decode(&bytes).unwrap();
+        assert_eq!(back, ("acme".to_owned(), 42));
+        let mut future = bytes.clone();
+        future[0] = 9;
+        assert!(matches!(decode::<(String, u32)>(&future), Err(CodecError::UnknownVersion(9))));
+        assert!(matches!(decode::<u32>(&[]), Err(CodecError::Empty)));
+    }
+}

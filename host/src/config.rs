@@ -1,0 +1,354 @@
+//! Configuration: built-in defaults, then `rapport.toml`, then `RAPPORT_*` environment
+//! variables, validated once into a typed [`Config`].
+//!
+//! This is the only module that reads the environment. Every error names where the bad
+//! value came from (file, line and key, or the variable) and what is expected.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::graph::IdentityRules;
+use crate::ops;
+
+/// A configuration value is missing, malformed or inconsistent.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A value in the file is wrong.
+    #[error("{path}:{line}: key `{key}`: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// Dotted key.
+        key: String,
+        /// What is wrong and expected.
+        message: String,
+    },
+    /// An environment variable is wrong.
+    #[error("environment variable {var} (overrides `{key}`): {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// The key it overrides.
+        key: String,
+        /// What is wrong and expected.
+        message: String,
+    },
+    /// A value is wrong wherever it came from.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// Dotted key.
+        key: String,
+        /// What is wrong and expected.
+        message: String,
+    },
+}
+
+/// The file as written; every field optional so defaults and the environment can fill in.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    api: RawApi,
+    #[serde(default)]
+    identity: RawIdentity,
+    #[serde(default)]
+    import: RawImport,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    path: Option<PathBuf>,
+    cache_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    bind: Option<String>,
+    dev_mode: Option<bool>,
+    token_sha256: Option<Vec<String>>,
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    internal_domains: Option<Vec<String>>,
+    free_mail_domains: Option<Vec<String>>,
+    extra_free_mail_domains: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImport {
+    batch_size: Option<usize>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the graph lives.
+    pub store: StoreConfig,
+    /// The HTTP API.
+    pub api: ApiConfig,
+    /// Identity resolution.
+    pub identity: IdentityRules,
+    /// Operations per committed batch in `import`.
+    pub import_batch_size: usize,
+}
+
+/// Store settings.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Directory of the database.
+    pub path: PathBuf,
+    /// Page cache size.
+    pub cache_bytes: u64,
+}
+
+/// HTTP API settings.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Listen address.
+    pub bind: SocketAddr,
+    /// No authentication; only allowed on a loopback address.
+    pub dev_mode: bool,
+    /// SHA-256 digests of the accepted bearer tokens.
+    pub token_digests: Vec<[u8; 32]>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+/// The environment variables read, the key each overrides, and how to apply it.
+const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("RAPPORT_STORE_PATH", "store.path"),
+    ("RAPPORT_STORE_CACHE_BYTES", "store.cache_bytes"),
+    ("RAPPORT_API_BIND", "api.bind"),
+    ("RAPPORT_API_DEV_MODE", "api.dev_mode"),
+    ("RAPPORT_API_TOKEN_SHA256", "api.token_sha256"),
+    ("RAPPORT_API_MAX_BODY_BYTES", "api.max_body_bytes"),
+    ("RAPPORT_IDENTITY_INTERNAL_DOMAINS", "identity.internal_domains"),
+    ("RAPPORT_IMPORT_BATCH_SIZE", "import.batch_size"),
+];
+
+impl Config {
+    /// Loads `path` (if given) and the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> =
+            ENV_OVERRIDES.iter().filter_map(|(var, _)| std::env::var(var).ok().map(|v| ((*var).to_owned(), v))).collect();
+        Self::load_from(path, &env)
+    }
+
+    /// Loads `path` (if given) with explicit environment overrides (for tests).
+    pub fn load_from(path: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigError> {
+        let mut raw = match path {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                parse_file(path, &text)?
+            }
+            None => RawConfig::default(),
+        };
+        for (var, value) in env {
+            apply_env(&mut raw, var, value)?;
+        }
+        validate(raw)
+    }
+}
+
+fn parse_file(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
+    let file_error = |key: String, message: String, offset: Option<usize>| ConfigError::File {
+        path: path.to_owned(),
+        line: offset.map_or(1, |o| text[..o.min(text.len())].matches('\n').count() + 1),
+        key,
+        message,
+    };
+    let de = toml::de::Deserializer::parse(text).map_err(|e| {
+        let offset = e.span().map(|s| s.start);
+        file_error(String::new(), e.message().to_owned(), offset)
+    })?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let offset = inner.span().map(|s| s.start).or_else(|| find_key(text, &key));
+        file_error(key, inner.message().to_owned(), offset)
+    })
+}
+
+/// Where `dotted.key` is written, for errors the parser reports without a position.
+fn find_key(text: &str, dotted: &str) -> Option<usize> {
+    let leaf = dotted.rsplit('.').next()?;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with(leaf) {
+            return Some(offset + 1);
+        }
+        offset += line.len();
+    }
+    None
+}
+
+fn apply_env(raw: &mut RawConfig, var: &str, value: &str) -> Result<(), ConfigError> {
+    let key = ENV_OVERRIDES.iter().find(|(v, _)| *v == var).map_or("", |(_, k)| *k);
+    let err = |message: &str| ConfigError::Env { var: var.to_owned(), key: key.to_owned(), message: message.to_owned() };
+    let list = || value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect::<Vec<_>>();
+    match var {
+        "RAPPORT_STORE_PATH" => raw.store.path = Some(PathBuf::from(value)),
+        "RAPPORT_STORE_CACHE_BYTES" => {
+            raw.store.cache_bytes = Some(value.parse().map_err(|_| err("expected a number of bytes"))?);
+        }
+        "RAPPORT_API_BIND" => raw.api.bind = Some(value.to_owned()),
+        "RAPPORT_API_DEV_MODE" => {
+            raw.api.dev_mode = Some(match value {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => return Err(err("expected true or false")),
+            });
+        }
+        "RAPPORT_API_TOKEN_SHA256" => raw.api.token_sha256 = Some(list()),
+        "RAPPORT_API_MAX_BODY_BYTES" => {
+            raw.api.max_body_bytes = Some(value.parse().map_err(|_| err("expected a number of bytes"))?);
+        }
+        "RAPPORT_IDENTITY_INTERNAL_DOMAINS" => raw.identity.internal_domains = Some(list()),
+        "RAPPORT_IMPORT_BATCH_SIZE" => {
+            raw.import.batch_size = Some(value.parse().map_err(|_| err("expected a positive whole number"))?);
+        }
+        _ => return Err(err("unknown variable")),
+    }
+    Ok(())
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_owned(), message: message.into() }
+}
+
+fn domains(key: &str, list: Vec<String>) -> Result<HashSet<String>, ConfigError> {
+    list.iter()
+        .map(|d| ops::normalize_domain(d).ok_or_else(|| invalid(key, format!("`{d}` is not a domain name such as \"acme.com\""))))
+        .collect()
+}
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let bind_text = raw.api.bind.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    let bind: SocketAddr =
+        bind_text.parse().map_err(|_| invalid("api.bind", format!("`{bind_text}` is not an address such as \"127.0.0.1:8080\"")))?;
+    let dev_mode = raw.api.dev_mode.unwrap_or(false);
+    if dev_mode && !bind.ip().is_loopback() {
+        return Err(invalid("api.dev_mode", format!("dev mode disables authentication, so it only binds to loopback; `api.bind` is {bind}")));
+    }
+    let token_digests = raw
+        .api
+        .token_sha256
+        .unwrap_or_default()
+        .iter()
+        .map(|hex| parse_digest(hex).ok_or_else(|| invalid("api.token_sha256", "expected 64 hex digits per entry (see `rapport token new`)")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let max_body_bytes = raw.api.max_body_bytes.unwrap_or(16 << 20);
+    if max_body_bytes == 0 {
+        return Err(invalid("api.max_body_bytes", "expected a positive number of bytes"));
+    }
+    let mut identity = IdentityRules::with_defaults(domains("identity.internal_domains", raw.identity.internal_domains.unwrap_or_default())?);
+    if let Some(list) = raw.identity.free_mail_domains {
+        identity.free_mail_domains = domains("identity.free_mail_domains", list)?;
+    }
+    identity.free_mail_domains.extend(domains("identity.extra_free_mail_domains", raw.identity.extra_free_mail_domains.unwrap_or_default())?);
+    let import_batch_size = raw.import.batch_size.unwrap_or(1000);
+    if import_batch_size == 0 {
+        return Err(invalid("import.batch_size", "expected a positive whole number"));
+    }
+    Ok(Config {
+        store: StoreConfig {
+            path: raw.store.path.unwrap_or_else(|| PathBuf::from("data/rapport")),
+            cache_bytes: raw.store.cache_bytes.unwrap_or(256 << 20),
+        },
+        api: ApiConfig { bind, dev_mode, token_digests, max_body_bytes },
+        identity,
+        import_batch_size,
+    })
+}
+
+/// The SHA-256 digest of a bearer token, as configured in `api.token_sha256`.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_digest(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("rapport-config-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rapport.toml");
+        std::fs::write(&path, text).unwrap();
+        let env: Vec<_> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let result = Config::load_from(Some(&path), &env);
+        std::fs::remove_dir_all(dir).unwrap();
+        result
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let err = load("[store]\npath = \"x\"\n\n[api]\nmax_body_bytes = \"big\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("rapport.toml:5: key `api.max_body_bytes`"), "{err}");
+        let err = load("[api]\nbnd = \"x\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains(":2:") && err.contains("unknown field `bnd`"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_win_and_name_the_variable() {
+        let config = load("[api]\nbind = \"127.0.0.1:1\"\n", &[("RAPPORT_API_BIND", "127.0.0.1:2")]).unwrap();
+        assert_eq!(config.api.bind.port(), 2);
+        let err = load("", &[("RAPPORT_IMPORT_BATCH_SIZE", "many")]).unwrap_err().to_string();
+        assert!(err.contains("RAPPORT_IMPORT_BATCH_SIZE") && err.contains("import.batch_size"), "{err}");
+    }
+
+    #[test]
+    fn dev_mode_only_on_loopback() {
+        let err = load("[api]\nbind = \"0.0.0.0:8080\"\ndev_mode = true\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("api.dev_mode"), "{err}");
+        assert!(load("[api]\ndev_mode = true\n", &[]).unwrap().api.dev_mode);
+    }
+
+    #[test]
+    fn tokens_are_stored_as_digests() {
+        let digest = hex(&token_digest("secret"));
+        let config = load(&format!("[api]\ntoken_sha256 = [\"{digest}\"]\n"), &[]).unwrap();
+        assert_eq!(config.api.token_digests, vec![token_digest("secret")]);
+        assert!(load("[api]\ntoken_sha256 = [\"abc\"]\n", &[]).is_err());
+    }
+}

@@ -1,0 +1,623 @@
+//! Applying record operations: upserts keyed by `(source, kind, external id)`, identity
+//! resolution on emails and domains, index maintenance, and the one atomic commit.
+
+use std::collections::BTreeSet;
+
+use tracing::{debug, warn};
+
+use super::keys::{self, ns};
+use super::model::{
+    AliasLink, Body, Deal, Interaction, Job, MergeRecord, Node, NodeId, Observation, Organization, Person,
+    Provenance, RecordKind, StageEntry, TimelineEntry, Timestamp,
+};
+use super::txn::Txn;
+use super::{Graph, GraphError, decode_at};
+use crate::codec::encode;
+use crate::ops::{
+    self, DealRecord, FieldError, InteractionRecord, LinkRecord, ObservationRecord, Operation, OrganizationRecord,
+    PersonRecord, Relation,
+};
+
+/// What to do when some operations of a batch are invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidPolicy {
+    /// Commit nothing (the API's ingest).
+    RejectBatch,
+    /// Drop each invalid operation, commit the rest (`import`, plugin runs).
+    SkipInvalid,
+}
+
+/// A batch of operations from one source, plus metadata committed with it.
+#[derive(Debug)]
+pub struct IngestBatch {
+    /// The connection that sent the operations.
+    pub source: String,
+    /// The operations, applied in order.
+    pub operations: Vec<Operation>,
+    /// What to do with invalid operations.
+    pub policy: InvalidPolicy,
+    /// Metadata written in the same atomic commit (import progress, a plugin cursor).
+    pub meta: Vec<(String, Vec<u8>)>,
+    /// The time of ingest, used where a record gives none.
+    pub now: Timestamp,
+}
+
+/// An operation that was not applied.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SkippedOperation {
+    /// Position in the batch.
+    pub index: usize,
+    /// The record's external id.
+    pub external_id: String,
+    /// Every problem found, with paths relative to the operation.
+    pub errors: Vec<FieldError>,
+}
+
+/// The outcome of one batch.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct IngestReport {
+    /// Whether the batch was written.
+    pub committed: bool,
+    /// Operations applied.
+    pub applied: usize,
+    /// Operations not applied.
+    pub skipped: Vec<SkippedOperation>,
+    /// Identity merges made.
+    pub merges: usize,
+    /// Store keys written or removed by the commit.
+    pub keys_written: usize,
+}
+
+/// An operation could not be applied, or the graph failed.
+enum ApplyError {
+    Invalid(FieldError),
+    Graph(GraphError),
+}
+
+impl From<GraphError> for ApplyError {
+    fn from(err: GraphError) -> Self {
+        Self::Graph(err)
+    }
+}
+
+fn invalid(path: &str, message: impl Into<String>) -> ApplyError {
+    ApplyError::Invalid(FieldError { path: path.to_owned(), message: message.into() })
+}
+
+impl Graph {
+    /// Validates and applies a batch in one atomic, durable commit.
+    #[tracing::instrument(name = "ingest_batch", skip_all, fields(source = %batch.source, operations = batch.operations.len()))]
+    pub fn ingest(&self, batch: IngestBatch) -> Result<IngestReport, GraphError> {
+        // A poisoned lock only means another batch panicked; its writes were never committed.
+        let _writer = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut txn = Txn::new(&*self.store);
+        let mut report = IngestReport::default();
+        for (index, op) in batch.operations.iter().enumerate() {
+            let mut errors = op.validate("");
+            if errors.is_empty() {
+                let savepoint = txn.savepoint();
+                let mut apply = Apply { txn: &mut txn, graph: self, source: &batch.source, now: batch.now, merges: 0 };
+                match apply.operation(op) {
+                    Ok(()) => {
+                        report.merges += apply.merges;
+                        report.applied += 1;
+                        continue;
+                    }
+                    Err(ApplyError::Invalid(err)) => {
+                        txn.rollback(savepoint);
+                        errors.push(err);
+                    }
+                    Err(ApplyError::Graph(err)) => return Err(err),
+                }
+            }
+            let reason = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            warn!(source = %batch.source, index, external_id = op.external_id(), %reason, "operation skipped");
+            report.skipped.push(SkippedOperation { index, external_id: op.external_id().to_owned(), errors });
+        }
+        if batch.policy == InvalidPolicy::RejectBatch && !report.skipped.is_empty() {
+            return Ok(report);
+        }
+        for (name, value) in batch.meta {
+            txn.put(keys::meta(&name), value);
+        }
+        report.keys_written = txn.len();
+        self.store.apply(txn.into_batch())?;
+        report.committed = true;
+        debug!(applied = report.applied, skipped = report.skipped.len(), keys = report.keys_written, "batch committed");
+        Ok(report)
+    }
+}
+
+struct Apply<'a, 's> {
+    txn: &'a mut Txn<'s>,
+    graph: &'a Graph,
+    source: &'a str,
+    now: Timestamp,
+    merges: usize,
+}
+
+impl Apply<'_, '_> {
+    fn operation(&mut self, op: &Operation) -> Result<(), ApplyError> {
+        match op {
+            Operation::UpsertOrganization(r) => self.organization(r),
+            Operation::UpsertPerson(r) => self.person(r),
+            Operation::UpsertDeal(r) => self.deal(r),
+            Operation::UpsertInteraction(r) => self.interaction(r),
+            Operation::AddObservation(r) => self.observation(r),
+            Operation::Delete(r) => self.delete(r.kind, &r.external_id),
+            Operation::Link(r) => self.link(r),
+        }
+    }
+
+    /// The node a source record maps to, if the source sent it (or referred to it) before.
+    fn lookup(&self, kind: RecordKind, external_id: &str) -> Result<Option<NodeId>, GraphError> {
+        let key = keys::source_ref(self.source, kind, external_id);
+        self.txn.get(&key)?.map(|bytes| decode_at(&key, &bytes)).transpose()
+    }
+
+    fn fresh_node(&mut self, kind: RecordKind, external_id: &str, seen_at: Timestamp, body: Body) -> Node {
+        let id = NodeId::generate(kind);
+        self.txn.put(keys::source_ref(self.source, kind, external_id), encode(&id));
+        Node {
+            id,
+            provenance: Provenance { source: self.source.to_owned(), external_id: external_id.to_owned(), seen_at },
+            created_at: self.now,
+            updated_at: self.now,
+            deleted_at: None,
+            placeholder: false,
+            body,
+        }
+    }
+
+    /// The node for a reference to an organization or person of this source, created as a
+    /// placeholder when the source has not sent the record yet (records may come in any order).
+    fn reference(&mut self, kind: RecordKind, external_id: &str) -> Result<NodeId, GraphError> {
+        if let Some(id) = self.lookup(kind, external_id)? {
+            return Ok(id);
+        }
+        let body = match kind {
+            RecordKind::Person => Body::Person(Person::default()),
+            _ => Body::Organization(Organization::default()),
+        };
+        let mut node = self.fresh_node(kind, external_id, self.now, body);
+        node.placeholder = true;
+        let id = node.id;
+        self.txn.put_node(node);
+        Ok(id)
+    }
+
+    /// The existing node of a record (with its old body) or a new one.
+    fn upsert_target(&mut self, kind: RecordKind, external_id: &str, seen_at: Option<Timestamp>, empty: Body) -> Result<(Node, Option<Node>), GraphError> {
+        let seen_at = seen_at.unwrap_or(self.now);
+        if let Some(id) = self.lookup(kind, external_id)? {
+            if let Some(old) = self.txn.node(id)? {
+                let mut node = old.clone();
+                node.provenance.seen_at = node.provenance.seen_at.max(seen_at);
+                node.updated_at = self.now;
+                node.deleted_at = None;
+                node.placeholder = false;
+                return Ok((node, Some(old)));
+            }
+        }
+        Ok((self.fresh_node(kind, external_id, seen_at, empty), None))
+    }
+
+    /// Writes `node`, replacing `old`'s index entries and identity claims with its own.
+    fn store(&mut self, node: Node, old: Option<&Node>) -> Result<(), GraphError> {
+        let old_entries = old.map(index_entries).unwrap_or_default();
+        let new_entries = index_entries(&node);
+        for (key, _) in &old_entries {
+            if !new_entries.iter().any(|(k, _)| k == key) {
+                self.txn.delete(key.clone());
+            }
+        }
+        for (key, value) in new_entries {
+            self.txn.put(key, value);
+        }
+        let old_claims = old.map(|n| self.claims(n)).unwrap_or_default();
+        let new_claims = self.claims(&node);
+        let id = node.id;
+        self.txn.put_node(node);
+        for (key, _) in old_claims.iter().filter(|c| !new_claims.contains(c)) {
+            self.release(key, id)?;
+        }
+        for (key, reason) in new_claims {
+            self.claim(key, id, reason)?;
+        }
+        Ok(())
+    }
+
+    /// The identity keys a node claims: its emails, or its organization domains.
+    fn claims(&self, node: &Node) -> Vec<(Vec<u8>, String)> {
+        if node.deleted_at.is_some() {
+            return Vec::new();
+        }
+        match &node.body {
+            Body::Person(p) => p.emails.iter().map(|e| (keys::email(e), format!("shared email {e}"))).collect(),
+            Body::Organization(o) => o
+                .domains
+                .iter()
+                .filter(|d| !self.graph.rules.free_mail_domains.contains(*d))
+                .map(|d| (keys::domain(d), format!("shared domain {d}")))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn claim(&mut self, key: Vec<u8>, id: NodeId, reason: String) -> Result<(), GraphError> {
+        match self.txn.get(&key)? {
+            None => self.txn.put(key, encode(&id)),
+            Some(bytes) => {
+                let owner: NodeId = decode_at(&key, &bytes)?;
+                if owner != id {
+                    self.merge(owner, id, reason)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn release(&mut self, key: &[u8], id: NodeId) -> Result<(), GraphError> {
+        if let Some(bytes) = self.txn.get(key)? {
+            if decode_at::<NodeId>(key, &bytes)? == id {
+                self.txn.delete(key.to_vec());
+            }
+        }
+        Ok(())
+    }
+
+    /// Joins `newcomer`'s cluster to `existing`'s, unless a pin keeps them apart.
+    fn merge(&mut self, existing: NodeId, newcomer: NodeId, reason: String) -> Result<(), GraphError> {
+        let winner = self.txn.root(existing)?;
+        let loser = self.txn.root(newcomer)?;
+        if winner == loser || self.pinned_apart(winner, loser)? {
+            return Ok(());
+        }
+        let merge_id = ulid::Ulid::new().0;
+        self.txn.put(keys::alias(loser), encode(&AliasLink { parent: winner, merge_id }));
+        self.txn.put(keys::child(winner, loser), Vec::new());
+        let record = MergeRecord {
+            id: merge_id,
+            kind: winner.kind,
+            winner,
+            loser,
+            reason,
+            merged_at: self.now,
+            undone_at: None,
+        };
+        debug!(%winner, %loser, reason = %record.reason, "identity merge");
+        self.txn.put(keys::merge(merge_id), encode(&record));
+        self.merges += 1;
+        Ok(())
+    }
+
+    fn pinned_apart(&self, a: NodeId, b: NodeId) -> Result<bool, GraphError> {
+        let left = cluster_members(self.txn, a)?;
+        let right = cluster_members(self.txn, b)?;
+        for x in &left {
+            for y in &right {
+                if self.txn.exists(&keys::pin(*x, *y))? {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    fn organization(&mut self, r: &OrganizationRecord) -> Result<(), ApplyError> {
+        let owner = r.owner.as_deref().map(|o| self.reference(RecordKind::Person, o)).transpose()?;
+        let (mut node, old) = self.upsert_target(
+            RecordKind::Organization,
+            &r.external_id,
+            r.seen_at.map(Into::into),
+            Body::Organization(Organization::default()),
+        )?;
+        node.body = Body::Organization(Organization {
+            name: r.name.trim().to_owned(),
+            domains: dedup(r.domains.iter().filter_map(|d| ops::normalize_domain(d))),
+            roles: dedup(r.roles.iter().copied()),
+            lifecycle: r.lifecycle,
+            owner,
+        });
+        Ok(self.store(node, old.as_ref())?)
+    }
+
+    fn person(&mut self, r: &PersonRecord) -> Result<(), ApplyError> {
+        let mut works_at = Vec::with_capacity(r.works_at.len());
+        for job in &r.works_at {
+            works_at.push(Job {
+                organization: self.reference(RecordKind::Organization, &job.organization)?,
+                since: job.since.map(Into::into),
+                until: job.until.map(Into::into),
+            });
+        }
+        let emails = dedup_ordered(r.emails.iter().filter_map(|e| ops::normalize_email(e)));
+        let internal = r.internal || emails.iter().any(|e| self.is_internal_address(e));
+        let (mut node, old) =
+            self.upsert_target(RecordKind::Person, &r.external_id, r.seen_at.map(Into::into), Body::Person(Person::default()))?;
+        node.body = Body::Person(Person {
+            name: r.name.trim().to_owned(),
+            emails,
+            phones: r.phones.clone(),
+            title: r.title.clone(),
+            internal,
+            works_at,
+        });
+        Ok(self.store(node, old.as_ref())?)
+    }
+
+    fn is_internal_address(&self, email: &str) -> bool {
+        ops::email_domain(email).is_some_and(|d| self.graph.rules.internal_domains.contains(d))
+    }
+
+    fn deal(&mut self, r: &DealRecord) -> Result<(), ApplyError> {
+        let organization = self.reference(RecordKind::Organization, &r.organization)?;
+        let seen_at = r.seen_at.map(Timestamp::from);
+        let placeholder = Body::Deal(Deal {
+            organization,
+            name: String::new(),
+            amount: None,
+            currency: None,
+            pipeline: None,
+            stage: String::new(),
+            stage_history: Vec::new(),
+            status: r.status,
+            closed_at: None,
+        });
+        let (mut node, old) = self.upsert_target(RecordKind::Deal, &r.external_id, seen_at, placeholder)?;
+        let mut stage_history = match old.as_ref().map(|n| &n.body) {
+            Some(Body::Deal(d)) => d.stage_history.clone(),
+            _ => Vec::new(),
+        };
+        if stage_history.last().is_none_or(|last| last.stage != r.stage) {
+            let entered_at = r.stage_entered_at.map(Timestamp::from).or(seen_at).unwrap_or(self.now);
+            stage_history.push(StageEntry { stage: r.stage.clone(), entered_at });
+        }
+        node.body = Body::Deal(Deal {
+            organization,
+            name: r.name.clone(),
+            amount: r.amount,
+            currency: r.currency.clone(),
+            pipeline: r.pipeline.clone(),
+            stage: r.stage.clone(),
+            stage_history,
+            status: r.status,
+            closed_at: r.closed_at.map(Into::into),
+        });
+        Ok(self.store(node, old.as_ref())?)
+    }
+
+    /// The person with this address, or a new one known only by it.
+    fn person_by_email(&mut self, email: &str) -> Result<NodeId, GraphError> {
+        let key = keys::email(email);
+        if let Some(bytes) = self.txn.get(&key)? {
+            return decode_at(&key, &bytes);
+        }
+        let person = Person {
+            emails: vec![email.to_owned()],
+            internal: self.is_internal_address(email),
+            ..Person::default()
+        };
+        let node = self.fresh_node(RecordKind::Person, &format!("email:{email}"), self.now, Body::Person(person));
+        let id = node.id;
+        self.store(node, None)?;
+        Ok(id)
+    }
+
+    /// The organizations an external participant stands for: its employers at `at`, else
+    /// the organization owning its email domain.
+    fn participant_organizations(&mut self, person: NodeId, at: Timestamp, out: &mut BTreeSet<NodeId>) -> Result<bool, GraphError> {
+        let root = self.txn.root(person)?;
+        let mut emails = Vec::new();
+        for id in [person, root] {
+            let Some(Node { body: Body::Person(p), .. }) = self.txn.node(id)? else { continue };
+            if p.internal {
+                return Ok(true);
+            }
+            let before = out.len();
+            out.extend(p.current_employers(at));
+            if out.len() > before {
+                return Ok(false);
+            }
+            emails.extend(p.emails);
+        }
+        for email in emails {
+            let Some(domain) = ops::email_domain(&email) else { continue };
+            if self.graph.rules.free_mail_domains.contains(domain) {
+                continue;
+            }
+            let key = keys::domain(domain);
+            if let Some(bytes) = self.txn.get(&key)? {
+                out.insert(decode_at(&key, &bytes)?);
+                break;
+            }
+        }
+        Ok(false)
+    }
+
+    fn interaction(&mut self, r: &InteractionRecord) -> Result<(), ApplyError> {
+        let at = Timestamp::from(r.occurred_at);
+        let mut participants = Vec::with_capacity(r.participants.len());
+        for p in &r.participants {
+            let id = match (&p.email, &p.person) {
+                (Some(email), _) => {
+                    let email = ops::normalize_email(email).ok_or_else(|| invalid("participants", "bad email"))?;
+                    self.person_by_email(&email)?
+                }
+                (None, Some(person)) => self.reference(RecordKind::Person, person)?,
+                (None, None) => return Err(invalid("participants", "expected an email or a person")),
+            };
+            if !participants.contains(&id) {
+                participants.push(id);
+            }
+        }
+        let mut organizations = BTreeSet::new();
+        if let Some(org) = &r.organization {
+            organizations.insert(self.reference(RecordKind::Organization, org)?);
+        }
+        let mut employees = Vec::new();
+        for &person in &participants {
+            let mut derived = BTreeSet::new();
+            if self.participant_organizations(person, at, &mut derived)? {
+                employees.push(person);
+            } else if r.organization.is_none() {
+                organizations.extend(derived);
+            }
+        }
+        let empty = Body::Interaction(Interaction {
+            kind: r.kind,
+            occurred_at: at,
+            direction: r.direction,
+            duration_secs: None,
+            participants: Vec::new(),
+            employees: Vec::new(),
+            organizations: Vec::new(),
+            thread: None,
+            subject: None,
+            resolved_at: None,
+        });
+        let (mut node, old) = self.upsert_target(RecordKind::Interaction, &r.external_id, None, empty)?;
+        node.body = Body::Interaction(Interaction {
+            kind: r.kind,
+            occurred_at: at,
+            direction: r.direction,
+            duration_secs: r.duration_secs,
+            participants,
+            employees,
+            organizations: organizations.into_iter().collect(),
+            thread: r.thread.clone(),
+            subject: r.subject.clone(),
+            resolved_at: r.resolved_at.map(Into::into),
+        });
+        Ok(self.store(node, old.as_ref())?)
+    }
+
+    fn observation(&mut self, r: &ObservationRecord) -> Result<(), ApplyError> {
+        let about = match (&r.about.organization, &r.about.person, &r.about.id) {
+            (Some(org), _, _) => self.reference(RecordKind::Organization, org)?,
+            (_, Some(person), _) => self.reference(RecordKind::Person, person)?,
+            (_, _, Some(text)) => {
+                let id: NodeId = text.parse().map_err(|e: super::model::BadNodeId| invalid("about.id", e.to_string()))?;
+                if !matches!(id.kind, RecordKind::Organization | RecordKind::Person) || self.txn.node(id)?.is_none() {
+                    return Err(invalid("about.id", format!("no organization or person has id {id}")));
+                }
+                id
+            }
+            _ => return Err(invalid("about", "expected an organization, a person or an id")),
+        };
+        let author = match r.author_email.as_deref().and_then(ops::normalize_email) {
+            Some(email) => Some(self.person_by_email(&email)?),
+            None => None,
+        };
+        let observed_at = r.observed_at.map(Timestamp::from).unwrap_or(self.now);
+        let body = Body::Observation(Observation { about, author, text: r.text.clone(), tags: dedup(r.tags.iter().cloned()), observed_at });
+        let (mut node, old) = self.upsert_target(RecordKind::Observation, &r.external_id, None, body.clone())?;
+        node.body = body;
+        Ok(self.store(node, old.as_ref())?)
+    }
+
+    fn delete(&mut self, kind: RecordKind, external_id: &str) -> Result<(), ApplyError> {
+        let node = match self.lookup(kind, external_id)? {
+            Some(id) => self.txn.node(id)?,
+            None => None,
+        };
+        let Some(old) = node else {
+            return Err(invalid("external_id", format!("this source has no {kind:?} with this id").to_lowercase()));
+        };
+        if old.deleted_at.is_some() {
+            return Ok(());
+        }
+        let mut node = old.clone();
+        node.deleted_at = Some(self.now);
+        node.updated_at = self.now;
+        Ok(self.store(node, Some(&old))?)
+    }
+
+    fn link(&mut self, r: &LinkRecord) -> Result<(), ApplyError> {
+        let person = self.reference(RecordKind::Person, &r.person)?;
+        let organization = self.reference(RecordKind::Organization, &r.organization)?;
+        let (target, old) = match r.relation {
+            Relation::WorksAt => (person, self.txn.node(person)?),
+            Relation::Owns => (organization, self.txn.node(organization)?),
+        };
+        let old = old.ok_or(GraphError::NotFound(target))?;
+        let mut node = old.clone();
+        match &mut node.body {
+            Body::Person(p) => {
+                let job = Job { organization, since: r.since.map(Into::into), until: r.until.map(Into::into) };
+                match p.works_at.iter_mut().find(|j| j.organization == organization) {
+                    Some(existing) => *existing = job,
+                    None => p.works_at.push(job),
+                }
+            }
+            Body::Organization(o) => o.owner = Some(person),
+            _ => return Err(invalid("relation", "link joins a person and an organization")),
+        }
+        node.updated_at = self.now;
+        Ok(self.store(node, Some(&old))?)
+    }
+}
+
+/// Every member of the cluster rooted at `root`, the root first.
+pub(super) fn cluster_members(txn: &Txn<'_>, root: NodeId) -> Result<Vec<NodeId>, GraphError> {
+    let mut members = vec![root];
+    let mut next = 0;
+    while next < members.len() {
+        for (key, _) in txn.scan_prefix(&keys::owned_prefix(ns::CHILD, members[next]))? {
+            if let Some((_, child)) = keys::split_member(&key) {
+                members.push(child);
+            }
+        }
+        next += 1;
+    }
+    Ok(members)
+}
+
+/// The index entries a node owns; a deleted node owns none.
+fn index_entries(node: &Node) -> Vec<(Vec<u8>, Vec<u8>)> {
+    if node.deleted_at.is_some() {
+        return Vec::new();
+    }
+    let id = node.id;
+    match &node.body {
+        Body::Organization(o) => name_tokens(&o.name).map(|t| (keys::name_token(id.kind, &t, id), Vec::new())).collect(),
+        Body::Person(p) => name_tokens(&p.name)
+            .map(|t| (keys::name_token(id.kind, &t, id), Vec::new()))
+            .chain(p.works_at.iter().map(|j| (keys::member(ns::WORKS_AT, j.organization, id), Vec::new())))
+            .collect(),
+        Body::Deal(d) => vec![(keys::member(ns::DEAL, d.organization, id), Vec::new())],
+        Body::Interaction(i) => {
+            let entry = encode(&TimelineEntry { kind: i.kind, direction: i.direction, employees: i.employees.clone() });
+            i.organizations
+                .iter()
+                .map(|org| (keys::timed(ns::ORG_TIMELINE, *org, i.occurred_at, id), entry.clone()))
+                .chain(i.participants.iter().map(|p| (keys::timed(ns::PERSON_TIMELINE, *p, i.occurred_at, id), entry.clone())))
+                .collect()
+        }
+        Body::Observation(o) => vec![(keys::timed(ns::ABOUT, o.about, o.observed_at, id), Vec::new())],
+    }
+}
+
+/// Lowercased words of a name, for prefix search.
+pub(super) fn name_tokens(name: &str) -> impl Iterator<Item = String> + '_ {
+    let tokens: BTreeSet<String> = name
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    tokens.into_iter()
+}
+
+fn dedup<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
+    items.collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+fn dedup_ordered<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut out = Vec::new();
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}

@@ -1,0 +1,171 @@
+//! Bulk import of record operations from JSON Lines, one operation per line.
+//!
+//! Batches are committed atomically, each with the number of lines it completes, so an
+//! interrupted import leaves whole batches only and can resume after the last one.
+//! Invalid lines are dropped, counted and logged with their line number and reason; the
+//! rest is committed.
+
+use std::io::BufRead;
+
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::codec;
+use crate::graph::model::Timestamp;
+use crate::graph::{Graph, GraphError, IngestBatch, InvalidPolicy};
+use crate::ops::{self, Operation};
+
+/// An import failed as a whole (the store, or reading the input).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The graph failed.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// The input could not be read.
+    #[error("cannot read line {line} of the input: {source}")]
+    Read {
+        /// 1-based line.
+        line: u64,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// One dropped line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedLine {
+    /// 1-based line number.
+    pub line: u64,
+    /// The record's external id, when the line parsed that far.
+    pub external_id: Option<String>,
+    /// Why it was dropped.
+    pub reason: String,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportSummary {
+    /// Lines read (blank lines included), counting resumed ones.
+    pub lines: u64,
+    /// Lines passed over because an earlier run had committed them.
+    pub resumed_after: u64,
+    /// Operations applied.
+    pub applied: u64,
+    /// Lines dropped, each with its reason.
+    pub skipped: Vec<SkippedLine>,
+    /// Batches committed.
+    pub batches: u64,
+    /// Identity merges made.
+    pub merges: u64,
+}
+
+/// Progress reported after each committed batch.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportProgress {
+    /// Batches committed so far.
+    pub batches: u64,
+    /// Lines consumed so far.
+    pub lines: u64,
+    /// Input bytes consumed so far.
+    pub bytes: u64,
+}
+
+/// How far an import of a source got, committed with each batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Checkpoint {
+    input: String,
+    lines: u64,
+}
+
+fn checkpoint_key(source: &str) -> String {
+    format!("import/{source}")
+}
+
+/// Options of one import.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// The source (connection) name the records belong to.
+    pub source: String,
+    /// A name for the input (its path), remembered for `resume`.
+    pub input_name: String,
+    /// Operations per committed batch.
+    pub batch_size: usize,
+    /// Continue after the lines a previous import of the same input committed.
+    pub resume: bool,
+}
+
+/// Imports operations from `input`, calling `progress` after each commit.
+pub fn import_jsonl(
+    graph: &Graph,
+    input: impl BufRead,
+    options: &ImportOptions,
+    mut progress: impl FnMut(ImportProgress),
+) -> Result<ImportSummary, ImportError> {
+    let mut summary = ImportSummary::default();
+    if options.resume {
+        if let Some(bytes) = graph.meta(&checkpoint_key(&options.source))? {
+            if let Ok(checkpoint) = codec::decode::<Checkpoint>(&bytes) {
+                if checkpoint.input == options.input_name {
+                    summary.resumed_after = checkpoint.lines;
+                }
+            }
+        }
+    }
+    let mut pending: Vec<(u64, Operation)> = Vec::with_capacity(options.batch_size);
+    let mut bytes = 0_u64;
+    let mut line_no = 0_u64;
+    for line in input.lines() {
+        line_no += 1;
+        let line = line.map_err(|source| ImportError::Read { line: line_no, source })?;
+        bytes += line.len() as u64 + 1;
+        if line_no <= summary.resumed_after || line.trim().is_empty() {
+            continue;
+        }
+        match ops::parse_operation(&line, "") {
+            Ok(op) => pending.push((line_no, op)),
+            Err(err) => skip(&mut summary, &options.source, line_no, None, err.to_string()),
+        }
+        if pending.len() == options.batch_size {
+            commit(graph, options, &mut pending, line_no, &mut summary)?;
+            progress(ImportProgress { batches: summary.batches, lines: line_no, bytes });
+        }
+    }
+    if !pending.is_empty() || summary.batches == 0 {
+        commit(graph, options, &mut pending, line_no, &mut summary)?;
+        progress(ImportProgress { batches: summary.batches, lines: line_no, bytes });
+    }
+    summary.lines = line_no;
+    Ok(summary)
+}
+
+fn skip(summary: &mut ImportSummary, source: &str, line: u64, external_id: Option<String>, reason: String) {
+    warn!(source, line, external_id = external_id.as_deref().unwrap_or(""), %reason, "import line skipped");
+    summary.skipped.push(SkippedLine { line, external_id, reason });
+}
+
+fn commit(
+    graph: &Graph,
+    options: &ImportOptions,
+    pending: &mut Vec<(u64, Operation)>,
+    through_line: u64,
+    summary: &mut ImportSummary,
+) -> Result<(), ImportError> {
+    let (lines, operations): (Vec<u64>, Vec<Operation>) = std::mem::take(pending).into_iter().unzip();
+    let checkpoint = Checkpoint { input: options.input_name.clone(), lines: through_line };
+    let report = graph.ingest(IngestBatch {
+        source: options.source.clone(),
+        operations,
+        policy: InvalidPolicy::SkipInvalid,
+        meta: vec![(checkpoint_key(&options.source), codec::encode(&checkpoint))],
+        now: Timestamp::now(),
+    })?;
+    summary.applied += report.applied as u64;
+    summary.merges += report.merges as u64;
+    summary.batches += 1;
+    for skipped in report.skipped {
+        let reason = skipped.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        // The graph already logged it; keep it for the summary with its line number.
+        summary.skipped.push(SkippedLine { line: lines[skipped.index], external_id: Some(skipped.external_id), reason });
+    }
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! Rapport: a relationship-context hub.
+//!
+//! The daemon keeps a unified client-context graph ([`graph`]) in an embedded store
+//! ([`store`]), fed by record operations ([`ops`]) from the HTTP API ([`api`]), the CLI's
+//! `import` ([`cli`]) and, later, sandboxed plugins.
+
+pub mod api;
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod demo;
+pub mod graph;
+pub mod import;
+pub mod ops;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,632 @@
+//! Record operations: the one input format shared by every source (API ingest, `import`,
+//! and plugin runs).
+//!
+//! An operation names records by their *external id within the source* that sends it;
+//! the graph maps `(source, kind, external id)` to its own nodes. This module only
+//! parses and validates; `graph::ingest` applies.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One change from a source, written in JSON as an object with an `op` field naming the
+/// variant in snake case (`{"op": "upsert_person", ...}`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operation {
+    /// Creates or replaces an organization.
+    UpsertOrganization(OrganizationRecord),
+    /// Creates or replaces a person.
+    UpsertPerson(PersonRecord),
+    /// Creates or replaces a deal; a changed stage extends its stage history.
+    UpsertDeal(DealRecord),
+    /// Creates or replaces an interaction (email, meeting, call, message, ticket, note).
+    UpsertInteraction(InteractionRecord),
+    /// Creates or replaces an observation (free text about an organization or person).
+    AddObservation(ObservationRecord),
+    /// Soft-deletes a record: it leaves queries but keeps its provenance.
+    Delete(DeleteRecord),
+    /// Links two records of the source.
+    Link(LinkRecord),
+}
+
+/// Organization fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrganizationRecord {
+    /// Id of the record in the source.
+    pub external_id: String,
+    /// Display name.
+    pub name: String,
+    /// Web and email domains (`acme.com`); used to recognise the organization.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// What the organization is to us.
+    #[serde(default)]
+    pub roles: Vec<Role>,
+    /// Where the relationship stands.
+    #[serde(default)]
+    pub lifecycle: Option<Lifecycle>,
+    /// External id (in the same source) of the employee who owns the account.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// When the source last saw the record (defaults to the time of ingest).
+    #[serde(default)]
+    pub seen_at: Option<DateTime<Utc>>,
+}
+
+/// Person fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonRecord {
+    /// Id of the record in the source.
+    pub external_id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Email addresses; the first is the primary one.
+    #[serde(default)]
+    pub emails: Vec<String>,
+    /// Phone numbers.
+    #[serde(default)]
+    pub phones: Vec<String>,
+    /// Job title.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Whether the person is one of our employees (a relationship holder).
+    #[serde(default)]
+    pub internal: bool,
+    /// Employments, by the organization's external id in the same source.
+    #[serde(default)]
+    pub works_at: Vec<Employment>,
+    /// When the source last saw the record.
+    #[serde(default)]
+    pub seen_at: Option<DateTime<Utc>>,
+}
+
+/// A person's employment at an organization.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Employment {
+    /// External id of the organization in the same source.
+    pub organization: String,
+    /// Start of the employment, if known.
+    #[serde(default)]
+    pub since: Option<DateTime<Utc>>,
+    /// End of the employment; absent while current.
+    #[serde(default)]
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Deal fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DealRecord {
+    /// Id of the record in the source.
+    pub external_id: String,
+    /// External id of the organization in the same source.
+    pub organization: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Amount in the currency's major unit.
+    #[serde(default)]
+    pub amount: Option<f64>,
+    /// ISO 4217 currency code.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Pipeline name.
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    /// Current stage.
+    pub stage: String,
+    /// When the current stage was entered (defaults to the time of ingest when the stage changes).
+    #[serde(default)]
+    pub stage_entered_at: Option<DateTime<Utc>>,
+    /// Open, won or lost.
+    #[serde(default)]
+    pub status: DealStatus,
+    /// When the deal was closed.
+    #[serde(default)]
+    pub closed_at: Option<DateTime<Utc>>,
+    /// When the source last saw the record.
+    #[serde(default)]
+    pub seen_at: Option<DateTime<Utc>>,
+}
+
+/// Interaction fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InteractionRecord {
+    /// Id of the record in the source.
+    pub external_id: String,
+    /// What kind of touch this was.
+    pub kind: InteractionKind,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// Who sent it, seen from our side.
+    #[serde(default)]
+    pub direction: Direction,
+    /// Length of a meeting or call.
+    #[serde(default)]
+    pub duration_secs: Option<u32>,
+    /// Everyone involved, ours and theirs.
+    pub participants: Vec<Participant>,
+    /// External id of the organization, when the source knows it; otherwise derived
+    /// from the participants' employers and email domains.
+    #[serde(default)]
+    pub organization: Option<String>,
+    /// Conversation thread id in the source.
+    #[serde(default)]
+    pub thread: Option<String>,
+    /// Subject line or title (bodies are not stored).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// For tickets: when it was resolved.
+    #[serde(default)]
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// A participant, by email address or by the person's external id in the same source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Participant {
+    /// Email address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// External id of the person in the same source.
+    #[serde(default)]
+    pub person: Option<String>,
+}
+
+/// Observation fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservationRecord {
+    /// Id of the record in the source.
+    pub external_id: String,
+    /// What the observation is about.
+    pub about: Subject,
+    /// Email of the employee who wrote it.
+    #[serde(default)]
+    pub author_email: Option<String>,
+    /// The observation itself.
+    pub text: String,
+    /// Tags from the taxonomy (decision-style, risk, pain, motive, ...).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// When it was observed (defaults to the time of ingest).
+    #[serde(default)]
+    pub observed_at: Option<DateTime<Utc>>,
+}
+
+/// A reference to an organization or a person: exactly one field is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subject {
+    /// External id of an organization in the same source.
+    #[serde(default)]
+    pub organization: Option<String>,
+    /// External id of a person in the same source.
+    #[serde(default)]
+    pub person: Option<String>,
+    /// A graph node id (`org_…` or `per_…`), for observations written against the graph.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// Soft-deletion of a record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteRecord {
+    /// Kind of the record.
+    pub kind: RecordKind,
+    /// Id of the record in the source.
+    pub external_id: String,
+}
+
+/// A relation between two records of the source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkRecord {
+    /// Which relation.
+    pub relation: Relation,
+    /// External id of the person.
+    pub person: String,
+    /// External id of the organization.
+    pub organization: String,
+    /// Start of the relation.
+    #[serde(default)]
+    pub since: Option<DateTime<Utc>>,
+    /// End of the relation.
+    #[serde(default)]
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Relations a [`LinkRecord`] can state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Relation {
+    /// The person works at the organization.
+    WorksAt,
+    /// The person (an employee) owns the account.
+    Owns,
+}
+
+/// Kinds of records a source can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// An organization.
+    Organization,
+    /// A person.
+    Person,
+    /// A deal.
+    Deal,
+    /// An interaction.
+    Interaction,
+    /// An observation.
+    Observation,
+}
+
+/// What an organization is to us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Pays us.
+    Client,
+    /// Might pay us.
+    Prospect,
+    /// Works with us.
+    Partner,
+    /// We pay them.
+    Supplier,
+    /// Ourselves.
+    Internal,
+}
+
+/// Where a relationship stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifecycle {
+    /// Not yet active.
+    Prospect,
+    /// Active.
+    Active,
+    /// Was active.
+    Former,
+}
+
+/// Deal status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DealStatus {
+    /// Still in the pipeline.
+    #[default]
+    Open,
+    /// Closed won.
+    Won,
+    /// Closed lost.
+    Lost,
+}
+
+/// Kinds of interaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InteractionKind {
+    /// An email.
+    Email,
+    /// A meeting.
+    Meeting,
+    /// A phone or video call.
+    Call,
+    /// A chat message.
+    Message,
+    /// A support ticket.
+    Ticket,
+    /// A note logged in a CRM.
+    Note,
+}
+
+/// Direction of an interaction, seen from our side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// They reached out.
+    Inbound,
+    /// We reached out.
+    Outbound,
+    /// Both sides, or unknown.
+    #[default]
+    Internal,
+}
+
+/// One problem with one field of an operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// JSON path of the field, e.g. `operations[3].participants[0].email`.
+    pub path: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { path: path.into(), message: message.into() }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// The `op` names, as written in JSON.
+const OP_NAMES: &[&str] =
+    &["upsert_organization", "upsert_person", "upsert_deal", "upsert_interaction", "add_observation", "delete", "link"];
+
+/// Parses one operation from JSON, reporting the path of the first bad field under `base`.
+pub fn parse_operation(json: &str, base: &str) -> Result<Operation, FieldError> {
+    let value = serde_json::from_str(json).map_err(|err| FieldError::new(base, format!("malformed JSON: {err}")))?;
+    operation_from_value(value, base)
+}
+
+/// Parses one operation from an already-parsed JSON value.
+///
+/// The `op` tag is read first and the rest deserialized into that operation's record, so
+/// errors carry the full path of the bad field (serde loses paths inside tagged enums).
+pub fn operation_from_value(value: serde_json::Value, base: &str) -> Result<Operation, FieldError> {
+    let serde_json::Value::Object(mut fields) = value else {
+        return Err(FieldError::new(base, "expected an object with an \"op\" field"));
+    };
+    let op = match fields.remove("op") {
+        Some(serde_json::Value::String(op)) => op,
+        _ => return Err(FieldError::new(join_path(base, "op"), format!("expected one of {}", OP_NAMES.join(", ")))),
+    };
+    let rest = serde_json::Value::Object(fields);
+    Ok(match op.as_str() {
+        "upsert_organization" => Operation::UpsertOrganization(record(rest, base)?),
+        "upsert_person" => Operation::UpsertPerson(record(rest, base)?),
+        "upsert_deal" => Operation::UpsertDeal(record(rest, base)?),
+        "upsert_interaction" => Operation::UpsertInteraction(record(rest, base)?),
+        "add_observation" => Operation::AddObservation(record(rest, base)?),
+        "delete" => Operation::Delete(record(rest, base)?),
+        "link" => Operation::Link(record(rest, base)?),
+        other => {
+            return Err(FieldError::new(
+                join_path(base, "op"),
+                format!("unknown operation `{other}`, expected one of {}", OP_NAMES.join(", ")),
+            ));
+        }
+    })
+}
+
+fn record<T: serde::de::DeserializeOwned>(value: serde_json::Value, base: &str) -> Result<T, FieldError> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let inner = err.path().to_string();
+        let path = join_path(base, if inner == "." { "" } else { &inner });
+        FieldError::new(path, err.into_inner().to_string())
+    })
+}
+
+fn join_path(base: &str, inner: &str) -> String {
+    match (base.is_empty(), inner.is_empty()) {
+        (_, true) => base.to_owned(),
+        (true, false) => inner.to_owned(),
+        (false, false) if inner.starts_with('[') => format!("{base}{inner}"),
+        (false, false) => format!("{base}.{inner}"),
+    }
+}
+
+impl Operation {
+    /// The external id the operation is about, for logs and skip reports.
+    pub fn external_id(&self) -> &str {
+        match self {
+            Self::UpsertOrganization(r) => &r.external_id,
+            Self::UpsertPerson(r) => &r.external_id,
+            Self::UpsertDeal(r) => &r.external_id,
+            Self::UpsertInteraction(r) => &r.external_id,
+            Self::AddObservation(r) => &r.external_id,
+            Self::Delete(r) => &r.external_id,
+            Self::Link(r) => &r.person,
+        }
+    }
+
+    /// Checks what the types cannot express; every problem is reported with its path under `base`.
+    pub fn validate(&self, base: &str) -> Vec<FieldError> {
+        let mut v = Validator { base, errors: Vec::new() };
+        match self {
+            Self::UpsertOrganization(r) => {
+                v.external_id("external_id", &r.external_id);
+                v.non_empty("name", &r.name);
+                for (i, domain) in r.domains.iter().enumerate() {
+                    v.domain(&format!("domains[{i}]"), domain);
+                }
+                if let Some(owner) = &r.owner {
+                    v.external_id("owner", owner);
+                }
+            }
+            Self::UpsertPerson(r) => {
+                v.external_id("external_id", &r.external_id);
+                for (i, email) in r.emails.iter().enumerate() {
+                    v.email(&format!("emails[{i}]"), email);
+                }
+                for (i, job) in r.works_at.iter().enumerate() {
+                    v.external_id(&format!("works_at[{i}].organization"), &job.organization);
+                    v.interval(&format!("works_at[{i}].until"), job.since, job.until);
+                }
+            }
+            Self::UpsertDeal(r) => {
+                v.external_id("external_id", &r.external_id);
+                v.external_id("organization", &r.organization);
+                v.non_empty("stage", &r.stage);
+                if let Some(amount) = r.amount {
+                    if !amount.is_finite() || amount < 0.0 {
+                        v.error("amount", "expected a finite, non-negative number");
+                    }
+                }
+                if let Some(currency) = &r.currency {
+                    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+                        v.error("currency", "expected an ISO 4217 code such as \"EUR\"");
+                    }
+                }
+            }
+            Self::UpsertInteraction(r) => {
+                v.external_id("external_id", &r.external_id);
+                if r.participants.is_empty() {
+                    v.error("participants", "expected at least one participant");
+                }
+                for (i, p) in r.participants.iter().enumerate() {
+                    let path = format!("participants[{i}]");
+                    match (&p.email, &p.person) {
+                        (Some(email), None) => v.email(&format!("{path}.email"), email),
+                        (None, Some(person)) => v.external_id(&format!("{path}.person"), person),
+                        _ => v.error(&path, "expected exactly one of \"email\" or \"person\""),
+                    }
+                }
+                if let Some(org) = &r.organization {
+                    v.external_id("organization", org);
+                }
+                v.interval("resolved_at", Some(r.occurred_at), r.resolved_at);
+            }
+            Self::AddObservation(r) => {
+                v.external_id("external_id", &r.external_id);
+                v.non_empty("text", &r.text);
+                let set = [&r.about.organization, &r.about.person, &r.about.id];
+                if set.iter().filter(|f| f.is_some()).count() != 1 {
+                    v.error("about", "expected exactly one of \"organization\", \"person\" or \"id\"");
+                }
+                if let Some(email) = &r.author_email {
+                    v.email("author_email", email);
+                }
+                for (i, tag) in r.tags.iter().enumerate() {
+                    if tag.is_empty() || !tag.chars().all(|c| c.is_ascii_lowercase() || c == '-' || c.is_ascii_digit()) {
+                        v.error(&format!("tags[{i}]"), "expected a lowercase tag such as \"price-sensitivity\"");
+                    }
+                }
+            }
+            Self::Delete(r) => v.external_id("external_id", &r.external_id),
+            Self::Link(r) => {
+                v.external_id("person", &r.person);
+                v.external_id("organization", &r.organization);
+                v.interval("until", r.since, r.until);
+            }
+        }
+        v.errors
+    }
+}
+
+struct Validator<'a> {
+    base: &'a str,
+    errors: Vec<FieldError>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, field: &str, message: &str) {
+        self.errors.push(FieldError::new(join_path(self.base, field), message));
+    }
+
+    fn non_empty(&mut self, field: &str, value: &str) {
+        if value.trim().is_empty() {
+            self.error(field, "must not be empty");
+        }
+    }
+
+    fn external_id(&mut self, field: &str, value: &str) {
+        if value.is_empty() || value.len() > 256 || value.contains('\0') {
+            self.error(field, "expected an id of 1 to 256 bytes without NUL characters");
+        }
+    }
+
+    fn email(&mut self, field: &str, value: &str) {
+        if normalize_email(value).is_none() {
+            self.error(field, "expected an email address such as \"anna@acme.com\"");
+        }
+    }
+
+    fn domain(&mut self, field: &str, value: &str) {
+        if normalize_domain(value).is_none() {
+            self.error(field, "expected a domain name such as \"acme.com\"");
+        }
+    }
+
+    fn interval(&mut self, field: &str, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) {
+        if let (Some(start), Some(end)) = (start, end) {
+            if end < start {
+                self.error(field, "must not be earlier than the start");
+            }
+        }
+    }
+}
+
+/// Lowercases and trims an address; `None` when it is not an address.
+pub fn normalize_email(raw: &str) -> Option<String> {
+    let email = raw.trim().to_lowercase();
+    let (local, domain) = email.split_once('@')?;
+    let valid = !local.is_empty()
+        && normalize_domain(domain).is_some()
+        && !email.chars().any(|c| c.is_whitespace() || c == '\0');
+    valid.then_some(email)
+}
+
+/// Lowercases a domain and strips a leading `www.`; `None` when it is not a domain.
+pub fn normalize_domain(raw: &str) -> Option<String> {
+    let domain = raw.trim().trim_end_matches('.').to_lowercase();
+    let domain = domain.strip_prefix("www.").unwrap_or(&domain).to_owned();
+    let valid = domain.contains('.')
+        && domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    valid.then_some(domain)
+}
+
+/// The domain part of a normalized email address.
+pub fn email_domain(email: &str) -> Option<&str> {
+    email.split_once('@').map(|(_, domain)| domain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_the_path_of_a_bad_field() {
+        let err = parse_operation(
+            r#"{"op":"upsert_interaction","external_id":"i1","kind":"fax","occurred_at":"2026-01-01T00:00:00Z","participants":[]}"#,
+            "operations[2]",
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "operations[2].kind");
+        assert!(err.message.contains("unknown variant"), "{}", err.message);
+    }
+
+    #[test]
+    fn refuses_unknown_fields() {
+        let err = parse_operation(r#"{"op":"upsert_organization","external_id":"o","name":"A","colour":1}"#, "")
+            .unwrap_err();
+        assert!(err.message.contains("unknown field `colour`"), "{err}");
+    }
+
+    #[test]
+    fn validation_lists_every_problem() {
+        let op = parse_operation(
+            r#"{"op":"upsert_interaction","external_id":"","kind":"email","occurred_at":"2026-01-01T00:00:00Z",
+                "participants":[{"email":"not-an-address"},{"email":"a@b.com","person":"p1"}]}"#,
+            "",
+        )
+        .unwrap();
+        let paths: Vec<_> = op.validate("operations[0]").into_iter().map(|e| e.path).collect();
+        assert_eq!(
+            paths,
+            ["operations[0].external_id", "operations[0].participants[0].email", "operations[0].participants[1]"]
+        );
+    }
+
+    #[test]
+    fn normalizes_addresses_and_domains() {
+        assert_eq!(normalize_email(" Anna@ACME.com ").as_deref(), Some("anna@acme.com"));
+        assert_eq!(normalize_email("anna@localhost"), None);
+        assert_eq!(normalize_domain("WWW.Acme.COM.").as_deref(), Some("acme.com"));
+        assert_eq!(normalize_domain("acme/com"), None);
+    }
+}

@@ -1,0 +1,147 @@
+//! The HTTP API over loopback with a real client.
+
+use serde_json::{Value, json};
+
+use crate::harness::{TOKEN, TestServer};
+
+fn org(external_id: &str, name: &str, domain: &str) -> Value {
+    json!({"op": "upsert_organization", "external_id": external_id, "name": name, "domains": [domain]})
+}
+
+#[test]
+fn requests_need_a_valid_token_except_health() {
+    let server = TestServer::start();
+    let url = format!("{}/v1/stats", server.base);
+    let missing = server.client.get(&url).send().unwrap();
+    assert_eq!(missing.status(), 401);
+    assert_eq!(missing.json::<Value>().unwrap()["error"], "unauthorized");
+    assert_eq!(server.client.get(&url).bearer_auth("wrong").send().unwrap().status(), 401);
+    assert_eq!(server.client.get(&url).bearer_auth(TOKEN).send().unwrap().status(), 200);
+    assert_eq!(server.client.get(format!("{}/healthz", server.base)).send().unwrap().status(), 200);
+    assert_eq!(server.client.get(format!("{}/readyz", server.base)).send().unwrap().status(), 200);
+}
+
+#[test]
+fn ingest_applies_a_batch_and_queries_see_it() {
+    let server = TestServer::start();
+    let batch = json!({"source": "crm", "operations": [
+        org("c1", "Acme", "acme.com"),
+        {"op": "upsert_person", "external_id": "p1", "name": "Anna Novak", "emails": ["anna@acme.com"], "works_at": [{"organization": "c1"}]},
+        {"op": "upsert_interaction", "external_id": "i1", "kind": "meeting", "occurred_at": "2026-05-01T10:00:00Z",
+         "participants": [{"person": "p1"}, {"email": "ben@northwind.example"}]},
+    ]});
+    let response = server.post("/v1/ingest", &batch);
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().unwrap()["applied"], 3);
+
+    let found = server.get_json("/v1/organizations/search?q=acme.com");
+    let id = found["items"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(server.get_json("/v1/organizations/search?q=acm")["items"][0]["id"], id.as_str());
+    assert_eq!(server.get_json("/v1/people/search?q=anna@acme.com")["items"][0]["name"], "Anna Novak");
+
+    let context = server.get_json(&format!("/v1/organizations/{id}/context?at=2026-05-02T00:00:00Z"));
+    assert_eq!(context["people"][0]["person"]["name"], "Anna Novak");
+    assert_eq!(context["recent_interactions"][0]["kind"], "meeting");
+    assert_eq!(context["engagement"]["interactions_last_90d"], 1);
+    assert_eq!(context["relationship_holders"][0]["interactions_90d"], 1);
+
+    let timeline = server.get_json(&format!("/v1/organizations/{id}/timeline?from=2026-04-01T00:00:00Z&to=2026-06-01T00:00:00Z"));
+    assert_eq!(timeline["items"].as_array().unwrap().len(), 1);
+    let empty = server.get_json(&format!("/v1/organizations/{id}/timeline?to=2026-05-01T00:00:00Z"));
+    assert_eq!(empty["items"].as_array().unwrap().len(), 0, "`to` is exclusive");
+}
+
+#[test]
+fn a_bad_batch_is_rejected_whole_with_every_bad_path() {
+    let server = TestServer::start();
+    let batch = json!({"source": "crm", "operations": [
+        org("c1", "Acme", "acme.com"),
+        {"op": "upsert_person", "external_id": "p1", "emails": ["nope"]},
+        {"op": "upsert_interaction", "external_id": "i1", "kind": "fax", "occurred_at": "2026-05-01T10:00:00Z", "participants": []},
+        {"op": "upsert_organization", "external_id": "c2", "name": "Globex", "colour": "red"},
+        {"op": "upsert_deal", "external_id": "d1", "organization": "c1", "stage": "won", "amount": "lots"},
+    ]});
+    let response = server.post("/v1/ingest", &batch);
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["error"], "bad_request");
+    let paths: Vec<&str> = body["details"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["operations[1].emails[0]", "operations[2].kind", "operations[3].colour", "operations[4].amount"]);
+    assert!(body["details"][2]["message"].as_str().unwrap().contains("colour"));
+    assert_eq!(server.get_json("/v1/stats")["organizations"], 0, "nothing of the batch is visible");
+
+    // A reference that only fails while applying rejects the batch too.
+    let dangling = json!({"source": "crm", "operations": [org("c1", "Acme", "acme.com"),
+        {"op": "add_observation", "external_id": "o1", "about": {"id": "org_01J9Z3K4X7Q8R2M5N6P7T8V9W0"}, "text": "x"}]});
+    let response = server.post("/v1/ingest", &dangling);
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.json::<Value>().unwrap()["details"][0]["path"], "operations[1].about.id");
+    assert_eq!(server.get_json("/v1/stats")["organizations"], 0);
+}
+
+#[test]
+fn malformed_json_and_wrong_types_name_the_field() {
+    let server = TestServer::start();
+    let response = server
+        .client
+        .post(format!("{}/v1/ingest", server.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body("{\"source\": \"crm\", \"operations\": [")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let response = server.post("/v1/ingest", &json!({"source": 7, "operations": []}));
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.json::<Value>().unwrap()["details"][0]["path"], "source");
+    let response = server.post("/v1/ingest", &json!({"source": "bad source!", "operations": []}));
+    assert_eq!(response.json::<Value>().unwrap()["details"][0]["path"], "source");
+}
+
+#[test]
+fn oversized_bodies_get_413_naming_the_limit() {
+    let server = TestServer::with_body_limit(4096);
+    let operations: Vec<Value> = (0..200).map(|i| org(&format!("c{i}"), "Acme", "acme.com")).collect();
+    let response = server.post("/v1/ingest", &json!({"source": "crm", "operations": operations}));
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().unwrap();
+    assert!(body["message"].as_str().unwrap().contains("4096 bytes"), "{body}");
+    let small = server.post("/v1/ingest", &json!({"source": "crm", "operations": [org("c1", "Acme", "acme.com")]}));
+    assert_eq!(small.status(), 200, "a body under the limit passes");
+}
+
+#[test]
+fn unknown_ids_are_404_and_malformed_ids_400() {
+    let server = TestServer::start();
+    let missing = server.get("/v1/organizations/org_01J9Z3K4X7Q8R2M5N6P7T8V9W0/context");
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.json::<Value>().unwrap()["error"], "not_found");
+    assert_eq!(server.get("/v1/people/per_01J9Z3K4X7Q8R2M5N6P7T8V9W0").status(), 404);
+    assert_eq!(server.get("/v1/organizations/per_01J9Z3K4X7Q8R2M5N6P7T8V9W0").status(), 404);
+    assert_eq!(server.get("/v1/organizations/acme").status(), 400);
+    assert_eq!(server.get("/v1/nowhere").status(), 404);
+}
+
+#[test]
+fn observations_are_recorded_and_shown_in_context() {
+    let server = TestServer::start();
+    server.post("/v1/ingest", &json!({"source": "crm", "operations": [org("c1", "Acme", "acme.com")]}));
+    let id = server.get_json("/v1/organizations/search?q=acme")["items"][0]["id"].as_str().unwrap().to_owned();
+    let response = server.post(
+        "/v1/observations",
+        &json!({"about": id, "text": "Needs the deadline: the investor pushes", "tags": ["motive"], "author_email": "anna@northwind.example"}),
+    );
+    assert_eq!(response.status(), 201);
+    let created: Value = response.json().unwrap();
+    assert!(created["id"].as_str().unwrap().starts_with("obs_"));
+    let context = server.get_json(&format!("/v1/organizations/{id}/context"));
+    assert_eq!(context["observations"][0]["text"], "Needs the deadline: the investor pushes");
+    assert_eq!(context["observations"][0]["tags"][0], "motive");
+    assert_eq!(context["observations"][0]["provenance"]["source"], "api");
+
+    let unknown = server.post("/v1/observations", &json!({"about": "org_01J9Z3K4X7Q8R2M5N6P7T8V9W0", "text": "x"}));
+    assert_eq!(unknown.status(), 404);
+    let bad_tag = server.post("/v1/observations", &json!({"about": id, "text": "x", "tags": ["Not A Tag"]}));
+    assert_eq!(bad_tag.status(), 400);
+    assert_eq!(bad_tag.json::<Value>().unwrap()["details"][0]["path"], "tags[0]");
+}

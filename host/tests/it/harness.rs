@@ -1,0 +1,126 @@
+//! Shared test setup: temporary graphs and an API server on a loopback port.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rapport::api::{self, AppState};
+use rapport::config::{ApiConfig, token_digest};
+use rapport::graph::model::Timestamp;
+use rapport::graph::{Graph, IdentityRules, IngestBatch, IngestReport, InvalidPolicy};
+use rapport::ops::{Operation, parse_operation};
+use rapport::store::SledStore;
+
+/// The bearer token every test server accepts.
+pub const TOKEN: &str = "test-token-0123456789";
+
+/// A graph in a temporary directory, removed on drop.
+pub struct TempGraph {
+    pub graph: Arc<Graph>,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn rules() -> IdentityRules {
+    IdentityRules::with_defaults(["northwind.example".to_owned()])
+}
+
+pub fn temp_graph() -> TempGraph {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path(), 32 << 20).unwrap();
+    TempGraph { graph: Arc::new(Graph::new(Arc::new(store), rules())), dir }
+}
+
+/// Parses an operation written as JSON.
+pub fn op(json: &str) -> Operation {
+    parse_operation(json, "").unwrap_or_else(|e| panic!("bad test operation {json}: {e}"))
+}
+
+/// Ingests `ops` from `source`, skipping invalid ones.
+pub fn ingest(graph: &Graph, source: &str, ops: &[&str]) -> IngestReport {
+    graph
+        .ingest(IngestBatch {
+            source: source.to_owned(),
+            operations: ops.iter().map(|j| op(j)).collect(),
+            policy: InvalidPolicy::SkipInvalid,
+            meta: Vec::new(),
+            now: Timestamp::now(),
+        })
+        .unwrap()
+}
+
+/// An API server on 127.0.0.1:0 over a temporary graph; stops on drop.
+pub struct TestServer {
+    pub base: String,
+    pub client: reqwest::blocking::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    pub fn start() -> Self {
+        let TempGraph { graph, dir } = temp_graph();
+        Self::over(graph, Some(dir), 1 << 20)
+    }
+
+    pub fn with_body_limit(max_body_bytes: usize) -> Self {
+        let TempGraph { graph, dir } = temp_graph();
+        Self::over(graph, Some(dir), max_body_bytes)
+    }
+
+    pub fn over(graph: Arc<Graph>, dir: Option<tempfile::TempDir>, max_body_bytes: usize) -> Self {
+        let config = ApiConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dev_mode: false,
+            token_digests: vec![token_digest(TOKEN)],
+            max_body_bytes,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let state = AppState::new(graph, config);
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                api::serve(listener, state, async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let addr = addr_rx.recv().unwrap();
+        Self {
+            base: format!("http://{addr}"),
+            client: reqwest::blocking::Client::new(),
+            shutdown: Some(tx),
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::blocking::Response {
+        self.client.get(format!("{}{path}", self.base)).bearer_auth(TOKEN).send().unwrap()
+    }
+
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let response = self.get(path);
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().unwrap()
+    }
+
+    pub fn post(&self, path: &str, body: &serde_json::Value) -> reqwest::blocking::Response {
+        self.client.post(format!("{}{path}", self.base)).bearer_auth(TOKEN).json(body).send().unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Project automation: `cargo xtask demo` runs the demo, `cargo xtask test` runs every test.
+//!
+//! Each command prepares what it needs and fails with a hint when it cannot.
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Build, demo and test Rapport")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Build in release mode, load the demo world and serve it on 127.0.0.1:8080.
+    Demo {
+        /// Arguments passed to `rapport demo` (see `rapport demo --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build everything the tests need, then run every test of the workspace.
+    Test {
+        /// Arguments passed to `cargo test` after the workspace selection (e.g. a filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+}
+
+fn run(mut command: Command) -> anyhow::Result<()> {
+    let shown = format!("{command:?}");
+    let status = command.status().with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match try_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn try_main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Task::Demo { args } => {
+            let mut command = cargo();
+            command.args(["run", "--release", "--package", "rapport-host", "--bin", "rapport", "--", "demo"]).args(args);
+            run(command)
+        }
+        Task::Test { args } => {
+            // End-to-end tests drive the real binary; build it first so they find it
+            // next to their own executable.
+            let mut build = cargo();
+            build.args(["build", "--package", "rapport-host", "--bin", "rapport"]);
+            run(build).context("building the rapport binary for the end-to-end tests")?;
+            let mut test = cargo();
+            test.args(["test", "--workspace"]).args(args);
+            run(test)
+        }
+    }
+}
