@@ -345,6 +345,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/rapport.example.toml");
+        let config = Config::load_from(Some(&path), &[]).unwrap();
+        assert_eq!(config.api.token_digests.len(), 1);
+        assert!(config.identity.internal_domains.contains("northwind.example"));
+        assert!(config.identity.free_mail_domains.contains("gmail.com"));
+    }
+
+    #[test]
     fn tokens_are_stored_as_digests() {
         let digest = hex(&token_digest("secret"));
         let config = load(&format!("[api]\ntoken_sha256 = [\"{digest}\"]\n"), &[]).unwrap();

@@ -70,11 +70,21 @@ pub struct ImportProgress {
     pub bytes: u64,
 }
 
-/// How far an import of a source got, committed with each batch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Checkpoint {
-    input: String,
-    lines: u64,
+/// How far an import of a source got, committed atomically with each batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The input's name (its path).
+    pub input: String,
+    /// Lines of it whose operations are committed.
+    pub lines: u64,
+}
+
+/// The checkpoint of the last import of `source`, if any.
+pub fn checkpoint(graph: &Graph, source: &str) -> Result<Option<Checkpoint>, GraphError> {
+    let Some(bytes) = graph.meta(&checkpoint_key(source))? else { return Ok(None) };
+    codec::decode(&bytes)
+        .map(Some)
+        .map_err(|err| GraphError::Codec { key: checkpoint_key(source), source: err })
 }
 
 fn checkpoint_key(source: &str) -> String {
@@ -103,11 +113,9 @@ pub fn import_jsonl(
 ) -> Result<ImportSummary, ImportError> {
     let mut summary = ImportSummary::default();
     if options.resume {
-        if let Some(bytes) = graph.meta(&checkpoint_key(&options.source))? {
-            if let Ok(checkpoint) = codec::decode::<Checkpoint>(&bytes) {
-                if checkpoint.input == options.input_name {
-                    summary.resumed_after = checkpoint.lines;
-                }
+        if let Some(previous) = checkpoint(graph, &options.source)? {
+            if previous.input == options.input_name {
+                summary.resumed_after = previous.lines;
             }
         }
     }

@@ -1,1 +1,0 @@
-//! End-to-end scenarios live in tests/it.

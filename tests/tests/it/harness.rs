@@ -1,0 +1,88 @@
+//! Finding and driving the real binary.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+use rapport::config::{hex, token_digest};
+
+/// The bearer token the test daemons accept.
+pub const TOKEN: &str = "e2e-token-0123456789";
+
+/// The `rapport` binary built beside the test executable (or `RAPPORT_BIN`).
+pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("RAPPORT_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/rapport
+    let path = exe.parent().and_then(Path::parent).expect("target directory").join("rapport");
+    assert!(
+        path.exists(),
+        "the rapport binary is not built at {}: run `cargo xtask test`, which builds it before the tests \
+         (or set RAPPORT_BIN to its path)",
+        path.display()
+    );
+    path
+}
+
+/// A `rapport` command with a store in `store` and a quiet log.
+pub fn rapport(store: &Path) -> Command {
+    let mut command = Command::new(binary());
+    command
+        .env("RAPPORT_STORE_PATH", store)
+        .env("RAPPORT_API_BIND", "127.0.0.1:0")
+        .env("RAPPORT_API_TOKEN_SHA256", hex(&token_digest(TOKEN)))
+        .env("RUST_LOG", "warn")
+        .env_remove("RUST_BACKTRACE");
+    command
+}
+
+/// A running daemon.
+pub struct Daemon {
+    pub child: Child,
+    pub base: String,
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Daemon {
+    /// Starts `rapport serve` on a free port and waits for its "listening" line.
+    pub fn start(store: &Path) -> Self {
+        let mut child = rapport(store).arg("serve").stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = stdout.read_line(&mut line).unwrap();
+            assert!(read > 0, "rapport serve exited before listening: {:?}", child.wait());
+            if let Some(base) = line.trim().strip_prefix("rapport listening on ") {
+                return Self { base: base.to_owned(), child, _stdout: stdout };
+            }
+        }
+    }
+
+    /// Asks the daemon to stop (SIGTERM) and waits for it.
+    pub fn stop(mut self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "graceful shutdown should exit 0, got {exit}");
+    }
+
+    /// Kills the daemon (SIGKILL) and waits for it.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

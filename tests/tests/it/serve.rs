@@ -1,0 +1,63 @@
+//! The daemon as an operator runs it: config errors, auth, restarts.
+
+use serde_json::{Value, json};
+
+use crate::harness::{Daemon, TOKEN, rapport};
+
+fn ingest(client: &reqwest::blocking::Client, daemon: &Daemon, external_id: &str) {
+    let batch = json!({"source": "crm", "operations": [
+        {"op": "upsert_organization", "external_id": external_id, "name": format!("Org {external_id}"), "domains": [format!("{external_id}.example")]},
+    ]});
+    let response = client.post(daemon.url("/v1/ingest")).bearer_auth(TOKEN).json(&batch).send().unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+fn organizations(client: &reqwest::blocking::Client, daemon: &Daemon) -> u64 {
+    let stats: Value = client.get(daemon.url("/v1/stats")).bearer_auth(TOKEN).send().unwrap().json().unwrap();
+    stats["organizations"].as_u64().unwrap()
+}
+
+#[test]
+fn committed_data_survives_a_restart_and_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::blocking::Client::new();
+
+    let daemon = Daemon::start(dir.path());
+    assert_eq!(client.get(daemon.url("/v1/stats")).send().unwrap().status(), 401, "auth is on by default");
+    ingest(&client, &daemon, "a");
+    daemon.stop();
+
+    let daemon = Daemon::start(dir.path());
+    assert_eq!(organizations(&client, &daemon), 1, "a graceful restart keeps the data");
+    ingest(&client, &daemon, "b");
+    // An acknowledged batch is durable: killing right after the 200 loses nothing.
+    daemon.kill();
+
+    let daemon = Daemon::start(dir.path());
+    assert_eq!(organizations(&client, &daemon), 2);
+    daemon.stop();
+}
+
+#[test]
+fn serve_refuses_to_run_without_a_token_unless_in_dev_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = rapport(dir.path()).env_remove("RAPPORT_API_TOKEN_SHA256").arg("serve").output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("rapport token new"), "{stderr}");
+}
+
+#[test]
+fn a_malformed_config_names_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rapport.toml");
+    std::fs::write(&config, "[store]\ncache_bytes = 1024\n\n[api]\nmax_body_bytes = \"lots\"\n").unwrap();
+    let output = rapport(dir.path()).arg("--config").arg(&config).arg("serve").output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("{}:5: key `api.max_body_bytes`", config.display())), "{stderr}");
+
+    let output = rapport(dir.path()).env("RAPPORT_API_DEV_MODE", "maybe").arg("serve").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("RAPPORT_API_DEV_MODE") && stderr.contains("expected true or false"), "{stderr}");
+}
