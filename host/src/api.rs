@@ -21,7 +21,7 @@ use tracing::{Instrument, info, info_span};
 pub use error::ApiError;
 
 use crate::config::{ApiConfig, token_digest};
-use crate::graph::model::{NodeId, RecordKind, Timestamp};
+use crate::graph::model::{DuplicateCandidate, MergeRecord, NodeId, RecordKind, Timestamp, merge_id_text, parse_merge_id};
 use crate::graph::{
     ContextQuery, Graph, GraphError, GraphStats, IngestBatch, IngestReport, InvalidPolicy, OrganizationContext,
     OrganizationView, PersonView, TimelinePage,
@@ -56,6 +56,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/organizations/{id}", get(organization))
         .route("/v1/organizations/{id}/context", get(organization_context))
         .route("/v1/organizations/{id}/timeline", get(timeline))
+        .route("/v1/merges", get(list_merges).post(create_merge))
+        .route("/v1/merges/{id}/undo", post(undo_merge))
+        .route("/v1/pins", post(create_pin))
+        .route("/v1/duplicates", get(list_duplicates))
         .route("/v1/people/search", get(search_people))
         .route("/v1/people/{id}", get(person))
         .route("/v1/people/{id}/timeline", get(timeline))
@@ -106,15 +110,15 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
 }
 
 /// Runs graph work on a blocking thread (the store does synchronous I/O).
-async fn blocking<T: Send + 'static>(
+async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
     state: &AppState,
-    work: impl FnOnce(&Graph) -> Result<T, GraphError> + Send + 'static,
+    work: impl FnOnce(&Graph) -> Result<T, E> + Send + 'static,
 ) -> Result<T, ApiError> {
     let graph = Arc::clone(&state.graph);
     tokio::task::spawn_blocking(move || work(&graph))
         .await
         .map_err(|err| ApiError::Internal(format!("graph task failed: {err}")))?
-        .map_err(ApiError::from)
+        .map_err(Into::into)
 }
 
 /// A JSON body whose every rejection is an [`ApiError`] naming the bad field's path.
@@ -157,7 +161,7 @@ fn parse_time(text: Option<&str>, field: &str) -> Result<Option<Timestamp>, ApiE
 }
 
 async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> {
-    blocking(&state, |graph| Ok(graph.store().get(b"_ready")?)).await?;
+    blocking(&state, |graph| graph.store().get(b"_ready").map_err(GraphError::from)).await?;
     Ok("ready")
 }
 
@@ -277,7 +281,7 @@ async fn add_observation(
     let (report, id) = blocking(&state, move |graph| {
         let report = graph.ingest(batch)?;
         let id = graph.resolve(API_SOURCE, RecordKind::Observation, &external_id)?;
-        Ok((report, id))
+        Ok::<_, GraphError>((report, id))
     })
     .await?;
     match (report.committed, id) {
@@ -404,4 +408,67 @@ async fn timeline(
         }
     }
     Ok(Json(blocking(&state, move |graph| graph.timeline(id, from, to, params.before.as_deref(), limit)).await?))
+}
+
+fn parse_any_id(text: &str, field: &str) -> Result<NodeId, ApiError> {
+    text.parse().map_err(|e: crate::graph::model::BadNodeId| ApiError::field(field, e.to_string()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MergeListQuery {
+    before: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_merges(State(state): State<AppState>, Query(query): Query<MergeListQuery>) -> Result<Json<Page<MergeRecord>>, ApiError> {
+    let before = query
+        .before
+        .as_deref()
+        .map(|b| parse_merge_id(b).ok_or_else(|| ApiError::field("before", "expected a merge id (mrg_…)")))
+        .transpose()?;
+    let limit = limit(query.limit, 100)?;
+    let items: Vec<MergeRecord> = blocking(&state, move |graph| graph.merges(before, limit)).await?;
+    let next = (items.len() == limit).then(|| items.last().map(|m| merge_id_text(m.id))).flatten();
+    Ok(Json(Page { items, next }))
+}
+
+/// Two records of the same kind, by id.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PairRequest {
+    a: String,
+    b: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn create_merge(State(state): State<AppState>, JsonBody(request): JsonBody<PairRequest>) -> Result<(StatusCode, Json<MergeRecord>), ApiError> {
+    let (a, b) = (parse_any_id(&request.a, "a")?, parse_any_id(&request.b, "b")?);
+    let reason = request.reason.unwrap_or_else(|| "merged by hand".to_owned());
+    let record = blocking(&state, move |graph| graph.merge_manually(a, b, reason, Timestamp::now())).await?;
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+async fn undo_merge(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<MergeRecord>, ApiError> {
+    let id = parse_merge_id(&id).ok_or_else(|| ApiError::field("id", "expected a merge id (mrg_…)"))?;
+    Ok(Json(blocking(&state, move |graph| graph.unmerge(id, Timestamp::now())).await?))
+}
+
+async fn create_pin(State(state): State<AppState>, JsonBody(request): JsonBody<PairRequest>) -> Result<StatusCode, ApiError> {
+    if request.reason.is_some() {
+        return Err(ApiError::field("reason", "pins take no reason"));
+    }
+    let (a, b) = (parse_any_id(&request.a, "a")?, parse_any_id(&request.b, "b")?);
+    blocking(&state, move |graph| graph.pin_apart(a, b)).await?;
+    Ok(StatusCode::CREATED)
+}
+
+async fn list_duplicates(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Result<Json<Page<DuplicateCandidate>>, ApiError> {
+    if query.after.is_some() {
+        return Err(ApiError::field("after", "the review list is not paged; use limit"));
+    }
+    let limit = limit(query.limit, 100)?;
+    let items = blocking(&state, move |graph| graph.duplicates(limit)).await?;
+    Ok(Json(Page { items, next: None }))
 }

@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::api::{self, AppState};
 use crate::config::{Config, hex, token_digest};
 use crate::demo::{self, WorldSpec};
-use crate::graph::model::{NodeId, RecordKind, Timestamp};
+use crate::graph::model::{MergeRecord, NodeId, RecordKind, Timestamp, merge_id_text, parse_merge_id};
 use crate::graph::{ContextQuery, Graph, IngestBatch, InvalidPolicy};
 use crate::import::{ImportOptions, import_jsonl};
 use crate::ops::{ObservationRecord, Operation, Subject};
@@ -54,6 +54,11 @@ enum Command {
     },
     /// Record an observation about an organization or a person.
     Observe(ObserveArgs),
+    /// Identity merges: list, undo, merge by hand, pin apart, review likely duplicates.
+    Merges {
+        #[command(subcommand)]
+        command: MergesCommand,
+    },
     /// Generate the demo world, load it and serve it on loopback without authentication.
     Demo(DemoArgs),
     /// Manage API tokens.
@@ -126,6 +131,40 @@ enum GraphCommand {
     Stats,
 }
 
+#[derive(Debug, Subcommand)]
+enum MergesCommand {
+    /// List merges, newest first, with their reasons.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Undo a merge; the two records are then pinned apart so it is not redone.
+    Undo {
+        /// The merge id (mrg_…).
+        id: String,
+    },
+    /// Merge two organizations or two people by hand.
+    Merge {
+        /// One record (org_… or per_…).
+        a: String,
+        /// The other record, of the same kind.
+        b: String,
+        /// Why, for the merge log.
+        #[arg(long, default_value = "merged by hand")]
+        reason: String,
+    },
+    /// Pin two records apart: they will never be merged.
+    Pin {
+        /// One record.
+        a: String,
+        /// The other record.
+        b: String,
+    },
+    /// Likely duplicates that share no identifying key, awaiting a decision.
+    Review,
+}
+
 #[derive(Debug, Args)]
 struct ObserveArgs {
     /// The organization or person (org_… or per_…).
@@ -177,6 +216,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => import(&config()?, args),
         Command::Graph { command } => graph_command(&config()?, command),
         Command::Observe(args) => observe(&config()?, args),
+        Command::Merges { command } => merges_command(&config()?, command),
         Command::Demo(args) => run_demo(config()?, args),
         Command::Token { command: TokenCommand::New } => {
             let token = format!("rpt_{}{}", ulid::Ulid::new(), ulid::Ulid::new()).to_lowercase();
@@ -379,6 +419,33 @@ fn graph_command(config: &Config, command: GraphCommand) -> anyhow::Result<()> {
         }
         GraphCommand::Stats => print_json(&graph.stats()?),
     }
+}
+
+fn merges_command(config: &Config, command: MergesCommand) -> anyhow::Result<()> {
+    let graph = open_graph(config, &config.store.path)?;
+    let now = Timestamp::now();
+    let show = |m: &MergeRecord| {
+        let state = if m.undone_at.is_some() { "undone" } else { "active" };
+        println!("{}\t{}\t{} ← {}\t{}", merge_id_text(m.id), state, m.winner, m.loser, m.reason);
+    };
+    match command {
+        MergesCommand::List { limit } => graph.merges(None, limit)?.iter().for_each(show),
+        MergesCommand::Undo { id } => {
+            let id = parse_merge_id(&id).with_context(|| format!("`{id}` is not a merge id (mrg_…)"))?;
+            show(&graph.unmerge(id, now)?);
+        }
+        MergesCommand::Merge { a, b, reason } => show(&graph.merge_manually(parse_id(&a)?, parse_id(&b)?, reason, now)?),
+        MergesCommand::Pin { a, b } => {
+            graph.pin_apart(parse_id(&a)?, parse_id(&b)?)?;
+            println!("pinned {a} and {b} apart");
+        }
+        MergesCommand::Review => {
+            for candidate in graph.duplicates(1000)? {
+                println!("{}\t{}\t{}", candidate.a, candidate.b, candidate.reason);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn observe(config: &Config, args: ObserveArgs) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@
 //! alias to its cluster's root and readers fold the cluster, so every merge is undone by
 //! deleting that alias.
 
+mod identity;
 mod ingest;
 pub mod keys;
 pub mod model;
@@ -16,6 +17,7 @@ mod txn;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+pub use identity::IdentityError;
 pub use ingest::{IngestBatch, IngestReport, InvalidPolicy, SkippedOperation};
 pub use query::{
     ContextQuery, Engagement, GraphStats, MemberOf, OrganizationContext, OrganizationView, PersonView,

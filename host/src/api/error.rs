@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::graph::GraphError;
+use crate::graph::{GraphError, IdentityError};
 use crate::ops::FieldError;
 
 /// An error answered to an API client.
@@ -25,6 +25,9 @@ pub enum ApiError {
     /// Nothing has this id.
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
     /// The body is larger than allowed.
     #[error("request body exceeds the limit of {0} bytes (api.max_body_bytes)")]
     PayloadTooLarge(usize),
@@ -58,12 +61,26 @@ impl From<GraphError> for ApiError {
     }
 }
 
+impl From<IdentityError> for ApiError {
+    fn from(err: IdentityError) -> Self {
+        match err {
+            IdentityError::Graph(err) => err.into(),
+            IdentityError::UnknownMerge(_) => Self::NotFound(err.to_string()),
+            IdentityError::KindMismatch(..) => Self::field("b", err.to_string()),
+            IdentityError::AlreadyUndone(_) | IdentityError::AlreadyMerged(..) | IdentityError::Pinned(..) => {
+                Self::Conflict(err.to_string())
+            }
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
             Self::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Internal(cause) => {
                 tracing::error!(%cause, "request failed");

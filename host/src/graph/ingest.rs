@@ -7,11 +7,11 @@ use tracing::{debug, warn};
 
 use super::keys::{self, ns};
 use super::model::{
-    AliasLink, Body, Deal, Interaction, Job, MergeRecord, Node, NodeId, Observation, Organization, Person,
-    Provenance, RecordKind, StageEntry, TimelineEntry, Timestamp,
+    Body, Deal, Interaction, Job, Node, NodeId, Observation, Organization, Person, Provenance, RecordKind,
+    StageEntry, TimelineEntry, Timestamp,
 };
 use super::txn::Txn;
-use super::{Graph, GraphError, decode_at};
+use super::{Graph, GraphError, decode_at, identity};
 use crate::codec::encode;
 use crate::ops::{
     self, DealRecord, FieldError, InteractionRecord, LinkRecord, ObservationRecord, Operation, OrganizationRecord,
@@ -217,6 +217,7 @@ impl Apply<'_, '_> {
         let old_claims = old.map(|n| self.claims(n)).unwrap_or_default();
         let new_claims = self.claims(&node);
         let id = node.id;
+        identity::flag_duplicates(self.txn, &node, self.now)?;
         self.txn.put_node(node);
         for (key, _) in old_claims.iter().filter(|c| !new_claims.contains(c)) {
             self.release(key, id)?;
@@ -249,8 +250,8 @@ impl Apply<'_, '_> {
             None => self.txn.put(key, encode(&id)),
             Some(bytes) => {
                 let owner: NodeId = decode_at(&key, &bytes)?;
-                if owner != id {
-                    self.merge(owner, id, reason)?;
+                if owner != id && identity::merge_clusters(self.txn, owner, id, reason, self.now)?.is_some() {
+                    self.merges += 1;
                 }
             }
         }
@@ -264,44 +265,6 @@ impl Apply<'_, '_> {
             }
         }
         Ok(())
-    }
-
-    /// Joins `newcomer`'s cluster to `existing`'s, unless a pin keeps them apart.
-    fn merge(&mut self, existing: NodeId, newcomer: NodeId, reason: String) -> Result<(), GraphError> {
-        let winner = self.txn.root(existing)?;
-        let loser = self.txn.root(newcomer)?;
-        if winner == loser || self.pinned_apart(winner, loser)? {
-            return Ok(());
-        }
-        let merge_id = ulid::Ulid::new().0;
-        self.txn.put(keys::alias(loser), encode(&AliasLink { parent: winner, merge_id }));
-        self.txn.put(keys::child(winner, loser), Vec::new());
-        let record = MergeRecord {
-            id: merge_id,
-            kind: winner.kind,
-            winner,
-            loser,
-            reason,
-            merged_at: self.now,
-            undone_at: None,
-        };
-        debug!(%winner, %loser, reason = %record.reason, "identity merge");
-        self.txn.put(keys::merge(merge_id), encode(&record));
-        self.merges += 1;
-        Ok(())
-    }
-
-    fn pinned_apart(&self, a: NodeId, b: NodeId) -> Result<bool, GraphError> {
-        let left = cluster_members(self.txn, a)?;
-        let right = cluster_members(self.txn, b)?;
-        for x in &left {
-            for y in &right {
-                if self.txn.exists(&keys::pin(*x, *y))? {
-                    return Ok(true);
-                }
-            }
-        }
-        Ok(false)
     }
 
     fn organization(&mut self, r: &OrganizationRecord) -> Result<(), ApplyError> {
@@ -558,21 +521,6 @@ impl Apply<'_, '_> {
     }
 }
 
-/// Every member of the cluster rooted at `root`, the root first.
-pub(super) fn cluster_members(txn: &Txn<'_>, root: NodeId) -> Result<Vec<NodeId>, GraphError> {
-    let mut members = vec![root];
-    let mut next = 0;
-    while next < members.len() {
-        for (key, _) in txn.scan_prefix(&keys::owned_prefix(ns::CHILD, members[next]))? {
-            if let Some((_, child)) = keys::split_member(&key) {
-                members.push(child);
-            }
-        }
-        next += 1;
-    }
-    Ok(members)
-}
-
 /// The index entries a node owns; a deleted node owns none.
 fn index_entries(node: &Node) -> Vec<(Vec<u8>, Vec<u8>)> {
     if node.deleted_at.is_some() {
@@ -580,9 +528,8 @@ fn index_entries(node: &Node) -> Vec<(Vec<u8>, Vec<u8>)> {
     }
     let id = node.id;
     match &node.body {
-        Body::Organization(o) => name_tokens(&o.name).map(|t| (keys::name_token(id.kind, &t, id), Vec::new())).collect(),
-        Body::Person(p) => name_tokens(&p.name)
-            .map(|t| (keys::name_token(id.kind, &t, id), Vec::new()))
+        Body::Organization(o) => name_entries(id, &o.name).collect(),
+        Body::Person(p) => name_entries(id, &p.name)
             .chain(p.works_at.iter().map(|j| (keys::member(ns::WORKS_AT, j.organization, id), Vec::new())))
             .collect(),
         Body::Deal(d) => vec![(keys::member(ns::DEAL, d.organization, id), Vec::new())],
@@ -596,6 +543,12 @@ fn index_entries(node: &Node) -> Vec<(Vec<u8>, Vec<u8>)> {
         }
         Body::Observation(o) => vec![(keys::timed(ns::ABOUT, o.about, o.observed_at, id), Vec::new())],
     }
+}
+
+/// The search tokens and the exact-name key of a name.
+fn name_entries(id: NodeId, name: &str) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
+    let exact = identity::normalized_name(name).map(|full| (keys::full_name(id.kind, &full, id), Vec::new()));
+    name_tokens(name).map(move |t| (keys::name_token(id.kind, &t, id), Vec::new())).chain(exact)
 }
 
 /// Lowercased words of a name, for prefix search.

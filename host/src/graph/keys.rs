@@ -8,6 +8,8 @@
 //! | e  | normalized email                      | node id (first claimer) |
 //! | d  | normalized domain                     | node id (first claimer) |
 //! | s  | kind, name token ␀ node id            | ()                      |
+//! | f  | kind, normalized full name ␀ node id  | ()  (duplicate review)  |
+//! | r  | node id, node id                      | `DuplicateCandidate`    |
 //! | a  | node id                               | `AliasLink` (merged)    |
 //! | c  | parent id, child id                   | ()  (merge tree)        |
 //! | p  | node id, node id                      | ()  (never merge)       |
@@ -36,6 +38,10 @@ pub mod ns {
     pub const DOMAIN: u8 = b'd';
     /// Name tokens for search.
     pub const NAME: u8 = b's';
+    /// Exact normalized names.
+    pub const FULL_NAME: u8 = b'f';
+    /// Likely duplicates awaiting review.
+    pub const REVIEW: u8 = b'r';
     /// Merged node → its parent.
     pub const ALIAS: u8 = b'a';
     /// Parent → merged children.
@@ -112,6 +118,22 @@ pub fn name_token(kind: RecordKind, token: &str, id: NodeId) -> Vec<u8> {
 /// Prefix of name tokens of `kind` starting with `token_prefix`.
 pub fn name_token_prefix(kind: RecordKind, token_prefix: &str) -> Vec<u8> {
     key(ns::NAME, &[&[kind.tag()], token_prefix.as_bytes()])
+}
+
+/// Exact-name index key.
+pub fn full_name(kind: RecordKind, normalized: &str, id: NodeId) -> Vec<u8> {
+    key(ns::FULL_NAME, &[&[kind.tag()], normalized.as_bytes(), &[0], &id.to_bytes()])
+}
+
+/// Prefix of the nodes of `kind` with exactly this normalized name.
+pub fn full_name_prefix(kind: RecordKind, normalized: &str) -> Vec<u8> {
+    key(ns::FULL_NAME, &[&[kind.tag()], normalized.as_bytes(), &[0]])
+}
+
+/// Review-list key of a likely duplicate pair (smaller id first).
+pub fn review(a: NodeId, b: NodeId) -> Vec<u8> {
+    let (first, second) = if a <= b { (a, b) } else { (b, a) };
+    key(ns::REVIEW, &[&first.to_bytes(), &second.to_bytes()])
 }
 
 /// Alias key of a merged node.

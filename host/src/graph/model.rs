@@ -373,7 +373,8 @@ pub struct TimelineEntry {
 /// One identity merge: `loser`'s cluster joined `winner`'s.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MergeRecord {
-    /// Id of the merge (a ULID, printed as `mrg_…` by the API).
+    /// Id of the merge (a ULID, printed as `mrg_…` in JSON).
+    #[serde(with = "merge_id_format")]
     pub id: u128,
     /// Kind of the merged nodes.
     pub kind: RecordKind,
@@ -387,6 +388,49 @@ pub struct MergeRecord {
     pub merged_at: Timestamp,
     /// When it was undone, if it was.
     pub undone_at: Option<Timestamp>,
+}
+
+/// Two clusters that look like the same thing but share no identifying key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DuplicateCandidate {
+    /// One record.
+    pub a: NodeId,
+    /// The other.
+    pub b: NodeId,
+    /// Why they look alike, e.g. "same name at the same organization".
+    pub reason: String,
+    /// When the likeness was noticed.
+    pub found_at: Timestamp,
+}
+
+/// Text form of a merge id: `mrg_<ULID>`.
+pub fn merge_id_text(id: u128) -> String {
+    format!("mrg_{}", ulid::Ulid(id))
+}
+
+/// Parses `mrg_…`.
+pub fn parse_merge_id(text: &str) -> Option<u128> {
+    let rest = text.strip_prefix("mrg_")?;
+    ulid::Ulid::from_string(rest).ok().map(|u| u.0)
+}
+
+/// Merge ids: `mrg_<ULID>` in JSON, a number in storage.
+mod merge_id_format {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(id: &u128, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() { s.collect_str(&super::merge_id_text(*id)) } else { id.serialize(s) }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        use serde::de::Error;
+        if d.is_human_readable() {
+            let text = String::deserialize(d)?;
+            super::parse_merge_id(&text).ok_or_else(|| D::Error::custom(format!("`{text}` is not a merge id (mrg_…)")))
+        } else {
+            u128::deserialize(d)
+        }
+    }
 }
 
 /// The value of an alias key: `node` is merged into `parent` by merge `merge_id`.

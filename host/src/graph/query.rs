@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::ingest::{cluster_members, name_tokens};
+use super::identity::cluster_members;
+use super::ingest::name_tokens;
 use super::keys::{self, ns};
 use super::model::{
     Body, DealStatus, Direction, InteractionKind, Lifecycle, Node, NodeId, Provenance, RecordKind, Role, StageEntry,

@@ -145,3 +145,35 @@ fn observations_are_recorded_and_shown_in_context() {
     assert_eq!(bad_tag.status(), 400);
     assert_eq!(bad_tag.json::<Value>().unwrap()["details"][0]["path"], "tags[0]");
 }
+
+#[test]
+fn merges_can_be_listed_undone_and_pinned() {
+    let server = TestServer::start();
+    server.post("/v1/ingest", &json!({"source": "crm", "operations": [org("c1", "Acme", "acme.com"), org("c2", "Globex", "globex.com")]}));
+    server.post("/v1/ingest", &json!({"source": "billing", "operations": [org("b1", "ACME GmbH", "acme.com"), org("b2", "Globex", "globex-group.com")]}));
+    let merges = server.get_json("/v1/merges");
+    let merge = &merges["items"][0];
+    assert_eq!(merge["reason"], "shared domain acme.com");
+    let merge_id = merge["id"].as_str().unwrap().to_owned();
+    assert!(merge_id.starts_with("mrg_"));
+    let (winner, loser) = (merge["winner"].as_str().unwrap().to_owned(), merge["loser"].as_str().unwrap().to_owned());
+    assert_eq!(server.get_json(&format!("/v1/organizations/{loser}"))["id"], winner.as_str());
+
+    let undone = server.post(&format!("/v1/merges/{merge_id}/undo"), &json!(null));
+    assert_eq!(undone.status(), 200);
+    assert!(undone.json::<Value>().unwrap()["undone_at"].is_string());
+    assert_eq!(server.get_json(&format!("/v1/organizations/{loser}"))["id"], loser.as_str());
+    assert_eq!(server.post(&format!("/v1/merges/{merge_id}/undo"), &json!(null)).status(), 409);
+    assert_eq!(server.post("/v1/merges/mrg_01J9Z3K4X7Q8R2M5N6P7T8V9W0/undo", &json!(null)).status(), 404);
+
+    // Same name, no shared domain: on the review list, then dismissed with a pin.
+    let review = server.get_json("/v1/duplicates");
+    assert_eq!(review["items"].as_array().unwrap().len(), 1, "{review}");
+    let (a, b) = (review["items"][0]["a"].clone(), review["items"][0]["b"].clone());
+    assert_eq!(server.post("/v1/pins", &json!({"a": a, "b": b})).status(), 201);
+    assert_eq!(server.get_json("/v1/duplicates")["items"].as_array().unwrap().len(), 0);
+    let refused = server.post("/v1/merges", &json!({"a": a, "b": b}));
+    assert_eq!(refused.status(), 409, "a pinned pair cannot be merged");
+    let mixed = server.post("/v1/merges", &json!({"a": winner, "b": "per_01J9Z3K4X7Q8R2M5N6P7T8V9W0"}));
+    assert_eq!(mixed.status(), 400);
+}

@@ -1,89 +1,157 @@
 //! Ingest and identity resolution, through the library.
 
 use rapport::graph::model::{RecordKind, Timestamp};
-use rapport::graph::{ContextQuery, GraphStats, IngestBatch, InvalidPolicy};
+use rapport::graph::{ContextQuery, GraphStats, IdentityError, IngestBatch, InvalidPolicy};
 
 use crate::harness::{ingest, op, temp_graph};
 
-/// One identity case: operations per source, then the clusters expected.
+/// One step of an identity case.
+enum Step {
+    /// An operation from a source.
+    Op(&'static str, &'static str),
+    /// Undo the most recent merge.
+    UnmergeLast,
+    /// Pin two records apart, by (source, kind, external id).
+    Pin((&'static str, RecordKind, &'static str), (&'static str, RecordKind, &'static str)),
+}
+
+use Step::{Op, Pin, UnmergeLast};
+
+/// One identity case: steps, then the clusters, active merges and review entries expected.
 struct Case {
     name: &'static str,
-    steps: &'static [(&'static str, &'static str)],
+    steps: &'static [Step],
     organizations: usize,
     people: usize,
     merges: usize,
+    review: usize,
 }
+
+const ANNA_CRM: &str = r#"{"op":"upsert_person","external_id":"p1","name":"Anna Novak","emails":["anna@acme.com"]}"#;
+const ANNA_SUPPORT: &str = r#"{"op":"upsert_person","external_id":"u9","name":"A. Novak","emails":[" Anna@ACME.com "]}"#;
+const ACME_CRM: &str = r#"{"op":"upsert_organization","external_id":"c1","name":"Acme","domains":["acme.com"]}"#;
+const ACME_BILLING: &str = r#"{"op":"upsert_organization","external_id":"b7","name":"ACME GmbH","domains":["WWW.Acme.com"]}"#;
 
 const IDENTITY_CASES: &[Case] = &[
     Case {
         name: "people merge on a normalized email across sources",
-        steps: &[
-            ("crm", r#"{"op":"upsert_person","external_id":"p1","name":"Anna Novak","emails":["anna@acme.com"]}"#),
-            ("support", r#"{"op":"upsert_person","external_id":"u9","name":"A. Novak","emails":[" Anna@ACME.com "]}"#),
-        ],
+        steps: &[Op("crm", ANNA_CRM), Op("support", ANNA_SUPPORT)],
         organizations: 0,
         people: 1,
         merges: 1,
+        review: 0,
     },
     Case {
         name: "organizations merge on a domain across sources",
-        steps: &[
-            ("crm", r#"{"op":"upsert_organization","external_id":"c1","name":"Acme","domains":["acme.com"]}"#),
-            ("billing", r#"{"op":"upsert_organization","external_id":"b7","name":"ACME GmbH","domains":["WWW.Acme.com"]}"#),
-        ],
+        steps: &[Op("crm", ACME_CRM), Op("billing", ACME_BILLING)],
         organizations: 1,
         people: 0,
         merges: 1,
+        review: 0,
     },
     Case {
         name: "a free-mail domain never identifies an organization",
         steps: &[
-            ("crm", r#"{"op":"upsert_organization","external_id":"c1","name":"Solo Consulting","domains":["gmail.com"]}"#),
-            ("crm", r#"{"op":"upsert_organization","external_id":"c2","name":"Other Freelancer","domains":["gmail.com"]}"#),
+            Op("crm", r#"{"op":"upsert_organization","external_id":"c1","name":"Solo Consulting","domains":["gmail.com"]}"#),
+            Op("crm", r#"{"op":"upsert_organization","external_id":"c2","name":"Other Freelancer","domains":["gmail.com"]}"#),
         ],
         organizations: 2,
         people: 0,
         merges: 0,
+        review: 0,
     },
     Case {
         name: "the same record sent twice is one node",
-        steps: &[
-            ("crm", r#"{"op":"upsert_organization","external_id":"c1","name":"Acme","domains":["acme.com"]}"#),
-            ("crm", r#"{"op":"upsert_organization","external_id":"c1","name":"Acme Inc","domains":["acme.com"]}"#),
-        ],
+        steps: &[Op("crm", ACME_CRM), Op("crm", r#"{"op":"upsert_organization","external_id":"c1","name":"Acme Inc","domains":["acme.com"]}"#)],
         organizations: 1,
         people: 0,
         merges: 0,
+        review: 0,
     },
     Case {
         name: "the same external id in two sources is two records",
         steps: &[
-            ("crm-eu", r#"{"op":"upsert_organization","external_id":"1","name":"Acme EU"}"#),
-            ("crm-us", r#"{"op":"upsert_organization","external_id":"1","name":"Acme US"}"#),
+            Op("crm-eu", r#"{"op":"upsert_organization","external_id":"1","name":"Acme EU"}"#),
+            Op("crm-us", r#"{"op":"upsert_organization","external_id":"1","name":"Acme US"}"#),
         ],
         organizations: 2,
         people: 0,
         merges: 0,
-    },
-    Case {
-        name: "same name without a shared key is not merged",
-        steps: &[
-            ("crm", r#"{"op":"upsert_person","external_id":"p1","name":"Anna Novak","emails":["anna@acme.com"]}"#),
-            ("crm", r#"{"op":"upsert_person","external_id":"p2","name":"Anna Novak","emails":["anna.novak@globex.com"]}"#),
-        ],
-        organizations: 0,
-        people: 2,
-        merges: 0,
+        review: 0,
     },
     Case {
         name: "an interaction participant resolves to the known person by email",
         steps: &[
-            ("crm", r#"{"op":"upsert_person","external_id":"p1","name":"Anna Novak","emails":["anna@acme.com"]}"#),
-            ("mail", r#"{"op":"upsert_interaction","external_id":"m1","kind":"email","occurred_at":"2026-05-01T10:00:00Z","participants":[{"email":"ANNA@acme.com"},{"email":"ben@northwind.example"}]}"#),
+            Op("crm", ANNA_CRM),
+            Op("mail", r#"{"op":"upsert_interaction","external_id":"m1","kind":"email","occurred_at":"2026-05-01T10:00:00Z","participants":[{"email":"ANNA@acme.com"},{"email":"ben@northwind.example"}]}"#),
         ],
         organizations: 0,
         people: 2,
         merges: 0,
+        review: 0,
+    },
+    Case {
+        name: "unmerge restores both records",
+        steps: &[Op("crm", ANNA_CRM), Op("support", ANNA_SUPPORT), UnmergeLast],
+        organizations: 0,
+        people: 2,
+        merges: 0,
+        review: 0,
+    },
+    Case {
+        name: "an undone merge is not redone when the record is sent again",
+        steps: &[Op("crm", ACME_CRM), Op("billing", ACME_BILLING), UnmergeLast, Op("billing", ACME_BILLING)],
+        organizations: 2,
+        people: 0,
+        merges: 0,
+        review: 0,
+    },
+    Case {
+        name: "a pin prevents a merge",
+        steps: &[
+            Op("crm", r#"{"op":"upsert_person","external_id":"p1","name":"Anna Novak"}"#),
+            Op("support", r#"{"op":"upsert_person","external_id":"u9","name":"Anna N."}"#),
+            Pin(("crm", RecordKind::Person, "p1"), ("support", RecordKind::Person, "u9")),
+            Op("crm", ANNA_CRM),
+            Op("support", ANNA_SUPPORT),
+        ],
+        organizations: 0,
+        people: 2,
+        merges: 0,
+        review: 0,
+    },
+    Case {
+        name: "same name at the same organization goes to review, not a merge",
+        steps: &[
+            Op("crm", r#"{"op":"upsert_person","external_id":"p1","name":"Anna Novak","emails":["anna@acme.com"],"works_at":[{"organization":"c1"}]}"#),
+            Op("crm", r#"{"op":"upsert_person","external_id":"p2","name":"anna  novak","emails":["a.novak@acme-mail.com"],"works_at":[{"organization":"c1"}]}"#),
+        ],
+        organizations: 0,
+        people: 2,
+        merges: 0,
+        review: 1,
+    },
+    Case {
+        name: "same name at different organizations is not a duplicate",
+        steps: &[
+            Op("crm", r#"{"op":"upsert_person","external_id":"p1","name":"Anna Novak","works_at":[{"organization":"c1"}]}"#),
+            Op("crm", r#"{"op":"upsert_person","external_id":"p2","name":"Anna Novak","works_at":[{"organization":"c2"}]}"#),
+        ],
+        organizations: 0,
+        people: 2,
+        merges: 0,
+        review: 0,
+    },
+    Case {
+        name: "organizations with the same name and no shared domain go to review",
+        steps: &[
+            Op("crm", r#"{"op":"upsert_organization","external_id":"c1","name":"Acme","domains":["acme.com"]}"#),
+            Op("billing", r#"{"op":"upsert_organization","external_id":"b1","name":"ACME","domains":["acme-corp.net"]}"#),
+        ],
+        organizations: 2,
+        people: 0,
+        merges: 0,
+        review: 1,
     },
 ];
 
@@ -91,14 +159,67 @@ const IDENTITY_CASES: &[Case] = &[
 fn identity_resolution_table() {
     for case in IDENTITY_CASES {
         let t = temp_graph();
-        for (source, json) in case.steps {
-            let report = ingest(&t.graph, source, &[json]);
-            assert_eq!(report.applied, 1, "{}: {report:?}", case.name);
+        for step in case.steps {
+            match step {
+                Op(source, json) => {
+                    let report = ingest(&t.graph, source, &[json]);
+                    assert_eq!(report.applied, 1, "{}: {report:?}", case.name);
+                }
+                UnmergeLast => {
+                    let last = t.graph.merges(None, 1).unwrap().pop().expect("a merge to undo");
+                    t.graph.unmerge(last.id, Timestamp::now()).unwrap();
+                }
+                Pin(a, b) => {
+                    let a = t.graph.resolve(a.0, a.1, a.2).unwrap().unwrap();
+                    let b = t.graph.resolve(b.0, b.1, b.2).unwrap().unwrap();
+                    t.graph.pin_apart(a, b).unwrap();
+                }
+            }
         }
         let stats = t.graph.stats().unwrap();
-        let expected = (case.organizations, case.people, case.merges);
-        assert_eq!((stats.organizations, stats.people, stats.merges), expected, "{}", case.name);
+        let review = t.graph.duplicates(100).unwrap().len();
+        let expected = (case.organizations, case.people, case.merges, case.review);
+        assert_eq!((stats.organizations, stats.people, stats.merges, review), expected, "{}", case.name);
     }
+}
+
+#[test]
+fn unmerge_restores_each_records_own_view() {
+    let t = temp_graph();
+    ingest(&t.graph, "crm", &[ACME_CRM]);
+    ingest(&t.graph, "billing", &[ACME_BILLING]);
+    let crm = t.graph.resolve("crm", RecordKind::Organization, "c1").unwrap().unwrap();
+    let billing = t.graph.resolve("billing", RecordKind::Organization, "b7").unwrap().unwrap();
+    assert_eq!(t.graph.organization(billing).unwrap().id, crm);
+    let merge = t.graph.merges(None, 10).unwrap().pop().unwrap();
+    assert_eq!((merge.winner, merge.loser, merge.reason.as_str()), (crm, billing, "shared domain acme.com"));
+
+    let undone = t.graph.unmerge(merge.id, Timestamp::now()).unwrap();
+    assert!(undone.undone_at.is_some());
+    let (a, b) = (t.graph.organization(crm).unwrap(), t.graph.organization(billing).unwrap());
+    assert_eq!((a.id, a.name.as_str(), a.merged.len()), (crm, "Acme", 0));
+    assert_eq!((b.id, b.name.as_str(), b.merged.len()), (billing, "ACME GmbH", 0));
+    assert!(matches!(t.graph.unmerge(merge.id, Timestamp::now()), Err(IdentityError::AlreadyUndone(_))));
+    // By hand, the pinned pair can still not be merged; the log keeps the undone merge.
+    assert!(matches!(t.graph.merge_manually(crm, billing, "x".into(), Timestamp::now()), Err(IdentityError::Pinned(..))));
+    assert_eq!(t.graph.merges(None, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn a_reviewed_duplicate_can_be_merged_by_hand() {
+    let t = temp_graph();
+    ingest(&t.graph, "crm", &[r#"{"op":"upsert_organization","external_id":"c1","name":"Acme","domains":["acme.com"]}"#]);
+    ingest(&t.graph, "billing", &[r#"{"op":"upsert_organization","external_id":"b1","name":"ACME","domains":["acme-corp.net"]}"#]);
+    let candidate = t.graph.duplicates(10).unwrap().pop().expect("a review entry");
+    assert_eq!(candidate.reason, "same organization name");
+    let merge = t.graph.merge_manually(candidate.a, candidate.b, "reviewed by ops".into(), Timestamp::now()).unwrap();
+    assert_eq!(merge.reason, "reviewed by ops");
+    assert_eq!(t.graph.stats().unwrap().organizations, 1);
+    assert!(t.graph.duplicates(10).unwrap().is_empty());
+    assert!(matches!(
+        t.graph.merge_manually(candidate.a, candidate.b, "again".into(), Timestamp::now()),
+        Err(IdentityError::AlreadyMerged(..))
+    ));
 }
 
 #[test]
