@@ -29,6 +29,9 @@ pub mod planted {
     pub const STALLED_DEAL: &str = "Pinecrest Energy";
     /// The support desk's copy of the silent key client (merged by domain).
     pub const SUPPORT_DUPLICATE: &str = "Halcyon Freight Ltd";
+    /// The support desk's external id of a contact it knows only by name and a private
+    /// address: a likely duplicate for review, not a merge.
+    pub const REVIEW_CONTACT: &str = "sd-user-2";
     /// Days of silence at the silent key client.
     pub const SILENT_DAYS: i64 = 45;
     /// Days the stalled deal has spent in its stage.
@@ -234,6 +237,7 @@ pub fn generate(spec: WorldSpec) -> (Vec<SourceBatch>, WorldCounts) {
 
     // People: 1,970 external contacts at the base scale, about ten per organization.
     let external_people = 1970 * scale;
+    let mut contact_names = Vec::with_capacity(external_people);
     for p in 0..external_people {
         let org_index = p % orgs.len();
         let first = FIRST[rng.below(FIRST.len())];
@@ -241,6 +245,7 @@ pub fn generate(spec: WorldSpec) -> (Vec<SourceBatch>, WorldCounts) {
         let external_id = format!("contact-{p}");
         let email = format!("{}.{}{}@{}", first.to_lowercase(), last.to_lowercase(), p, orgs[org_index].domain);
         let left = rng.chance(5);
+        contact_names.push(format!("{first} {last}"));
         crm.push(Operation::UpsertPerson(PersonRecord {
             external_id: external_id.clone(),
             name: format!("{first} {last}"),
@@ -383,6 +388,25 @@ pub fn generate(spec: WorldSpec) -> (Vec<SourceBatch>, WorldCounts) {
                 external_id: "sd-user-1".into(),
                 name: "Support contact".into(),
                 emails: vec![email.to_uppercase()],
+                phones: Vec::new(),
+                title: None,
+                internal: false,
+                works_at: vec![Employment { organization: "sd-org-1".into(), since: None, until: None }],
+                seen_at: None,
+            }),
+        );
+    }
+
+    // ...and a second contact under the same name with a private address: no shared key,
+    // so it goes to the review list instead of being merged.
+    if let Some((contact_id, _)) = silent.people.get(1) {
+        let index: usize = contact_id.trim_start_matches("contact-").parse().unwrap_or(0);
+        support.insert(
+            2,
+            Operation::UpsertPerson(PersonRecord {
+                external_id: planted::REVIEW_CONTACT.into(),
+                name: contact_names[index].clone(),
+                emails: vec![format!("{}@gmail.com", contact_names[index].to_lowercase().replace(' ', "."))],
                 phones: Vec::new(),
                 title: None,
                 internal: false,

@@ -119,7 +119,15 @@ pub(super) fn flag_duplicates(txn: &mut Txn<'_>, node: &Node, now: Timestamp) ->
         let reason = match (&node.body, txn.node(other)?.map(|n| n.body)) {
             (Body::Organization(_), Some(Body::Organization(_))) => "same organization name".to_owned(),
             (Body::Person(mine), Some(Body::Person(theirs))) => {
-                let shared = mine.current_employers(now).any(|org| theirs.current_employers(now).any(|o| o == org));
+                // Employers compare by cluster: two sources' copies of one organization count as one.
+                let mut theirs_roots = Vec::new();
+                for org in theirs.current_employers(now) {
+                    theirs_roots.push(txn.root(org)?);
+                }
+                let mut shared = false;
+                for org in mine.current_employers(now) {
+                    shared |= theirs_roots.contains(&txn.root(org)?);
+                }
                 if !shared {
                     continue;
                 }

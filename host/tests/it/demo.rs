@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use rapport::demo::{self, WorldSpec, planted};
+use rapport::graph::model::RecordKind;
 use serde_json::Value;
 
 use crate::harness::{TestServer, temp_graph};
@@ -45,6 +46,13 @@ fn planted_situations_are_visible_through_the_api() {
         .find(|p| p["person"]["provenance"].as_array().unwrap().len() == 2)
         .expect("the support desk's contact merged into the CRM's");
     assert_ne!(merged_contact["person"]["name"], "Support contact");
+
+    let review = server.get_json("/v1/duplicates");
+    let flagged = review["items"].as_array().unwrap().iter().any(|c| {
+        let support_contact = t.graph.resolve("support", RecordKind::Person, planted::REVIEW_CONTACT).unwrap().unwrap().to_string();
+        c["a"] == support_contact.as_str() || c["b"] == support_contact.as_str()
+    });
+    assert!(flagged, "the same-name contact is on the review list: {review}");
 
     let single = context_of(&server, planted::SINGLE_THREADED);
     let holders = single["relationship_holders"].as_array().unwrap();
