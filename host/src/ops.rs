@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// One change from a source, written in JSON as an object with an `op` field naming the
-/// variant in snake case (`{"op": "upsert_person", ...}`).
-#[derive(Debug, Clone, PartialEq)]
+/// variant in snake case (`{"op": "upsert_person", ...}`); read it with [`parse_operation`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum Operation {
     /// Creates or replaces an organization.
     UpsertOrganization(OrganizationRecord),
@@ -598,6 +599,13 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.path, "operations[2].kind");
         assert!(err.message.contains("unknown variant"), "{}", err.message);
+    }
+
+    #[test]
+    fn serializes_to_what_it_parses() {
+        let json = r#"{"op":"upsert_organization","external_id":"o","name":"A","domains":["a.com"],"roles":["client"],"lifecycle":"active","owner":null,"seen_at":null}"#;
+        let op = parse_operation(json, "").unwrap();
+        assert_eq!(serde_json::to_string(&op).unwrap(), json);
     }
 
     #[test]

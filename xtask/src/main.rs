@@ -1,4 +1,5 @@
-//! Project automation: `cargo xtask demo` runs the demo, `cargo xtask test` runs every test.
+//! Project automation: `cargo xtask demo` runs the demo, `cargo xtask test` runs every test,
+//! `cargo xtask bench` prints the benchmark figures.
 //!
 //! Each command prepares what it needs and fails with a hint when it cannot.
 
@@ -19,6 +20,12 @@ enum Task {
     /// Build in release mode, load the demo world and serve it on 127.0.0.1:8080.
     Demo {
         /// Arguments passed to `rapport demo` (see `rapport demo --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run the benchmarks in release mode; each prints its figures beside its baseline.
+    Bench {
+        /// Arguments passed to `cargo bench` (e.g. `--bench ingest`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -58,6 +65,11 @@ fn try_main() -> anyhow::Result<()> {
         Task::Demo { args } => {
             let mut command = cargo();
             command.args(["run", "--release", "--package", "rapport-host", "--bin", "rapport", "--", "demo"]).args(args);
+            run(command)
+        }
+        Task::Bench { args } => {
+            let mut command = cargo();
+            command.args(["bench", "--package", "rapport-host"]).args(args);
             run(command)
         }
         Task::Test { args } => {

@@ -1,0 +1,227 @@
+//! Ingest benchmark: the demo world ×10 through the in-process ingest path, against raw
+//! sled batch inserts of the very same keys and values as the baseline, plus the HTTP
+//! path, context-query latency and peak memory. Prints its figures; asserts nothing.
+//!
+//! Run with `cargo xtask bench` (or `cargo bench -p rapport-host --bench ingest`).
+//! `RAPPORT_BENCH_SCALE` changes the ×10.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rapport::api::{self, AppState};
+use rapport::config::{ApiConfig, token_digest};
+use rapport::demo::{self, SourceBatch, WorldSpec};
+use rapport::graph::model::{NodeId, Timestamp};
+use rapport::graph::{ContextQuery, Graph, IdentityRules, IngestBatch, InvalidPolicy};
+use rapport::store::{EntryIter, KeyRange, SledStore, Store, StoreError, WriteBatch};
+
+const BATCH: usize = 1000;
+const CACHE_BYTES: u64 = 256 << 20;
+
+/// Forwards to sled and keeps a copy of every committed batch, to replay as the baseline.
+#[derive(Debug)]
+struct RecordingStore {
+    inner: SledStore,
+    log: Mutex<Vec<WriteBatch>>,
+}
+
+impl Store for RecordingStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+    fn range(&self, range: KeyRange, reverse: bool) -> EntryIter<'_> {
+        self.inner.range(range, reverse)
+    }
+    fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.log.lock().unwrap().push(batch.clone());
+        self.inner.apply(batch)
+    }
+    fn compare_and_swap(&self, key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>) -> Result<bool, StoreError> {
+        self.inner.compare_and_swap(key, expected, new)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+}
+
+fn world(scale: usize) -> Vec<SourceBatch> {
+    let now = chrono::DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z").unwrap().to_utc();
+    demo::generate(WorldSpec { seed: 42, scale, now }).0
+}
+
+fn rules() -> IdentityRules {
+    IdentityRules::with_defaults([demo::INTERNAL_DOMAIN.to_owned()])
+}
+
+struct IngestFigures {
+    operations: usize,
+    keys: usize,
+    elapsed: Duration,
+}
+
+fn ingest_all(graph: &Graph, batches: Vec<SourceBatch>) -> IngestFigures {
+    let mut figures = IngestFigures { operations: 0, keys: 0, elapsed: Duration::ZERO };
+    let started = Instant::now();
+    for batch in batches {
+        for chunk in batch.operations.chunks(BATCH) {
+            let report = graph
+                .ingest(IngestBatch {
+                    source: batch.source.to_owned(),
+                    operations: chunk.to_vec(),
+                    policy: InvalidPolicy::SkipInvalid,
+                    meta: Vec::new(),
+                    now: Timestamp::now(),
+                })
+                .unwrap();
+            assert!(report.skipped.is_empty());
+            figures.operations += chunk.len();
+            figures.keys += report.keys_written;
+        }
+    }
+    figures.elapsed = started.elapsed();
+    figures
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+/// In a child process: ingest the world at `scale` and print the peak RSS.
+fn rss_child(scale: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = Graph::new(Arc::new(SledStore::open(dir.path(), CACHE_BYTES).unwrap()), rules());
+    let batches = world(scale);
+    ingest_all(&graph, batches);
+    println!("{:.1}", peak_rss_mb());
+}
+
+fn measure_rss(scale: usize) -> f64 {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--rss-child", &scale.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(f64::NAN)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn http_ingest(batches: Vec<SourceBatch>) -> (usize, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = Arc::new(Graph::new(Arc::new(SledStore::open(dir.path(), CACHE_BYTES).unwrap()), rules()));
+    let config = ApiConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        dev_mode: false,
+        token_digests: vec![token_digest("bench")],
+        max_body_bytes: 64 << 20,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let url = format!("http://{}/v1/ingest", listener.local_addr().unwrap());
+    runtime.spawn(api::serve(listener, AppState::new(graph, config), std::future::pending()));
+    let client = reqwest::blocking::Client::new();
+    let bodies: Vec<serde_json::Value> = batches
+        .iter()
+        .flat_map(|b| b.operations.chunks(BATCH).map(|chunk| serde_json::json!({"source": b.source, "operations": chunk})))
+        .collect();
+    let operations: usize = batches.iter().map(|b| b.operations.len()).sum();
+    let started = Instant::now();
+    for body in &bodies {
+        let response = client.post(&url).bearer_auth("bench").json(body).send().unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    (operations, started.elapsed())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--rss-child") {
+        rss_child(args[i + 1].parse().unwrap());
+        return;
+    }
+    let scale: usize = std::env::var("RAPPORT_BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    println!("rapport ingest benchmark: demo world x{scale}, batches of {BATCH} operations, sled cache {} MiB", CACHE_BYTES >> 20);
+
+    // 1. In-process ingest, recording every committed batch.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(RecordingStore { inner: SledStore::open(&dir.path().join("graph"), CACHE_BYTES).unwrap(), log: Mutex::new(Vec::new()) });
+    let graph = Graph::new(Arc::clone(&store) as Arc<dyn Store>, rules());
+    let figures = ingest_all(&graph, world(scale));
+    let stats = graph.stats().unwrap();
+    println!(
+        "ingest (in-process): {} operations in {:.2}s = {:.0} records/s; {:.2} keys written per record; {} interactions",
+        figures.operations,
+        figures.elapsed.as_secs_f64(),
+        figures.operations as f64 / figures.elapsed.as_secs_f64(),
+        figures.keys as f64 / figures.operations as f64,
+        stats.interactions
+    );
+
+    // 2. Baseline: the same keys and values, the same batches, straight into sled.
+    let log = std::mem::take(&mut *store.log.lock().unwrap());
+    let raw = SledStore::open(&dir.path().join("raw"), CACHE_BYTES).unwrap();
+    let keys: usize = log.iter().map(WriteBatch::len).sum();
+    let started = Instant::now();
+    for batch in log {
+        raw.apply(batch).unwrap();
+    }
+    let raw_elapsed = started.elapsed();
+    println!(
+        "baseline (raw sled batch insert of the same {keys} keys): {:.2}s = {:.0} keys/s",
+        raw_elapsed.as_secs_f64(),
+        keys as f64 / raw_elapsed.as_secs_f64()
+    );
+    println!(
+        "ratio: ingest time / raw insert time = {:.2} (target <= 2.0)",
+        figures.elapsed.as_secs_f64() / raw_elapsed.as_secs_f64()
+    );
+    drop(raw);
+
+    // 3. Context queries for 1,000 organizations picked at random.
+    let orgs: Vec<NodeId> = graph.list_organizations(None, 1_000_000).unwrap().into_iter().map(|o| o.id).collect();
+    let mut state = 0x2545_F491_4F6C_DD1D_u64;
+    let at = Timestamp::from(chrono::DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z").unwrap().to_utc());
+    let mut latencies = Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let id = orgs[(state % orgs.len() as u64) as usize];
+        let started = Instant::now();
+        let context = graph.organization_context(id, ContextQuery { at, recent: 20 }).unwrap();
+        latencies.push(started.elapsed());
+        std::hint::black_box(context);
+    }
+    latencies.sort();
+    println!(
+        "context query over {} organizations: p50 {:.2} ms, p99 {:.2} ms (target p99 < 5 ms)",
+        orgs.len(),
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3
+    );
+    drop(graph);
+    drop(store);
+
+    // 4. The HTTP path, with the x1 world.
+    let (operations, elapsed) = http_ingest(world(1));
+    println!(
+        "ingest (HTTP, x1 world, JSON batches of {BATCH}): {operations} operations in {:.2}s = {:.0} records/s",
+        elapsed.as_secs_f64(),
+        operations as f64 / elapsed.as_secs_f64()
+    );
+
+    // 5. Peak memory, each scale in a fresh process.
+    let (rss_1, rss_n) = (measure_rss(1), measure_rss(scale));
+    println!(
+        "peak RSS: x1 {rss_1:.0} MB, x{scale} {rss_n:.0} MB; growth {:.0} MB (budget: sled cache {} MB + 100 MB)",
+        rss_n - rss_1,
+        CACHE_BYTES >> 20
+    );
+}
