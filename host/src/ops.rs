@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// One change from a source, written in JSON as an object with an `op` field naming the
 /// variant in snake case (`{"op": "upsert_person", ...}`); read it with [`parse_operation`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Operation {
     /// Creates or replaces an organization.
@@ -30,7 +30,7 @@ pub enum Operation {
 }
 
 /// Organization fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrganizationRecord {
     /// Id of the record in the source.
@@ -55,7 +55,7 @@ pub struct OrganizationRecord {
 }
 
 /// Person fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PersonRecord {
     /// Id of the record in the source.
@@ -84,7 +84,7 @@ pub struct PersonRecord {
 }
 
 /// A person's employment at an organization.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Employment {
     /// External id of the organization in the same source.
@@ -98,7 +98,7 @@ pub struct Employment {
 }
 
 /// Deal fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DealRecord {
     /// Id of the record in the source.
@@ -134,7 +134,7 @@ pub struct DealRecord {
 }
 
 /// Interaction fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InteractionRecord {
     /// Id of the record in the source.
@@ -167,7 +167,7 @@ pub struct InteractionRecord {
 }
 
 /// A participant, by email address or by the person's external id in the same source.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Participant {
     /// Email address.
@@ -179,7 +179,7 @@ pub struct Participant {
 }
 
 /// Observation fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ObservationRecord {
     /// Id of the record in the source.
@@ -200,7 +200,7 @@ pub struct ObservationRecord {
 }
 
 /// A reference to an organization or a person: exactly one field is set.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Subject {
     /// External id of an organization in the same source.
@@ -215,7 +215,7 @@ pub struct Subject {
 }
 
 /// Soft-deletion of a record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteRecord {
     /// Kind of the record.
@@ -225,7 +225,7 @@ pub struct DeleteRecord {
 }
 
 /// A relation between two records of the source.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkRecord {
     /// Which relation.
@@ -243,7 +243,7 @@ pub struct LinkRecord {
 }
 
 /// Relations a [`LinkRecord`] can state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Relation {
     /// The person works at the organization.
@@ -253,7 +253,7 @@ pub enum Relation {
 }
 
 /// Kinds of records a source can send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordKind {
     /// An organization.
@@ -269,7 +269,7 @@ pub enum RecordKind {
 }
 
 /// What an organization is to us.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Pays us.
@@ -285,7 +285,7 @@ pub enum Role {
 }
 
 /// Where a relationship stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Lifecycle {
     /// Not yet active.
@@ -297,7 +297,7 @@ pub enum Lifecycle {
 }
 
 /// Deal status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DealStatus {
     /// Still in the pipeline.
@@ -310,7 +310,7 @@ pub enum DealStatus {
 }
 
 /// Kinds of interaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InteractionKind {
     /// An email.
@@ -328,7 +328,7 @@ pub enum InteractionKind {
 }
 
 /// Direction of an interaction, seen from our side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// They reached out.
@@ -341,7 +341,7 @@ pub enum Direction {
 }
 
 /// One problem with one field of an operation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// JSON path of the field, e.g. `operations[3].participants[0].email`.
     pub path: String,

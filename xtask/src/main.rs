@@ -3,6 +3,7 @@
 //!
 //! Each command prepares what it needs and fails with a hint when it cannot.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
@@ -50,6 +51,33 @@ fn run(mut command: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A Python with `openapi-spec-validator`: the system one if it has it, else a virtual
+/// environment under the target directory, created once.
+fn prepare_python() -> anyhow::Result<PathBuf> {
+    let has_validator = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import openapi_spec_validator"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let system = PathBuf::from("python3");
+    if has_validator(&system) {
+        return Ok(system);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let venv = std::path::absolute(target.join("tools").join("python"))?;
+    let python = venv.join("bin").join("python");
+    if !has_validator(&python) {
+        let mut create = Command::new("python3");
+        create.arg("-m").arg("venv").arg(&venv);
+        run(create).context("creating a Python virtual environment (on Debian: apt-get install python3-venv)")?;
+        let mut install = Command::new(&python);
+        install.args(["-m", "pip", "install", "--quiet", "openapi-spec-validator"]);
+        run(install).context("installing openapi-spec-validator from PyPI")?;
+    }
+    Ok(python)
+}
+
 fn main() -> ExitCode {
     match try_main() {
         Ok(()) => ExitCode::SUCCESS,
@@ -73,13 +101,14 @@ fn try_main() -> anyhow::Result<()> {
             run(command)
         }
         Task::Test { args } => {
+            let python = prepare_python().context("preparing the OpenAPI validator for the API tests")?;
             // End-to-end tests drive the real binary; build it first so they find it
             // next to their own executable.
             let mut build = cargo();
             build.args(["build", "--package", "rapport-host", "--bin", "rapport"]);
             run(build).context("building the rapport binary for the end-to-end tests")?;
             let mut test = cargo();
-            test.args(["test", "--workspace"]).args(args);
+            test.args(["test", "--workspace"]).args(args).env("RAPPORT_PYTHON", python);
             run(test)
         }
     }

@@ -36,12 +36,16 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
+/// The body of every error response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Machine-readable code: bad_request, unauthorized, not_found, conflict, payload_too_large, internal.
+    error: &'static str,
+    /// What was wrong, for people.
     message: String,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    details: &'a [FieldError],
+    /// For bad requests: each bad field with its JSON path.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    details: Vec<FieldError>,
 }
 
 impl ApiError {
@@ -87,11 +91,12 @@ impl IntoResponse for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         };
-        let details = match &self {
-            Self::BadRequest { details, .. } => details.as_slice(),
-            _ => &[],
+        let message = self.to_string();
+        let details = match self {
+            Self::BadRequest { details, .. } => details,
+            _ => Vec::new(),
         };
-        let mut response = (status, Json(ErrorBody { error: code, message: self.to_string(), details })).into_response();
+        let mut response = (status, Json(ErrorBody { error: code, message, details })).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
         }

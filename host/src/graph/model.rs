@@ -53,6 +53,19 @@ impl Serialize for Timestamp {
     }
 }
 
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some("RFC 3339 time, UTC"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
+
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         if d.is_human_readable() {
@@ -176,6 +189,20 @@ impl Serialize for NodeId {
     }
 }
 
+impl utoipa::PartialSchema for NodeId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^(org|per|deal|int|obs)_[0-9A-HJKMNP-TV-Z]{26}$"))
+            .description(Some("Node id: kind prefix and ULID"))
+            .examples(["org_01J9Z3K4X7Q8R2M5N6P7T8V9W0"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for NodeId {}
+
 impl<'de> Deserialize<'de> for NodeId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
@@ -191,7 +218,7 @@ impl<'de> Deserialize<'de> for NodeId {
 }
 
 /// Where a node's data came from: one record of one source.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Provenance {
     /// The connection (plugin instance or named import) that sent the record.
     pub source: String,
@@ -310,7 +337,7 @@ pub struct Deal {
 }
 
 /// A deal entering a stage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StageEntry {
     /// The stage.
     pub stage: String,
@@ -371,10 +398,11 @@ pub struct TimelineEntry {
 }
 
 /// One identity merge: `loser`'s cluster joined `winner`'s.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MergeRecord {
     /// Id of the merge (a ULID, printed as `mrg_…` in JSON).
     #[serde(with = "merge_id_format")]
+    #[schema(value_type = String, example = "mrg_01J9Z3K4X7Q8R2M5N6P7T8V9W0")]
     pub id: u128,
     /// Kind of the merged nodes.
     pub kind: RecordKind,
@@ -391,7 +419,7 @@ pub struct MergeRecord {
 }
 
 /// Two clusters that look like the same thing but share no identifying key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DuplicateCandidate {
     /// One record.
     pub a: NodeId,

@@ -20,7 +20,7 @@ use crate::ops;
 use crate::store::KeyRange;
 
 /// An organization as the graph knows it: every member record of its cluster folded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrganizationView {
     /// The cluster's id.
     pub id: NodeId,
@@ -41,7 +41,7 @@ pub struct OrganizationView {
 }
 
 /// A person as the graph knows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PersonView {
     /// The cluster's id.
     pub id: NodeId,
@@ -60,7 +60,7 @@ pub struct PersonView {
 }
 
 /// A person at an organization.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberOf {
     /// The person.
     pub person: PersonView,
@@ -71,7 +71,7 @@ pub struct MemberOf {
 }
 
 /// An open deal with how long it has been in its stage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DealSummary {
     /// Deal id.
     pub id: NodeId,
@@ -92,7 +92,7 @@ pub struct DealSummary {
 }
 
 /// One interaction on a timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TimelineItem {
     /// Interaction id.
     pub id: NodeId,
@@ -111,7 +111,7 @@ pub struct TimelineItem {
 }
 
 /// A page of a timeline, newest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TimelinePage {
     /// The items.
     pub items: Vec<TimelineItem>,
@@ -120,7 +120,7 @@ pub struct TimelinePage {
 }
 
 /// An employee ranked by recent interactions with an organization.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RelationshipHolder {
     /// The employee.
     pub person: NodeId,
@@ -131,7 +131,7 @@ pub struct RelationshipHolder {
 }
 
 /// How much an organization is in touch with us.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Engagement {
     /// Latest interaction.
     pub last_interaction_at: Option<Timestamp>,
@@ -144,7 +144,7 @@ pub struct Engagement {
 }
 
 /// An observation as shown with its subject.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ObservationItem {
     /// Observation id.
     pub id: NodeId,
@@ -163,7 +163,7 @@ pub struct ObservationItem {
 }
 
 /// Everything worth knowing before talking to an organization.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrganizationContext {
     /// The organization.
     pub organization: OrganizationView,
@@ -191,7 +191,7 @@ pub struct ContextQuery {
 }
 
 /// Node counts.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GraphStats {
     /// Live organizations (cluster roots).
     pub organizations: usize,

@@ -177,3 +177,92 @@ fn merges_can_be_listed_undone_and_pinned() {
     let mixed = server.post("/v1/merges", &json!({"a": winner, "b": "per_01J9Z3K4X7Q8R2M5N6P7T8V9W0"}));
     assert_eq!(mixed.status(), 400);
 }
+
+/// Replaces path parameters with ids of the right shape.
+fn concrete_path(path: &str) -> String {
+    let id = if path.starts_with("/v1/people") {
+        "per_01J9Z3K4X7Q8R2M5N6P7T8V9W0"
+    } else if path.starts_with("/v1/merges") {
+        "mrg_01J9Z3K4X7Q8R2M5N6P7T8V9W0"
+    } else {
+        "org_01J9Z3K4X7Q8R2M5N6P7T8V9W0"
+    };
+    path.replace("{id}", id)
+}
+
+fn collect_refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("$ref", Value::String(target)) => out.push(target),
+                    _ => collect_refs(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_openapi_document_is_valid_and_matches_the_router() {
+    let server = TestServer::start();
+    let response = server.client.get(format!("{}/v1/openapi.json", server.base)).send().unwrap();
+    assert_eq!(response.status(), 200, "served without a token");
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let text = response.text().unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+
+    // Every reference resolves.
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    assert!(!refs.is_empty());
+    for target in refs {
+        let name = target.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("unexpected ref {target}"));
+        assert!(doc["components"]["schemas"].get(name).is_some(), "dangling reference {target}");
+    }
+
+    // A real validator agrees.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &text).unwrap();
+    let python = std::env::var("RAPPORT_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let output = std::process::Command::new(&python)
+        .args(["-c", "import json, sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(open(sys.argv[1])))"])
+        .arg(file.path())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}; run the tests with `cargo xtask test`, which prepares it"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("No module named"),
+        "openapi-spec-validator is missing for {python}: run the tests with `cargo xtask test`, which installs it, \
+         or `pip install openapi-spec-validator`"
+    );
+    assert!(output.status.success(), "the OpenAPI document is invalid: {stderr}");
+
+    // Every documented operation is served, and no undocumented method on those paths is.
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 17, "{:?}", paths.keys().collect::<Vec<_>>());
+    for (path, item) in paths {
+        let url = format!("{}{}", server.base, concrete_path(path));
+        for method in ["get", "post", "put", "patch", "delete"] {
+            let request = match method {
+                "get" => server.client.get(&url),
+                "post" => server.client.post(&url).json(&json!({})),
+                "put" => server.client.put(&url).json(&json!({})),
+                "patch" => server.client.patch(&url).json(&json!({})),
+                _ => server.client.delete(&url),
+            };
+            let response = request.bearer_auth(TOKEN).send().unwrap();
+            let status = response.status().as_u16();
+            let body = response.text().unwrap();
+            if item.get(method).is_some() {
+                assert_ne!(status, 405, "{method} {path} is documented but not served");
+                assert!(!body.contains("no such route"), "{method} {path} is documented but not served");
+            } else {
+                assert_eq!(status, 405, "{method} {path} is served but not documented");
+            }
+        }
+    }
+}

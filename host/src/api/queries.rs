@@ -1,0 +1,189 @@
+//! Reading: organizations, people, an organization's context, timelines, search, counts.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+
+use super::{ApiError, AppState, ErrorBody, Page, blocking, limit, parse_id_of, parse_time};
+use crate::graph::model::{NodeId, RecordKind, Timestamp};
+use crate::graph::{ContextQuery, GraphStats, OrganizationContext, OrganizationView, PersonView, TimelinePage};
+
+/// Counts of live records of each kind.
+#[utoipa::path(get, path = "/v1/stats", tag = "graph", security(("bearer" = [])), responses(
+    (status = 200, body = GraphStats),
+    (status = 401, body = ErrorBody),
+))]
+pub(super) async fn stats(State(state): State<AppState>) -> Result<Json<GraphStats>, ApiError> {
+    Ok(Json(blocking(&state, crate::graph::Graph::stats).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    /// Continue after this id (the `next` of the previous page).
+    after: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<usize>,
+}
+
+/// Organizations, in id order.
+#[utoipa::path(get, path = "/v1/organizations", tag = "graph", params(ListQuery), security(("bearer" = [])), responses(
+    (status = 200, body = Page<OrganizationView>),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+))]
+pub(super) async fn list_organizations(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Result<Json<Page<OrganizationView>>, ApiError> {
+    let after = query.after.as_deref().map(|a| parse_id_of(a, RecordKind::Organization)).transpose()?;
+    let limit = limit(query.limit, 100)?;
+    let items = blocking(&state, move |graph| graph.list_organizations(after, limit)).await?;
+    let next = (items.len() == limit).then(|| items.last().map(|o| o.id.to_string())).flatten();
+    Ok(Json(Page { items, next }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SearchQuery {
+    /// Words of a name (prefixes match), an email address, or a domain.
+    q: String,
+    /// At most this many, 1 to 1000 (default 20).
+    limit: Option<usize>,
+}
+
+/// Finds organizations by name, email address or domain.
+#[utoipa::path(get, path = "/v1/organizations/search", tag = "graph", params(SearchQuery), security(("bearer" = [])), responses(
+    (status = 200, body = Page<OrganizationView>),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+))]
+pub(super) async fn search_organizations(State(state): State<AppState>, Query(query): Query<SearchQuery>) -> Result<Json<Page<OrganizationView>>, ApiError> {
+    let limit = limit(query.limit, 20)?;
+    let items = blocking(&state, move |graph| {
+        graph.search(RecordKind::Organization, &query.q, limit)?.into_iter().map(|id| graph.organization(id)).collect()
+    })
+    .await?;
+    Ok(Json(Page { items, next: None }))
+}
+
+/// Finds people by name, email address or domain.
+#[utoipa::path(get, path = "/v1/people/search", tag = "graph", params(SearchQuery), security(("bearer" = [])), responses(
+    (status = 200, body = Page<PersonView>),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+))]
+pub(super) async fn search_people(State(state): State<AppState>, Query(query): Query<SearchQuery>) -> Result<Json<Page<PersonView>>, ApiError> {
+    let limit = limit(query.limit, 20)?;
+    let items = blocking(&state, move |graph| {
+        graph.search(RecordKind::Person, &query.q, limit)?.into_iter().map(|id| graph.person(id)).collect()
+    })
+    .await?;
+    Ok(Json(Page { items, next: None }))
+}
+
+/// One organization, all its merged records folded.
+#[utoipa::path(get, path = "/v1/organizations/{id}", tag = "graph", params(("id" = String, Path, description = "org_…")), security(("bearer" = [])), responses(
+    (status = 200, body = OrganizationView),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+))]
+pub(super) async fn organization(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<OrganizationView>, ApiError> {
+    let id = parse_id_of(&id, RecordKind::Organization)?;
+    Ok(Json(blocking(&state, move |graph| graph.organization(id)).await?))
+}
+
+/// One person, all its merged records folded.
+#[utoipa::path(get, path = "/v1/people/{id}", tag = "graph", params(("id" = String, Path, description = "per_…")), security(("bearer" = [])), responses(
+    (status = 200, body = PersonView),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+))]
+pub(super) async fn person(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<PersonView>, ApiError> {
+    let id = parse_id_of(&id, RecordKind::Person)?;
+    Ok(Json(blocking(&state, move |graph| graph.person(id)).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ContextParams {
+    /// The time to compute the context for (RFC 3339; default now).
+    at: Option<String>,
+    /// How many recent interactions and observations, 1 to 1000 (default 20).
+    recent: Option<usize>,
+}
+
+/// Everything worth knowing before talking to an organization: its people, open deals,
+/// recent interactions, observations, engagement, and who holds the relationship.
+#[utoipa::path(get, path = "/v1/organizations/{id}/context", tag = "graph", params(("id" = String, Path, description = "org_…"), ContextParams), security(("bearer" = [])), responses(
+    (status = 200, body = OrganizationContext),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+))]
+pub(super) async fn organization_context(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(params): Query<ContextParams>,
+) -> Result<Json<OrganizationContext>, ApiError> {
+    let id = parse_id_of(&id, RecordKind::Organization)?;
+    let at = parse_time(params.at.as_deref(), "at")?.unwrap_or_else(Timestamp::now);
+    let query = ContextQuery { at, recent: limit(params.recent, 20)? };
+    Ok(Json(blocking(&state, move |graph| graph.organization_context(id, query)).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TimelineParams {
+    /// Only interactions at or after this time (RFC 3339).
+    from: Option<String>,
+    /// Only interactions before this time (RFC 3339).
+    to: Option<String>,
+    /// The `next` of the previous page.
+    before: Option<String>,
+    /// Page size, 1 to 1000 (default 50).
+    limit: Option<usize>,
+}
+
+async fn timeline(state: AppState, id: NodeId, params: TimelineParams) -> Result<Json<TimelinePage>, ApiError> {
+    let from = parse_time(params.from.as_deref(), "from")?;
+    let to = parse_time(params.to.as_deref(), "to")?.unwrap_or(Timestamp(i64::MAX / 2));
+    let limit = limit(params.limit, 50)?;
+    if params.before.as_deref().is_some_and(|b| b.parse::<i64>().is_err()) {
+        return Err(ApiError::field("before", "expected the `next` value of a previous page"));
+    }
+    Ok(Json(blocking(&state, move |graph| graph.timeline(id, from, to, params.before.as_deref(), limit)).await?))
+}
+
+/// An organization's interactions, newest first, in pages.
+#[utoipa::path(get, path = "/v1/organizations/{id}/timeline", tag = "graph", params(("id" = String, Path, description = "org_…"), TimelineParams), security(("bearer" = [])), responses(
+    (status = 200, body = TimelinePage),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+))]
+pub(super) async fn organization_timeline(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(params): Query<TimelineParams>,
+) -> Result<Json<TimelinePage>, ApiError> {
+    timeline(state, parse_id_of(&id, RecordKind::Organization)?, params).await
+}
+
+/// A person's interactions, newest first, in pages.
+#[utoipa::path(get, path = "/v1/people/{id}/timeline", tag = "graph", params(("id" = String, Path, description = "per_…"), TimelineParams), security(("bearer" = [])), responses(
+    (status = 200, body = TimelinePage),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+))]
+pub(super) async fn person_timeline(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(params): Query<TimelineParams>,
+) -> Result<Json<TimelinePage>, ApiError> {
+    timeline(state, parse_id_of(&id, RecordKind::Person)?, params).await
+}
