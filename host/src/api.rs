@@ -31,6 +31,7 @@ pub use error::{ApiError, ErrorBody};
 use crate::config::{ApiConfig, token_digest};
 use crate::graph::model::{BadNodeId, NodeId, RecordKind, Timestamp};
 use crate::graph::{Graph, GraphError};
+use crate::metrics::{METRICS, RequestLabels, RouteLabels};
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -90,7 +91,11 @@ fn protected_routes() -> OpenApiRouter<AppState> {
 
 /// Routes open to anyone: probes and the API description.
 fn public_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(openapi_document))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_document))
 }
 
 /// The OpenAPI document of every route, built once.
@@ -133,12 +138,17 @@ pub async fn serve(
 
 async fn trace_request(request: Request, next: Next) -> Response {
     let path = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
-    let span = info_span!("request", method = %request.method(), matched_path = %path);
+    let method = request.method().clone();
+    let span = info_span!("request", %method, matched_path = %path);
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
-    span.in_scope(|| {
-        info!(status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request served");
-    });
+    let elapsed = started.elapsed();
+    span.in_scope(|| info!(status = response.status().as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request served"));
+    let metrics = &*METRICS;
+    let route = RouteLabels { method: method.to_string(), route: path };
+    metrics.http_duration.get_or_create(&route).observe(elapsed.as_secs_f64());
+    let labels = RequestLabels { method: route.method, route: route.route, status: response.status().as_u16() };
+    metrics.http_requests.get_or_create(&labels).inc();
     response
 }
 
@@ -171,6 +181,12 @@ async fn healthz() -> &'static str {
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     blocking(&state, |graph| graph.store().get(b"_ready").map_err(GraphError::from)).await?;
     Ok("ready")
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "metrics", content_type = "text/plain", body = String)))]
+async fn metrics() -> ([(header::HeaderName, &'static str); 1], String) {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], METRICS.encode())
 }
 
 /// This document.

@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod graph;
 pub mod import;
+pub mod metrics;
 pub mod ops;
 pub mod store;
 pub mod telemetry;

@@ -13,6 +13,7 @@ use super::model::{
 use super::txn::Txn;
 use super::{Graph, GraphError, decode_at, identity};
 use crate::codec::encode;
+use crate::metrics::{METRICS, OutcomeLabels};
 use crate::ops::{
     self, DealRecord, FieldError, InteractionRecord, LinkRecord, ObservationRecord, Operation, OrganizationRecord,
     PersonRecord, Relation,
@@ -90,6 +91,7 @@ impl Graph {
     pub fn ingest(&self, batch: IngestBatch) -> Result<IngestReport, GraphError> {
         // A poisoned lock only means another batch panicked; its writes were never committed.
         let _writer = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let started = std::time::Instant::now();
         let mut txn = Txn::new(&*self.store);
         let mut report = IngestReport::default();
         for (index, op) in batch.operations.iter().enumerate() {
@@ -114,7 +116,11 @@ impl Graph {
             warn!(source = %batch.source, index, external_id = op.external_id(), %reason, "operation skipped");
             report.skipped.push(SkippedOperation { index, external_id: op.external_id().to_owned(), errors });
         }
+        let metrics = &*METRICS;
+        metrics.ingest_operations.get_or_create(&OutcomeLabels { outcome: "applied" }).inc_by(report.applied as u64);
+        metrics.ingest_operations.get_or_create(&OutcomeLabels { outcome: "skipped" }).inc_by(report.skipped.len() as u64);
         if batch.policy == InvalidPolicy::RejectBatch && !report.skipped.is_empty() {
+            metrics.ingest_batches.get_or_create(&OutcomeLabels { outcome: "rejected" }).inc();
             return Ok(report);
         }
         for (name, value) in batch.meta {
@@ -123,6 +129,9 @@ impl Graph {
         report.keys_written = txn.len();
         self.store.apply(txn.into_batch())?;
         report.committed = true;
+        metrics.ingest_batches.get_or_create(&OutcomeLabels { outcome: "committed" }).inc();
+        metrics.identity_merges.inc_by(report.merges as u64);
+        metrics.ingest_duration.observe(started.elapsed().as_secs_f64());
         debug!(applied = report.applied, skipped = report.skipped.len(), keys = report.keys_written, "batch committed");
         Ok(report)
     }

@@ -266,3 +266,29 @@ fn the_openapi_document_is_valid_and_matches_the_router() {
         }
     }
 }
+
+/// The value of one sample line of a Prometheus exposition, 0 when absent.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics.lines().find_map(|line| line.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_count_requests_and_ingested_operations() {
+    let server = TestServer::start();
+    let scrape = || server.client.get(format!("{}/metrics", server.base)).send().unwrap().text().unwrap();
+    let before = scrape();
+    let batch = json!({"source": "crm", "operations": [org("c1", "Acme", "acme.com"), org("c2", "Globex", "globex.com")]});
+    assert_eq!(server.post("/v1/ingest", &batch).status(), 200);
+    let bad = json!({"source": "crm", "operations": [{"op": "upsert_person", "external_id": "p1", "emails": ["nope"]}]});
+    assert_eq!(server.post("/v1/ingest", &bad).status(), 400);
+    let after = scrape();
+
+    // Other tests share the process-wide registry, so compare differences.
+    let delta = |series: &str| sample(&after, series) - sample(&before, series);
+    assert!(delta(r#"rapport_ingest_operations_total{outcome="applied"}"#) >= 2.0);
+    assert!(delta(r#"rapport_ingest_batches_total{outcome="committed"}"#) >= 1.0);
+    assert!(delta(r#"rapport_http_requests_total{method="POST",route="/v1/ingest",status="200"}"#) >= 1.0);
+    assert!(delta(r#"rapport_http_requests_total{method="POST",route="/v1/ingest",status="400"}"#) >= 1.0);
+    assert!(after.contains("# TYPE rapport_http_request_duration_seconds histogram"));
+    assert!(!after.contains("org_"), "no unbounded label values such as ids");
+}

@@ -1,0 +1,90 @@
+//! Prometheus metrics: one process-wide registry, named `rapport_<thing>_<unit>[_total]`,
+//! with bounded label values only (routes as matched, outcomes from fixed sets).
+
+use std::sync::LazyLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of an HTTP request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// HTTP method.
+    pub method: String,
+    /// The matched route (`/v1/organizations/{id}`), never the raw path.
+    pub route: String,
+    /// Status code.
+    pub status: u16,
+}
+
+/// Labels of a request-duration sample.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// HTTP method.
+    pub method: String,
+    /// The matched route.
+    pub route: String,
+}
+
+/// Labels of counted operations and batches.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `applied` / `skipped` for operations, `committed` / `rejected` for batches.
+    pub outcome: &'static str,
+}
+
+/// Every metric the daemon exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// HTTP requests served.
+    pub http_requests: Family<RequestLabels, Counter>,
+    /// HTTP request durations.
+    pub http_duration: Family<RouteLabels, Histogram>,
+    /// Record operations by outcome.
+    pub ingest_operations: Family<OutcomeLabels, Counter>,
+    /// Ingest batches by outcome.
+    pub ingest_batches: Family<OutcomeLabels, Counter>,
+    /// Ingest batch durations (apply and commit).
+    pub ingest_duration: Histogram,
+    /// Identity merges made.
+    pub identity_merges: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to about 8 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 15))
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::default();
+        let http_requests = Family::<RequestLabels, Counter>::default();
+        let http_duration = Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let ingest_operations = Family::<OutcomeLabels, Counter>::default();
+        let ingest_batches = Family::<OutcomeLabels, Counter>::default();
+        let ingest_duration = latency_histogram();
+        let identity_merges = Counter::default();
+        registry.register("rapport_http_requests", "HTTP requests served", http_requests.clone());
+        registry.register("rapport_http_request_duration_seconds", "HTTP request duration", http_duration.clone());
+        registry.register("rapport_ingest_operations", "Record operations by outcome", ingest_operations.clone());
+        registry.register("rapport_ingest_batches", "Ingest batches by outcome", ingest_batches.clone());
+        registry.register("rapport_ingest_batch_duration_seconds", "Time to apply and commit a batch", ingest_duration.clone());
+        registry.register("rapport_identity_merges", "Identity merges made by resolution", identity_merges.clone());
+        Self { registry, http_requests, http_duration, ingest_operations, ingest_batches, ingest_duration, identity_merges }
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The process-wide metrics.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
