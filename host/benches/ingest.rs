@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rapport::api::{self, AppState};
 use rapport::config::{ApiConfig, token_digest};
 use rapport::demo::{self, SourceBatch, WorldSpec};
-use rapport::graph::model::{NodeId, Timestamp};
+use rapport::graph::model::{NodeId, RecordKind, Timestamp};
 use rapport::graph::{ContextQuery, Graph, IdentityRules, IngestBatch, InvalidPolicy};
 use rapport::store::{EntryIter, KeyRange, SledStore, Store, StoreError, WriteBatch};
 
@@ -185,7 +185,7 @@ fn main() {
     drop(raw);
 
     // 3. Context queries for 1,000 organizations picked at random.
-    let orgs: Vec<NodeId> = graph.list_organizations(None, 1_000_000).unwrap().into_iter().map(|o| o.id).collect();
+    let orgs: Vec<NodeId> = graph.list(RecordKind::Organization, None, 1_000_000).unwrap();
     let mut state = 0x2545_F491_4F6C_DD1D_u64;
     let at = Timestamp::from(chrono::DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z").unwrap().to_utc());
     let mut latencies = Vec::with_capacity(1000);

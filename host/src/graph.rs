@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 pub use identity::IdentityError;
 pub use ingest::{IngestBatch, IngestReport, InvalidPolicy, SkippedOperation};
 pub use query::{
-    ContextQuery, Engagement, GraphStats, MemberOf, OrganizationContext, OrganizationView, PersonView,
+    ContextQuery, DealSummary, Engagement, GraphStats, MemberOf, ObservationItem, OrganizationContext, OrganizationView, PersonView,
     RelationshipHolder, TimelineItem, TimelinePage,
 };
 

@@ -6,7 +6,10 @@ use serde::Deserialize;
 
 use super::{ApiError, AppState, ErrorBody, Page, blocking, limit, parse_id_of, parse_time};
 use crate::graph::model::{NodeId, RecordKind, Timestamp};
-use crate::graph::{ContextQuery, GraphStats, OrganizationContext, OrganizationView, PersonView, TimelinePage};
+use crate::graph::{
+    ContextQuery, Graph, GraphError, GraphStats, ObservationItem, OrganizationContext, OrganizationView, PersonView,
+    TimelinePage,
+};
 
 /// Counts of live records of each kind.
 #[utoipa::path(get, path = "/v1/stats", tag = "graph", security(("bearer" = [])), responses(
@@ -14,7 +17,7 @@ use crate::graph::{ContextQuery, GraphStats, OrganizationContext, OrganizationVi
     (status = 401, body = ErrorBody),
 ))]
 pub(super) async fn stats(State(state): State<AppState>) -> Result<Json<GraphStats>, ApiError> {
-    Ok(Json(blocking(&state, crate::graph::Graph::stats).await?))
+    Ok(Json(blocking(&state, Graph::stats).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -34,11 +37,81 @@ pub(super) struct ListQuery {
     (status = 401, body = ErrorBody),
 ))]
 pub(super) async fn list_organizations(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Result<Json<Page<OrganizationView>>, ApiError> {
-    let after = query.after.as_deref().map(|a| parse_id_of(a, RecordKind::Organization)).transpose()?;
+    list(state, query, RecordKind::Organization, Graph::organization).await
+}
+
+/// People, in id order.
+#[utoipa::path(get, path = "/v1/people", tag = "graph", params(ListQuery), security(("bearer" = [])), responses(
+    (status = 200, body = Page<PersonView>),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+))]
+pub(super) async fn list_people(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Result<Json<Page<PersonView>>, ApiError> {
+    list(state, query, RecordKind::Person, Graph::person).await
+}
+
+async fn list<T: Send + 'static>(
+    state: AppState,
+    query: ListQuery,
+    kind: RecordKind,
+    view: fn(&Graph, NodeId) -> Result<T, GraphError>,
+) -> Result<Json<Page<T>>, ApiError> {
+    let after = query.after.as_deref().map(|a| parse_id_of(a, kind)).transpose()?;
     let limit = limit(query.limit, 100)?;
-    let items = blocking(&state, move |graph| graph.list_organizations(after, limit)).await?;
-    let next = (items.len() == limit).then(|| items.last().map(|o| o.id.to_string())).flatten();
+    let (items, next) = blocking(&state, move |graph| {
+        let ids = graph.list(kind, after, limit)?;
+        let next = (ids.len() == limit).then(|| ids.last().map(ToString::to_string)).flatten();
+        let items = ids.into_iter().map(|id| view(graph, id)).collect::<Result<Vec<T>, _>>()?;
+        Ok::<_, GraphError>((items, next))
+    })
+    .await?;
     Ok(Json(Page { items, next }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ObservationQuery {
+    /// Only observations with this tag.
+    tag: Option<String>,
+    /// At most this many, 1 to 1000 (default 100).
+    limit: Option<usize>,
+}
+
+async fn observations(state: AppState, id: NodeId, query: ObservationQuery) -> Result<Json<Page<ObservationItem>>, ApiError> {
+    let limit = limit(query.limit, 100)?;
+    let items = blocking(&state, move |graph| graph.observations(id, query.tag.as_deref(), limit)).await?;
+    Ok(Json(Page { items, next: None }))
+}
+
+/// Observations about an organization, newest first.
+#[utoipa::path(get, path = "/v1/organizations/{id}/observations", tag = "graph", params(("id" = String, Path, description = "org_…"), ObservationQuery), security(("bearer" = [])), responses(
+    (status = 200, body = Page<ObservationItem>),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+))]
+pub(super) async fn organization_observations(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<ObservationQuery>,
+) -> Result<Json<Page<ObservationItem>>, ApiError> {
+    observations(state, parse_id_of(&id, RecordKind::Organization)?, query).await
+}
+
+/// Observations about a person, newest first.
+#[utoipa::path(get, path = "/v1/people/{id}/observations", tag = "graph", params(("id" = String, Path, description = "per_…"), ObservationQuery), security(("bearer" = [])), responses(
+    (status = 200, body = Page<ObservationItem>),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+))]
+pub(super) async fn person_observations(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<ObservationQuery>,
+) -> Result<Json<Page<ObservationItem>>, ApiError> {
+    observations(state, parse_id_of(&id, RecordKind::Person)?, query).await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

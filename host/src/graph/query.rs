@@ -398,18 +398,18 @@ impl Graph {
         Ok(TimelinePage { items, next })
     }
 
-    /// Organizations, by id, after `after`.
-    pub fn list_organizations(&self, after: Option<NodeId>, limit: usize) -> Result<Vec<OrganizationView>, GraphError> {
-        let mut r = self.reader();
+    /// Live organizations or people (cluster roots), in id order, after `after`.
+    pub fn list(&self, kind: RecordKind, after: Option<NodeId>, limit: usize) -> Result<Vec<NodeId>, GraphError> {
+        let r = self.reader();
         let start = match after {
             Some(id) => {
                 let mut key = keys::node(id);
                 key.push(0);
                 key
             }
-            None => keys::nodes_of_kind(RecordKind::Organization),
+            None => keys::nodes_of_kind(kind),
         };
-        let end = crate::store::prefix_successor(&keys::nodes_of_kind(RecordKind::Organization)).unwrap_or_default();
+        let end = crate::store::prefix_successor(&keys::nodes_of_kind(kind)).unwrap_or_default();
         let mut out = Vec::new();
         for entry in self.store.range(KeyRange::between(start, end), false) {
             let (key, value) = entry?;
@@ -417,12 +417,26 @@ impl Graph {
             if node.deleted_at.is_some() || node.placeholder || r.root(node.id)? != node.id {
                 continue;
             }
-            out.push(organization_view(&mut r, node.id)?);
+            out.push(node.id);
             if out.len() == limit {
                 break;
             }
         }
         Ok(out)
+    }
+
+    /// Observations about an organization or person (its whole cluster), newest first,
+    /// optionally only those with `tag`.
+    pub fn observations(&self, id: NodeId, tag: Option<&str>, limit: usize) -> Result<Vec<ObservationItem>, GraphError> {
+        let mut r = self.reader();
+        let (root, _) = cluster_nodes(&mut r, id)?;
+        let members = cluster_members(&r, root)?;
+        let mut items = observations_of(&mut r, &members, if tag.is_some() { usize::MAX } else { limit })?;
+        if let Some(tag) = tag {
+            items.retain(|o| o.tags.iter().any(|t| t == tag));
+        }
+        items.truncate(limit);
+        Ok(items)
     }
 
     /// Searches organizations or people by email, domain or name words.

@@ -38,6 +38,11 @@ fn ingest_applies_a_batch_and_queries_see_it() {
     let id = found["items"][0]["id"].as_str().unwrap().to_owned();
     assert_eq!(server.get_json("/v1/organizations/search?q=acm")["items"][0]["id"], id.as_str());
     assert_eq!(server.get_json("/v1/people/search?q=anna@acme.com")["items"][0]["name"], "Anna Novak");
+    let people = server.get_json("/v1/people?limit=1");
+    assert_eq!(people["items"].as_array().unwrap().len(), 1);
+    let rest = server.get_json(&format!("/v1/people?after={}", people["next"].as_str().unwrap()));
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1, "two people in all: Anna and Ben");
+    assert!(rest["next"].is_null());
 
     let context = server.get_json(&format!("/v1/organizations/{id}/context?at=2026-05-02T00:00:00Z"));
     assert_eq!(context["people"][0]["person"]["name"], "Anna Novak");
@@ -138,6 +143,13 @@ fn observations_are_recorded_and_shown_in_context() {
     assert_eq!(context["observations"][0]["text"], "Needs the deadline: the investor pushes");
     assert_eq!(context["observations"][0]["tags"][0], "motive");
     assert_eq!(context["observations"][0]["provenance"]["source"], "api");
+
+    server.post("/v1/observations", &json!({"about": id, "text": "Slow to sign", "tags": ["decision-style"]}));
+    let motives = server.get_json(&format!("/v1/organizations/{id}/observations?tag=motive"));
+    assert_eq!(motives["items"].as_array().unwrap().len(), 1);
+    let all = server.get_json(&format!("/v1/organizations/{id}/observations"));
+    assert_eq!(all["items"].as_array().unwrap().len(), 2);
+    assert_eq!(all["items"][0]["text"], "Slow to sign", "newest first");
 
     let unknown = server.post("/v1/observations", &json!({"about": "org_01J9Z3K4X7Q8R2M5N6P7T8V9W0", "text": "x"}));
     assert_eq!(unknown.status(), 404);
