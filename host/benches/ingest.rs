@@ -5,6 +5,9 @@
 //! Run with `cargo xtask bench` (or `cargo bench -p rapport-host --bench ingest`).
 //! `RAPPORT_BENCH_SCALE` changes the ×10.
 
+// A benchmark is a test harness: a panic with a location is the right failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

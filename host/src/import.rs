@@ -112,13 +112,11 @@ pub fn import_jsonl(
     mut progress: impl FnMut(ImportProgress),
 ) -> Result<ImportSummary, ImportError> {
     let mut summary = ImportSummary::default();
-    if options.resume {
-        if let Some(previous) = checkpoint(graph, &options.source)? {
-            if previous.input == options.input_name {
+    if options.resume
+        && let Some(previous) = checkpoint(graph, &options.source)?
+            && previous.input == options.input_name {
                 summary.resumed_after = previous.lines;
             }
-        }
-    }
     let mut pending: Vec<(u64, Operation)> = Vec::with_capacity(options.batch_size);
     let mut bytes = 0_u64;
     let mut line_no = 0_u64;

@@ -460,16 +460,14 @@ impl Operation {
                 v.external_id("external_id", &r.external_id);
                 v.external_id("organization", &r.organization);
                 v.non_empty("stage", &r.stage);
-                if let Some(amount) = r.amount {
-                    if !amount.is_finite() || amount < 0.0 {
+                if let Some(amount) = r.amount
+                    && (!amount.is_finite() || amount < 0.0) {
                         v.error("amount", "expected a finite, non-negative number");
                     }
-                }
-                if let Some(currency) = &r.currency {
-                    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+                if let Some(currency) = &r.currency
+                    && (currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase())) {
                         v.error("currency", "expected an ISO 4217 code such as \"EUR\"");
                     }
-                }
             }
             Self::UpsertInteraction(r) => {
                 v.external_id("external_id", &r.external_id);
@@ -551,11 +549,10 @@ impl Validator<'_> {
     }
 
     fn interval(&mut self, field: &str, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) {
-        if let (Some(start), Some(end)) = (start, end) {
-            if end < start {
+        if let (Some(start), Some(end)) = (start, end)
+            && end < start {
                 self.error(field, "must not be earlier than the start");
             }
-        }
     }
 }
 

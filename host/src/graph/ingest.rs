@@ -198,8 +198,8 @@ impl Apply<'_, '_> {
     /// The existing node of a record (with its old body) or a new one.
     fn upsert_target(&mut self, kind: RecordKind, external_id: &str, seen_at: Option<Timestamp>, empty: Body) -> Result<(Node, Option<Node>), GraphError> {
         let seen_at = seen_at.unwrap_or(self.now);
-        if let Some(id) = self.lookup(kind, external_id)? {
-            if let Some(old) = self.txn.node(id)? {
+        if let Some(id) = self.lookup(kind, external_id)?
+            && let Some(old) = self.txn.node(id)? {
                 let mut node = old.clone();
                 node.provenance.seen_at = node.provenance.seen_at.max(seen_at);
                 node.updated_at = self.now;
@@ -207,7 +207,6 @@ impl Apply<'_, '_> {
                 node.placeholder = false;
                 return Ok((node, Some(old)));
             }
-        }
         Ok((self.fresh_node(kind, external_id, seen_at, empty), None))
     }
 
@@ -268,11 +267,10 @@ impl Apply<'_, '_> {
     }
 
     fn release(&mut self, key: &[u8], id: NodeId) -> Result<(), GraphError> {
-        if let Some(bytes) = self.txn.get(key)? {
-            if decode_at::<NodeId>(key, &bytes)? == id {
+        if let Some(bytes) = self.txn.get(key)?
+            && decode_at::<NodeId>(key, &bytes)? == id {
                 self.txn.delete(key.to_vec());
             }
-        }
         Ok(())
     }
 

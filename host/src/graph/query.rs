@@ -245,8 +245,8 @@ impl Graph {
             }
             for (key, _) in r.scan_prefix(&keys::owned_prefix(ns::DEAL, member))? {
                 let Some((_, deal)) = keys::split_member(&key) else { continue };
-                if let Some(Node { id, body: Body::Deal(d), deleted_at: None, .. }) = r.node(deal)? {
-                    if d.status == DealStatus::Open {
+                if let Some(Node { id, body: Body::Deal(d), deleted_at: None, .. }) = r.node(deal)?
+                    && d.status == DealStatus::Open {
                         let entered = d.stage_history.last().map_or(query.at, |s| s.entered_at);
                         open_deals.push(DealSummary {
                             id,
@@ -259,7 +259,6 @@ impl Graph {
                             stage_history: d.stage_history,
                         });
                     }
-                }
             }
         }
 
@@ -535,11 +534,10 @@ fn cluster_nodes(r: &mut Txn<'_>, id: NodeId) -> Result<(NodeId, Vec<Node>), Gra
     let root = r.root(id)?;
     let mut nodes = Vec::new();
     for member in cluster_members(r, root)? {
-        if let Some(node) = r.node(member)? {
-            if node.deleted_at.is_none() {
+        if let Some(node) = r.node(member)?
+            && node.deleted_at.is_none() {
                 nodes.push(node);
             }
-        }
     }
     if nodes.is_empty() || nodes.iter().all(|n| n.placeholder) {
         return Err(GraphError::NotFound(id));

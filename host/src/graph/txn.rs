@@ -6,16 +6,19 @@ use std::collections::{BTreeMap, HashMap};
 use super::model::{AliasLink, Node, NodeId};
 use super::{GraphError, decode_at, keys};
 use crate::codec::encode;
-use crate::store::{KeyRange, Store, WriteBatch};
+use crate::store::{Entry, KeyRange, Store, WriteBatch};
 
 type Pending = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// A key and the pending state it had before a write (`None`: it had none).
+type UndoEntry = (Vec<u8>, Option<Option<Vec<u8>>>);
 
 /// Pending writes over a store.
 pub(super) struct Txn<'s> {
     store: &'s dyn Store,
     pending: Pending,
     /// Previous pending state of each key written since the batch began, newest last.
-    undo: Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>,
+    undo: Vec<UndoEntry>,
     /// Decoded nodes read or written in this batch.
     nodes: HashMap<NodeId, Node>,
 }
@@ -53,7 +56,7 @@ impl<'s> Txn<'s> {
     }
 
     /// Keys (with values) starting with `prefix`, as the batch would leave them.
-    pub(super) fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, GraphError> {
+    pub(super) fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>, GraphError> {
         let mut merged = BTreeMap::new();
         for entry in self.store.range(KeyRange::prefix(prefix), false) {
             let (key, value) = entry?;

@@ -42,21 +42,24 @@ pub fn rapport(store: &Path) -> Command {
 pub struct Daemon {
     pub child: Child,
     pub base: String,
-    _stdout: BufReader<ChildStdout>,
+    stdout: BufReader<ChildStdout>,
 }
 
 impl Daemon {
     /// Starts `rapport serve` on a free port and waits for its "listening" line.
     pub fn start(store: &Path) -> Self {
         let mut child = rapport(store).arg("serve").stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        // Owned by the daemon from here on, so a failed start still kills and reaps it.
+        let mut daemon = Self { child, base: String::new(), stdout };
         let mut line = String::new();
         loop {
             line.clear();
-            let read = stdout.read_line(&mut line).unwrap();
-            assert!(read > 0, "rapport serve exited before listening: {:?}", child.wait());
+            let read = daemon.stdout.read_line(&mut line).unwrap();
+            assert!(read > 0, "rapport serve exited before listening: {:?}", daemon.child.wait());
             if let Some(base) = line.trim().strip_prefix("rapport listening on ") {
-                return Self { base: base.to_owned(), child, _stdout: stdout };
+                daemon.base = base.to_owned();
+                return daemon;
             }
         }
     }

@@ -1,6 +1,9 @@
 //! End-to-end scenarios: the real `rapport` binary, started as users start it, with
 //! stores in temporary directories and HTTP over loopback.
 
+// Test helpers unwrap: a panic with a location is the right failure in a test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod crash_import;
 mod harness;
 mod serve;
