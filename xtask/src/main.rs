@@ -97,7 +97,11 @@ fn try_main() -> anyhow::Result<()> {
         }
         Task::Bench { args } => {
             let mut command = cargo();
-            command.args(["bench", "--package", "rapport-host"]).args(args);
+            command.args(["bench", "--package", "rapport-host"]);
+            if args.is_empty() {
+                command.args(["--bench", "ingest"]);
+            }
+            command.args(args);
             run(command)
         }
         Task::Test { args } => {

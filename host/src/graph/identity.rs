@@ -28,8 +28,8 @@ pub enum IdentityError {
     /// The merge was already undone.
     #[error("merge {0} was already undone")]
     AlreadyUndone(String),
-    /// The two records are of different kinds.
-    #[error("{0} and {1} are not of the same kind")]
+    /// The two records are not two organizations or two people.
+    #[error("{0} and {1} are not two organizations or two people")]
     KindMismatch(NodeId, NodeId),
     /// The two records are already one cluster.
     #[error("{0} and {1} are already merged; undo that merge first")]
@@ -140,6 +140,22 @@ pub(super) fn flag_duplicates(txn: &mut Txn<'_>, node: &Node, now: Timestamp) ->
     Ok(())
 }
 
+/// Checks that `a` and `b` are existing organizations (or people) in two clusters.
+fn check_separate_pair(txn: &mut Txn<'_>, a: NodeId, b: NodeId) -> Result<(), IdentityError> {
+    if a.kind != b.kind || !matches!(a.kind, RecordKind::Organization | RecordKind::Person) {
+        return Err(IdentityError::KindMismatch(a, b));
+    }
+    for id in [a, b] {
+        if txn.node(id)?.is_none() {
+            return Err(GraphError::NotFound(id).into());
+        }
+    }
+    if txn.root(a)? == txn.root(b)? {
+        return Err(IdentityError::AlreadyMerged(a, b));
+    }
+    Ok(())
+}
+
 impl Graph {
     /// Runs `work` as one atomic write batch under the writer lock.
     pub(super) fn write<T, E: From<GraphError>>(&self, work: impl FnOnce(&mut Txn<'_>) -> Result<T, E>) -> Result<T, E> {
@@ -187,18 +203,8 @@ impl Graph {
 
     /// Merges two records' clusters by hand (e.g. from the review list).
     pub fn merge_manually(&self, a: NodeId, b: NodeId, reason: String, now: Timestamp) -> Result<MergeRecord, IdentityError> {
-        if a.kind != b.kind || !matches!(a.kind, RecordKind::Organization | RecordKind::Person) {
-            return Err(IdentityError::KindMismatch(a, b));
-        }
         self.write(|txn| {
-            for id in [a, b] {
-                if txn.node(id)?.is_none() {
-                    return Err(GraphError::NotFound(id).into());
-                }
-            }
-            if txn.root(a)? == txn.root(b)? {
-                return Err(IdentityError::AlreadyMerged(a, b));
-            }
+            check_separate_pair(txn, a, b)?;
             let record = merge_clusters(txn, a, b, reason, now)?.ok_or(IdentityError::Pinned(a, b))?;
             txn.delete(keys::review(a, b));
             Ok(record)
@@ -207,18 +213,8 @@ impl Graph {
 
     /// Pins two records apart: automatic resolution will never merge their clusters.
     pub fn pin_apart(&self, a: NodeId, b: NodeId) -> Result<(), IdentityError> {
-        if a.kind != b.kind {
-            return Err(IdentityError::KindMismatch(a, b));
-        }
         self.write(|txn| {
-            for id in [a, b] {
-                if txn.node(id)?.is_none() {
-                    return Err(GraphError::NotFound(id).into());
-                }
-            }
-            if txn.root(a)? == txn.root(b)? {
-                return Err(IdentityError::AlreadyMerged(a, b));
-            }
+            check_separate_pair(txn, a, b)?;
             txn.put(keys::pin(a, b), Vec::new());
             txn.put(keys::pin(b, a), Vec::new());
             txn.delete(keys::review(a, b));
