@@ -1,6 +1,7 @@
-//! Ingest benchmark: the demo world ×10 through the in-process ingest path, against raw
-//! sled batch inserts of the very same keys and values as the baseline, plus the HTTP
-//! path, context-query latency and peak memory. Prints its figures; asserts nothing.
+//! Ingest benchmark: the HTTP path against the in-process path (×1 world); the demo world
+//! ×10 through the in-process ingest path against raw sled batch inserts of the very same
+//! keys and values as the baseline; context-query latency; peak memory of a streamed
+//! import at ×1 and ×10. Prints its figures; asserts nothing.
 //!
 //! Run with `cargo xtask bench` (or `cargo bench -p rapport-host --bench ingest`).
 //! `RAPPORT_BENCH_SCALE` changes the ×10.
@@ -8,6 +9,8 @@
 // A benchmark is a test harness: a panic with a location is the right failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +19,7 @@ use rapport::config::{ApiConfig, token_digest};
 use rapport::demo::{self, SourceBatch, WorldSpec};
 use rapport::graph::model::{NodeId, RecordKind, Timestamp};
 use rapport::graph::{ContextQuery, Graph, IdentityRules, IngestBatch, InvalidPolicy};
+use rapport::import::{ImportOptions, import_jsonl};
 use rapport::store::{EntryIter, KeyRange, SledStore, Store, StoreError, WriteBatch};
 
 const BATCH: usize = 1000;
@@ -95,18 +99,41 @@ fn peak_rss_mb() -> f64 {
     kb / 1024.0
 }
 
-/// In a child process: ingest the world at `scale` and print the peak RSS.
-fn rss_child(scale: usize) {
+/// Writes the world at `scale` as one JSON Lines file per source; returns the files.
+fn write_world(dir: &Path, scale: usize) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for batch in world(scale) {
+        let path = dir.join(format!("{}-x{scale}.jsonl", batch.source));
+        let mut out = BufWriter::new(std::fs::File::create(&path).unwrap());
+        for op in &batch.operations {
+            serde_json::to_writer(&mut out, op).unwrap();
+            out.write_all(b"\n").unwrap();
+        }
+        out.flush().unwrap();
+        files.push(path);
+    }
+    files
+}
+
+/// In a child process: import the files (streamed, as `rapport import` does) and print
+/// the peak RSS.
+fn rss_child(files: &[String]) {
     let dir = tempfile::tempdir().unwrap();
     let graph = Graph::new(Arc::new(SledStore::open(dir.path(), CACHE_BYTES).unwrap()), rules());
-    let batches = world(scale);
-    ingest_all(&graph, batches);
+    for file in files {
+        let source = Path::new(file).file_stem().unwrap().to_string_lossy().split('-').next().unwrap().to_owned();
+        let options = ImportOptions { source, input_name: file.clone(), batch_size: BATCH, resume: false };
+        let input = std::io::BufReader::new(std::fs::File::open(file).unwrap());
+        let summary = import_jsonl(&graph, input, &options, |_| {}).unwrap();
+        assert!(summary.skipped.is_empty());
+    }
     println!("{:.1}", peak_rss_mb());
 }
 
-fn measure_rss(scale: usize) -> f64 {
+fn measure_rss(files: &[PathBuf]) -> f64 {
     let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--rss-child", &scale.to_string()])
+        .arg("--rss-child")
+        .args(files)
         .output()
         .unwrap();
     String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(f64::NAN)
@@ -146,20 +173,33 @@ fn http_ingest(batches: Vec<SourceBatch>) -> (usize, Duration) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--rss-child") {
-        rss_child(args[i + 1].parse().unwrap());
+        rss_child(&args[i + 1..]);
         return;
     }
     let scale: usize = std::env::var("RAPPORT_BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     println!("rapport ingest benchmark: demo world x{scale}, batches of {BATCH} operations, sled cache {} MiB", CACHE_BYTES >> 20);
 
-    // 1. In-process ingest, recording every committed batch.
+    // 1. The HTTP path against the in-process path, both with the x1 world on fresh stores.
     let dir = tempfile::tempdir().unwrap();
+    let direct = {
+        let graph = Graph::new(Arc::new(SledStore::open(&dir.path().join("x1"), CACHE_BYTES).unwrap()), rules());
+        ingest_all(&graph, world(1))
+    };
+    let (operations, elapsed) = http_ingest(world(1));
+    let direct_rate = direct.operations as f64 / direct.elapsed.as_secs_f64();
+    let http_rate = operations as f64 / elapsed.as_secs_f64();
+    println!(
+        "x1 world: in-process {direct_rate:.0} records/s; HTTP (JSON batches of {BATCH}) {http_rate:.0} records/s = {:.2}x of in-process",
+        http_rate / direct_rate
+    );
+
+    // 2. In-process ingest at scale, recording every committed batch.
     let store = Arc::new(RecordingStore { inner: SledStore::open(&dir.path().join("graph"), CACHE_BYTES).unwrap(), log: Mutex::new(Vec::new()) });
     let graph = Graph::new(Arc::clone(&store) as Arc<dyn Store>, rules());
     let figures = ingest_all(&graph, world(scale));
     let stats = graph.stats().unwrap();
     println!(
-        "ingest (in-process): {} operations in {:.2}s = {:.0} records/s; {:.2} keys written per record; {} interactions",
+        "ingest (in-process, x{scale}): {} operations in {:.2}s = {:.0} records/s; {:.2} keys written per record; {} interactions",
         figures.operations,
         figures.elapsed.as_secs_f64(),
         figures.operations as f64 / figures.elapsed.as_secs_f64(),
@@ -167,7 +207,7 @@ fn main() {
         stats.interactions
     );
 
-    // 2. Baseline: the same keys and values, the same batches, straight into sled.
+    // 3. Baseline: the same keys and values, the same batches, straight into sled.
     let log = std::mem::take(&mut *store.log.lock().unwrap());
     let raw = SledStore::open(&dir.path().join("raw"), CACHE_BYTES).unwrap();
     let keys: usize = log.iter().map(WriteBatch::len).sum();
@@ -176,6 +216,7 @@ fn main() {
         raw.apply(batch).unwrap();
     }
     let raw_elapsed = started.elapsed();
+    drop(raw);
     println!(
         "baseline (raw sled batch insert of the same {keys} keys): {:.2}s = {:.0} keys/s",
         raw_elapsed.as_secs_f64(),
@@ -185,9 +226,8 @@ fn main() {
         "ratio: ingest time / raw insert time = {:.2} (target <= 2.0)",
         figures.elapsed.as_secs_f64() / raw_elapsed.as_secs_f64()
     );
-    drop(raw);
 
-    // 3. Context queries for 1,000 organizations picked at random.
+    // 4. Context queries for 1,000 organizations picked at random.
     let orgs: Vec<NodeId> = graph.list(RecordKind::Organization, None, 1_000_000).unwrap();
     let mut state = 0x2545_F491_4F6C_DD1D_u64;
     let at = Timestamp::from(chrono::DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z").unwrap().to_utc());
@@ -212,18 +252,12 @@ fn main() {
     drop(graph);
     drop(store);
 
-    // 4. The HTTP path, with the x1 world.
-    let (operations, elapsed) = http_ingest(world(1));
+    // 5. Peak memory of a streamed import, each scale in a fresh process.
+    let files_1 = write_world(dir.path(), 1);
+    let files_n = write_world(dir.path(), scale);
+    let (rss_1, rss_n) = (measure_rss(&files_1), measure_rss(&files_n));
     println!(
-        "ingest (HTTP, x1 world, JSON batches of {BATCH}): {operations} operations in {:.2}s = {:.0} records/s",
-        elapsed.as_secs_f64(),
-        operations as f64 / elapsed.as_secs_f64()
-    );
-
-    // 5. Peak memory, each scale in a fresh process.
-    let (rss_1, rss_n) = (measure_rss(1), measure_rss(scale));
-    println!(
-        "peak RSS: x1 {rss_1:.0} MB, x{scale} {rss_n:.0} MB; growth {:.0} MB (budget: sled cache {} MB + 100 MB)",
+        "peak RSS of a streamed import: x1 {rss_1:.0} MB, x{scale} {rss_n:.0} MB; growth {:.0} MB (budget: sled cache {} MB + 100 MB)",
         rss_n - rss_1,
         CACHE_BYTES >> 20
     );

@@ -274,9 +274,11 @@ impl Graph {
                 keys::timed_bound(ns::ORG_TIMELINE, member, window_start),
                 keys::timed_bound(ns::ORG_TIMELINE, member, Timestamp(query.at.0 + 1)),
             );
+            let mut window_last = None;
             for entry in self.store.range(range, false) {
                 let (key, value) = entry?;
                 let Some((at, _)) = keys::split_timed(&key) else { continue };
+                window_last = Some(at);
                 if at >= recent_start {
                     last_90 += 1;
                     let entry: TimelineEntry = decode_at(&key, &value)?;
@@ -287,15 +289,19 @@ impl Graph {
                     previous_90 += 1;
                 }
             }
-            let before_now = KeyRange::between(
-                keys::owned_prefix(ns::ORG_TIMELINE, member),
-                keys::timed_bound(ns::ORG_TIMELINE, member, Timestamp(query.at.0 + 1)),
-            );
-            if let Some(entry) = self.store.range(before_now, true).next() {
-                let (key, _) = entry?;
-                let at = keys::split_timed(&key).map(|(at, _)| at);
-                last_interaction_at = last_interaction_at.max(at);
-            }
+            // The window is in time order: its last entry is the latest; only an empty
+            // window needs a look further back.
+            let latest = match window_last {
+                Some(at) => Some(at),
+                None => {
+                    let before = KeyRange::between(keys::owned_prefix(ns::ORG_TIMELINE, member), keys::timed_bound(ns::ORG_TIMELINE, member, window_start));
+                    match self.store.range(before, true).next() {
+                        Some(entry) => keys::split_timed(&entry?.0).map(|(at, _)| at),
+                        None => None,
+                    }
+                }
+            };
+            last_interaction_at = last_interaction_at.max(latest);
         }
         let mut relationship_holders = Vec::with_capacity(holders.len());
         for (person, count) in holders {

@@ -1,6 +1,8 @@
 //! A write transaction under construction: reads see the batch's own writes, and each
-//! operation can be rolled back alone (an invalid operation leaves no trace).
+//! operation can be rolled back alone (an invalid operation leaves no trace). Queries use
+//! one without writes as a reader with per-query caches.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 use super::model::{AliasLink, Node, NodeId};
@@ -21,6 +23,8 @@ pub(super) struct Txn<'s> {
     undo: Vec<UndoEntry>,
     /// Decoded nodes read or written in this batch.
     nodes: HashMap<NodeId, Node>,
+    /// Cluster roots looked up in this batch; cleared whenever an alias changes.
+    roots: RefCell<HashMap<NodeId, NodeId>>,
 }
 
 /// A point to roll back to.
@@ -28,7 +32,7 @@ pub(super) struct Savepoint(usize);
 
 impl<'s> Txn<'s> {
     pub(super) fn new(store: &'s dyn Store) -> Self {
-        Self { store, pending: Pending::new(), undo: Vec::new(), nodes: HashMap::new() }
+        Self { store, pending: Pending::new(), undo: Vec::new(), nodes: HashMap::new(), roots: RefCell::default() }
     }
 
     pub(super) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, GraphError> {
@@ -43,6 +47,9 @@ impl<'s> Txn<'s> {
     }
 
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        if key.first() == Some(&keys::ns::ALIAS) {
+            self.roots.get_mut().clear();
+        }
         let previous = self.pending.insert(key.clone(), value);
         self.undo.push((key, previous));
     }
@@ -57,6 +64,9 @@ impl<'s> Txn<'s> {
 
     /// Keys (with values) starting with `prefix`, as the batch would leave them.
     pub(super) fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>, GraphError> {
+        if self.pending.is_empty() {
+            return self.store.scan_prefix(prefix).map(|entry| entry.map_err(GraphError::from)).collect();
+        }
         let mut merged = BTreeMap::new();
         for entry in self.store.range(KeyRange::prefix(prefix), false) {
             let (key, value) = entry?;
@@ -87,15 +97,19 @@ impl<'s> Txn<'s> {
 
     /// The root of `id`'s identity cluster (itself unless merged).
     pub(super) fn root(&self, id: NodeId) -> Result<NodeId, GraphError> {
+        if let Some(root) = self.roots.borrow().get(&id) {
+            return Ok(*root);
+        }
         let mut current = id;
         // Merge chains are short; the bound only guards against a corrupt cycle.
         for _ in 0..64 {
             let key = keys::alias(current);
             match self.get(&key)? {
                 Some(bytes) => current = decode_at::<AliasLink>(&key, &bytes)?.parent,
-                None => return Ok(current),
+                None => break,
             }
         }
+        self.roots.borrow_mut().insert(id, current);
         Ok(current)
     }
 
@@ -111,8 +125,9 @@ impl<'s> Txn<'s> {
                 None => self.pending.remove(&key),
             };
         }
-        // Cheaper than tracking which decoded nodes the rolled-back writes touched.
+        // Cheaper than tracking which decoded nodes and roots the rolled-back writes touched.
         self.nodes.clear();
+        self.roots.get_mut().clear();
     }
 
     pub(super) fn len(&self) -> usize {
