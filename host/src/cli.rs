@@ -474,14 +474,28 @@ fn observe(config: &Config, args: ObserveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The file that marks a directory as the demo's own, safe to delete.
+const DEMO_MARKER: &str = "RAPPORT-DEMO";
+
 fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let now = match parse_time(args.now.as_deref())? {
         Some(now) => now.to_datetime(),
         None => chrono::Utc::now().date_naive().and_time(chrono::NaiveTime::MIN).and_utc(),
     };
+    // The demo starts from a fresh world each time, but only ever deletes a directory it made.
+    let marker = args.data.join(DEMO_MARKER);
     if args.data.exists() {
+        if !marker.exists() {
+            bail!(
+                "{} exists and is not a demo store (no {DEMO_MARKER} file in it); pass another --data directory",
+                args.data.display()
+            );
+        }
         std::fs::remove_dir_all(&args.data).with_context(|| format!("cannot clear the demo store at {}", args.data.display()))?;
     }
+    std::fs::create_dir_all(&args.data).with_context(|| format!("cannot create {}", args.data.display()))?;
+    std::fs::write(&marker, "This directory holds the store of `rapport demo`; the next demo run deletes it.\n")
+        .with_context(|| format!("cannot write {}", marker.display()))?;
     config.identity.internal_domains.insert(demo::INTERNAL_DOMAIN.to_owned());
     let graph = open_graph(&config, &args.data)?;
     let (batches, counts) = demo::generate(WorldSpec { seed: args.seed, scale: args.scale, now });

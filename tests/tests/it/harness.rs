@@ -48,7 +48,13 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `rapport serve` on a free port and waits for its "listening" line.
     pub fn start(store: &Path) -> Self {
-        let mut child = rapport(store).arg("serve").stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        Self::spawn(rapport(store).arg("serve"), "rapport listening on ")
+    }
+
+    /// Starts `command` and waits for the stdout line starting with `banner`, followed
+    /// by the base URL.
+    pub fn spawn(command: &mut Command, banner: &str) -> Self {
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
         // Owned by the daemon from here on, so a failed start still kills and reaps it.
         let mut daemon = Self { child, base: String::new(), stdout };
@@ -56,9 +62,12 @@ impl Daemon {
         loop {
             line.clear();
             let read = daemon.stdout.read_line(&mut line).unwrap();
-            assert!(read > 0, "rapport serve exited before listening: {:?}", daemon.child.wait());
-            if let Some(base) = line.trim().strip_prefix("rapport listening on ") {
-                daemon.base = base.to_owned();
+            assert!(read > 0, "the daemon exited before its banner: {:?}", daemon.child.wait());
+            if let Some(rest) = line.trim().strip_prefix(banner) {
+                let url = rest.split_whitespace().next().unwrap_or_default();
+                // Keep scheme://host:port only.
+                let end = url.match_indices('/').nth(2).map_or(url.len(), |(i, _)| i);
+                daemon.base = url[..end].to_owned();
                 return daemon;
             }
         }

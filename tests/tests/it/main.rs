@@ -5,5 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod crash_import;
+mod demo;
 mod harness;
 mod serve;

@@ -1,0 +1,40 @@
+//! The README's demo: `rapport demo` generates the world, serves it on loopback without a
+//! token, and points at a planted situation.
+
+use serde_json::Value;
+
+use crate::harness::{Daemon, binary};
+
+#[test]
+fn the_demo_serves_the_world_on_loopback_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let mut command = std::process::Command::new(binary());
+    command
+        .args(["demo", "--bind", "127.0.0.1:0", "--now", "2026-06-01T00:00:00Z", "--data"])
+        .arg(&data)
+        .env("RUST_LOG", "warn");
+    let daemon = Daemon::spawn(&mut command, "rapport demo ready: open ");
+    let client = reqwest::blocking::Client::new();
+    let found: Value = client.get(daemon.url("/v1/organizations/search?q=halcyon")).send().unwrap().json().unwrap();
+    let id = found["items"][0]["id"].as_str().expect("the planted client is there").to_owned();
+    let context: Value =
+        client.get(daemon.url(&format!("/v1/organizations/{id}/context?at=2026-06-01T00:00:00Z"))).send().unwrap().json().unwrap();
+    assert_eq!(context["engagement"]["days_since_last_interaction"], 45);
+    daemon.stop();
+
+    // Running it again starts over in the same directory; a directory it did not make is refused.
+    let other = dir.path().join("precious");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "keep me").unwrap();
+    let output = std::process::Command::new(binary()).args(["demo", "--load-only", "--data"]).arg(&other).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is not a demo store"));
+    assert!(other.join("notes.txt").exists());
+    let again = std::process::Command::new(binary())
+        .args(["demo", "--load-only", "--now", "2026-06-01T00:00:00Z", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+}
