@@ -9,7 +9,6 @@
 // A benchmark is a test harness: a panic with a location is the right failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -101,18 +100,7 @@ fn peak_rss_mb() -> f64 {
 
 /// Writes the world at `scale` as one JSON Lines file per source; returns the files.
 fn write_world(dir: &Path, scale: usize) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for batch in world(scale) {
-        let path = dir.join(format!("{}-x{scale}.jsonl", batch.source));
-        let mut out = BufWriter::new(std::fs::File::create(&path).unwrap());
-        for op in &batch.operations {
-            serde_json::to_writer(&mut out, op).unwrap();
-            out.write_all(b"\n").unwrap();
-        }
-        out.flush().unwrap();
-        files.push(path);
-    }
-    files
+    demo::export(&world(scale), &dir.join(format!("x{scale}"))).unwrap()
 }
 
 /// In a child process: import the files (streamed, as `rapport import` does) and print
@@ -121,7 +109,7 @@ fn rss_child(files: &[String]) {
     let dir = tempfile::tempdir().unwrap();
     let graph = Graph::new(Arc::new(SledStore::open(dir.path(), CACHE_BYTES).unwrap()), rules());
     for file in files {
-        let source = Path::new(file).file_stem().unwrap().to_string_lossy().split('-').next().unwrap().to_owned();
+        let source = Path::new(file).file_stem().unwrap().to_string_lossy().into_owned();
         let options = ImportOptions { source, input_name: file.clone(), batch_size: BATCH, resume: false };
         let input = std::io::BufReader::new(std::fs::File::open(file).unwrap());
         let summary = import_jsonl(&graph, input, &options, |_| {}).unwrap();

@@ -199,6 +199,10 @@ struct DemoArgs {
     /// Load the world and exit without serving.
     #[arg(long)]
     load_only: bool,
+    /// Write the world as JSON Lines files (one per source, for `rapport import`) into
+    /// this directory and exit, without loading it.
+    #[arg(long, value_name = "DIR", conflicts_with = "load_only")]
+    export: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -482,6 +486,14 @@ fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         Some(now) => now.to_datetime(),
         None => chrono::Utc::now().date_naive().and_time(chrono::NaiveTime::MIN).and_utc(),
     };
+    if let Some(dir) = &args.export {
+        let (batches, _) = demo::generate(WorldSpec { seed: args.seed, scale: args.scale, now });
+        for file in demo::export(&batches, dir).with_context(|| format!("cannot write the demo world into {}", dir.display()))? {
+            println!("wrote {}", file.display());
+        }
+        println!("import them with: rapport import FILE --source NAME (the file's name); identity rules assume internal_domains = [\"{}\"]", demo::INTERNAL_DOMAIN);
+        return Ok(());
+    }
     // The demo starts from a fresh world each time, but only ever deletes a directory it made.
     let marker = args.data.join(DEMO_MARKER);
     if args.data.exists() {

@@ -5,6 +5,9 @@
 //! several sources (a CRM, a mail archive, a support desk), exactly as real sources would
 //! send them, so loading it exercises ingest and identity resolution end to end.
 
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
 use chrono::{DateTime, Duration, Utc};
 
 use crate::graph::model::Timestamp;
@@ -464,6 +467,24 @@ pub fn load(
         }
     }
     Ok(done)
+}
+
+/// Writes each source's operations as `<dir>/<source>.jsonl`, the format `rapport import`
+/// reads; returns the files.
+pub fn export(batches: &[SourceBatch], dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut files = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let path = dir.join(format!("{}.jsonl", batch.source));
+        let mut out = BufWriter::new(std::fs::File::create(&path)?);
+        for op in &batch.operations {
+            serde_json::to_writer(&mut out, op)?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+        files.push(path);
+    }
+    Ok(files)
 }
 
 /// Days ago, over 540 days, denser at the recent end for a positive trend.

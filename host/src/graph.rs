@@ -21,7 +21,7 @@ pub use identity::IdentityError;
 pub use ingest::{IngestBatch, IngestReport, InvalidPolicy, SkippedOperation};
 pub use query::{
     ContextQuery, DealSummary, Engagement, GraphStats, MemberOf, ObservationItem, OrganizationContext, OrganizationView, PersonView,
-    RelationshipHolder, TimelineItem, TimelinePage,
+    RelationshipHolder, TimelineCursor, TimelineItem, TimelinePage,
 };
 
 use crate::codec::CodecError;

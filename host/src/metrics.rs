@@ -32,7 +32,8 @@ pub struct RouteLabels {
 /// Labels of counted operations and batches.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// `applied` / `skipped` for operations, `committed` / `rejected` for batches.
+    /// `applied` / `skipped` / `rejected` (in a rejected batch) for operations,
+    /// `committed` / `rejected` for batches.
     pub outcome: &'static str,
 }
 

@@ -8,7 +8,7 @@ use super::{ApiError, AppState, ErrorBody, Page, blocking, limit, parse_id_of, p
 use crate::graph::model::{NodeId, RecordKind, Timestamp};
 use crate::graph::{
     ContextQuery, Graph, GraphError, GraphStats, ObservationItem, OrganizationContext, OrganizationView, PersonView,
-    TimelinePage,
+    TimelineCursor, TimelinePage,
 };
 
 /// Counts of live records of each kind.
@@ -225,10 +225,12 @@ async fn timeline(state: AppState, id: NodeId, params: TimelineParams) -> Result
     let from = parse_time(params.from.as_deref(), "from")?;
     let to = parse_time(params.to.as_deref(), "to")?.unwrap_or(Timestamp(i64::MAX / 2));
     let limit = limit(params.limit, 50)?;
-    if params.before.as_deref().is_some_and(|b| b.parse::<i64>().is_err()) {
-        return Err(ApiError::field("before", "expected the `next` value of a previous page"));
-    }
-    Ok(Json(blocking(&state, move |graph| graph.timeline(id, from, to, params.before.as_deref(), limit)).await?))
+    let before = params
+        .before
+        .as_deref()
+        .map(|b| b.parse::<TimelineCursor>().map_err(|()| ApiError::field("before", "expected the `next` value of a previous page")))
+        .transpose()?;
+    Ok(Json(blocking(&state, move |graph| graph.timeline(id, from, to, before, limit)).await?))
 }
 
 /// An organization's interactions, newest first, in pages.

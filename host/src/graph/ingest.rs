@@ -117,9 +117,9 @@ impl Graph {
             report.skipped.push(SkippedOperation { index, external_id: op.external_id().to_owned(), errors });
         }
         let metrics = &*METRICS;
-        metrics.ingest_operations.get_or_create(&OutcomeLabels { outcome: "applied" }).inc_by(report.applied as u64);
-        metrics.ingest_operations.get_or_create(&OutcomeLabels { outcome: "skipped" }).inc_by(report.skipped.len() as u64);
+        let count = |outcome, n: usize| metrics.ingest_operations.get_or_create(&OutcomeLabels { outcome }).inc_by(n as u64);
         if batch.policy == InvalidPolicy::RejectBatch && !report.skipped.is_empty() {
+            count("rejected", batch.operations.len());
             metrics.ingest_batches.get_or_create(&OutcomeLabels { outcome: "rejected" }).inc();
             return Ok(report);
         }
@@ -129,6 +129,8 @@ impl Graph {
         report.keys_written = txn.len();
         self.store.apply(txn.into_batch())?;
         report.committed = true;
+        count("applied", report.applied);
+        count("skipped", report.skipped.len());
         metrics.ingest_batches.get_or_create(&OutcomeLabels { outcome: "committed" }).inc();
         metrics.identity_merges.inc_by(report.merges as u64);
         metrics.ingest_duration.observe(started.elapsed().as_secs_f64());

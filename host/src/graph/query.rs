@@ -4,6 +4,8 @@
 //! identity clusters at read time, which is what keeps merges reversible.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -311,7 +313,8 @@ impl Graph {
         relationship_holders
             .sort_by(|a, b| b.interactions_90d.cmp(&a.interactions_90d).then_with(|| a.name.cmp(&b.name)));
 
-        let recent_interactions = self.timeline_in(&mut r, &members, ns::ORG_TIMELINE, None, query.at, query.recent)?.items;
+        let recent_interactions =
+            self.timeline_in(&mut r, &members, ns::ORG_TIMELINE, None, End::At(query.at), query.recent)?.items;
         let observations = observations_of(&mut r, &members, query.recent)?;
         Ok(OrganizationContext {
             organization,
@@ -336,7 +339,7 @@ impl Graph {
         id: NodeId,
         from: Option<Timestamp>,
         to: Timestamp,
-        before: Option<&str>,
+        before: Option<TimelineCursor>,
         limit: usize,
     ) -> Result<TimelinePage, GraphError> {
         let mut r = self.reader();
@@ -349,11 +352,11 @@ impl Graph {
             return Err(GraphError::NotFound(id));
         }
         let members = cluster_members(&r, root)?;
-        let to = match before.and_then(parse_page_token) {
-            Some(token) => token.min(to),
-            None => to,
+        let end = match before {
+            Some(cursor) if cursor.at < to => End::Before(cursor),
+            _ => End::At(to),
         };
-        self.timeline_in(&mut r, &members, space, from, to, limit)
+        self.timeline_in(&mut r, &members, space, from, end, limit)
     }
 
     fn timeline_in(
@@ -362,7 +365,7 @@ impl Graph {
         members: &[NodeId],
         space: u8,
         from: Option<Timestamp>,
-        to: Timestamp,
+        end: End,
         limit: usize,
     ) -> Result<TimelinePage, GraphError> {
         let mut hits = Vec::new();
@@ -371,8 +374,11 @@ impl Graph {
                 Some(from) => keys::timed_bound(space, member, from),
                 None => keys::owned_prefix(space, member),
             };
-            let range = KeyRange::between(start, keys::timed_bound(space, member, to));
-            for entry in self.store.range(range, true).take(limit + 1) {
+            let end = match end {
+                End::At(to) => keys::timed_bound(space, member, to),
+                End::Before(cursor) => keys::timed(space, member, cursor.at, cursor.item),
+            };
+            for entry in self.store.range(KeyRange::between(start, end), true).take(limit + 1) {
                 let (key, _) = entry?;
                 if let Some(hit) = keys::split_timed(&key) {
                     hits.push(hit);
@@ -397,9 +403,9 @@ impl Graph {
                 });
             }
         }
-        // Items sharing the boundary millisecond are rare; the token is exclusive of it,
-        // so a page never repeats an item.
-        let next = more.then(|| hits.last().map(|(at, _)| at.0.to_string())).flatten();
+        // The cursor names the last item itself, so items sharing its millisecond are
+        // neither repeated nor skipped on the next page.
+        let next = more.then(|| hits.last().map(|&(at, item)| TimelineCursor { at, item }.to_string())).flatten();
         Ok(TimelinePage { items, next })
     }
 
@@ -531,8 +537,37 @@ impl Graph {
     }
 }
 
-fn parse_page_token(token: &str) -> Option<Timestamp> {
-    token.parse().ok().map(Timestamp)
+/// Where a timeline page continues: just before this item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimelineCursor {
+    /// The last item's time.
+    pub at: Timestamp,
+    /// The last item.
+    pub item: NodeId,
+}
+
+impl fmt::Display for TimelineCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.at.0, self.item)
+    }
+}
+
+impl FromStr for TimelineCursor {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (at, item) = s.split_once(':').ok_or(())?;
+        Ok(Self { at: Timestamp(at.parse().map_err(drop)?), item: item.parse().map_err(drop)? })
+    }
+}
+
+/// The (exclusive) end of a timeline range.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    /// Before this time.
+    At(Timestamp),
+    /// Before this item.
+    Before(TimelineCursor),
 }
 
 /// The live member nodes of `id`'s cluster, the root's first; `NotFound` when none lives.
