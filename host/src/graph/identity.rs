@@ -109,10 +109,7 @@ pub(super) fn flag_duplicates(txn: &mut Txn<'_>, node: &Node, now: Timestamp) ->
     let Some(full) = normalized_name(name) else { return Ok(()) };
     let root = txn.root(node.id)?;
     for (key, _) in txn.scan_prefix(&keys::full_name_prefix(node.id.kind, &full))? {
-        let Some(other) = key.len().checked_sub(super::model::NODE_ID_LEN).and_then(|at| NodeId::from_bytes(&key[at..]))
-        else {
-            continue;
-        };
+        let Some(other) = keys::trailing_id(&key) else { continue };
         if other == node.id || txn.root(other)? == root || pinned_apart(txn, root, txn.root(other)?)? {
             continue;
         }

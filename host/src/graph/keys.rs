@@ -190,6 +190,11 @@ pub fn split_timed(key: &[u8]) -> Option<(Timestamp, NodeId)> {
     Some((at, item))
 }
 
+/// The node id that ends a key (name-index keys end with one).
+pub fn trailing_id(key: &[u8]) -> Option<NodeId> {
+    NodeId::from_bytes(&key[key.len().checked_sub(NODE_ID_LEN)?..])
+}
+
 /// Metadata key.
 pub fn meta(name: &str) -> Vec<u8> {
     key(ns::META, &[name.as_bytes()])

@@ -454,30 +454,35 @@ impl Graph {
     pub fn search(&self, kind: RecordKind, query: &str, limit: usize) -> Result<Vec<NodeId>, GraphError> {
         let mut r = self.reader();
         let query = query.trim();
-        let mut found = Vec::new();
-        if let Some(email) = ops::normalize_email(query) {
-            if let Some(bytes) = self.store.get(&keys::email(&email))? {
-                found.push(decode_at(&keys::email(&email), &bytes)?);
+        let domain = ops::normalize_domain(query).filter(|_| !query.contains(' '));
+        let mut found = match (ops::normalize_email(query), domain) {
+            (Some(email), _) if kind == RecordKind::Person => {
+                let key = keys::email(&email);
+                self.store.get(&key)?.map(|bytes| decode_at(&key, &bytes)).transpose()?.into_iter().collect()
             }
-            if kind == RecordKind::Organization {
-                found.clear();
-                if let Some(domain) = ops::email_domain(&email) {
-                    found.extend(self.by_domain(domain)?);
+            (Some(email), _) => self.by_domain(ops::email_domain(&email).unwrap_or_default())?.into_iter().collect(),
+            (None, Some(domain)) if kind == RecordKind::Person => match self.by_domain(&domain)? {
+                // People by domain: the people of the organization that owns it.
+                Some(org) => {
+                    let mut people = Vec::new();
+                    for member in cluster_members(&r, r.root(org)?)? {
+                        for (key, _) in r.scan_prefix(&keys::owned_prefix(ns::WORKS_AT, member))? {
+                            people.extend(keys::split_member(&key).map(|(_, person)| person));
+                        }
+                    }
+                    people
                 }
-            }
-        } else if let Some(domain) = ops::normalize_domain(query).filter(|_| !query.contains(' ')) {
-            found.extend(self.by_domain(&domain)?);
-        }
+                None => Vec::new(),
+            },
+            (None, Some(domain)) => self.by_domain(&domain)?.into_iter().collect(),
+            (None, None) => Vec::new(),
+        };
         if found.is_empty() {
             let tokens: Vec<String> = name_tokens(query).collect();
             if let Some(first) = tokens.first() {
                 for entry in self.store.scan_prefix(&keys::name_token_prefix(kind, first)) {
                     let (key, _) = entry?;
-                    let Some(id) = key.len().checked_sub(super::model::NODE_ID_LEN).and_then(|at| NodeId::from_bytes(&key[at..]))
-                    else {
-                        continue;
-                    };
-                    found.push(id);
+                    found.extend(keys::trailing_id(&key));
                 }
             }
             // Every other word must prefix some word of the name too.

@@ -38,6 +38,9 @@ fn ingest_applies_a_batch_and_queries_see_it() {
     let id = found["items"][0]["id"].as_str().unwrap().to_owned();
     assert_eq!(server.get_json("/v1/organizations/search?q=acm")["items"][0]["id"], id.as_str());
     assert_eq!(server.get_json("/v1/people/search?q=anna@acme.com")["items"][0]["name"], "Anna Novak");
+    let at_acme = server.get_json("/v1/people/search?q=acme.com");
+    assert_eq!(at_acme["items"].as_array().unwrap().len(), 1, "people by domain: those of its organization");
+    assert_eq!(at_acme["items"][0]["name"], "Anna Novak");
     let people = server.get_json("/v1/people?limit=1");
     assert_eq!(people["items"].as_array().unwrap().len(), 1);
     let rest = server.get_json(&format!("/v1/people?after={}", people["next"].as_str().unwrap()));
