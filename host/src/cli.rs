@@ -19,14 +19,19 @@ use crate::demo::{self, WorldSpec};
 use crate::graph::model::{MergeRecord, NodeId, RecordKind, Timestamp, merge_id_text, parse_merge_id};
 use crate::graph::{ContextQuery, Graph, IngestBatch, InvalidPolicy};
 use crate::import::{ImportOptions, import_jsonl};
-use crate::ops::{ObservationRecord, Operation, Subject};
+use crate::ops::{ObservationRecord, Operation, SOURCE_RULE, Subject, is_valid_source};
 use crate::store::SledStore;
 use crate::telemetry::{self, LogFormat};
 
 /// Rapport keeps the context of your client relationships: who they are, who talks to
 /// them, what was said and what people noticed — merged from your CRM, mail and calendars.
 #[derive(Debug, Parser)]
-#[command(name = "rapport", version, max_term_width = 100)]
+#[command(name = "rapport", version, max_term_width = 100, after_help = "Examples:
+  rapport demo                                     generate a demo company, serve it on loopback
+  rapport token new                                create an API token and its config line
+  rapport --config rapport.toml serve              run the daemon
+  rapport import crm.jsonl --source crm-eu         load record operations from a file
+  rapport graph search acme                        find an organization")]
 pub struct Cli {
     /// Config file (TOML); see config/rapport.example.toml. RAPPORT_* variables override it.
     #[arg(long, short, global = true, value_name = "FILE")]
@@ -298,6 +303,9 @@ fn progress_bar(total: u64, unit: &str) -> ProgressBar {
 
 fn import(config: &Config, args: ImportArgs) -> anyhow::Result<()> {
     let graph = open_graph(config, &config.store.path)?;
+    if !is_valid_source(&args.source) {
+        bail!("--source `{}`: {SOURCE_RULE}", args.source);
+    }
     let batch_size = args.batch_size.unwrap_or(config.import_batch_size);
     if batch_size == 0 {
         bail!("--batch-size must be at least 1");

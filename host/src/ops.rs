@@ -556,6 +556,17 @@ impl Validator<'_> {
     }
 }
 
+/// Whether `source` is a valid source (connection) name: 1 to 64 ASCII letters, digits,
+/// `-`, `_`, `.` or `:`.
+pub fn is_valid_source(source: &str) -> bool {
+    !source.is_empty()
+        && source.len() <= 64
+        && source.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+/// What [`is_valid_source`] expects, for error messages.
+pub const SOURCE_RULE: &str = "expected 1 to 64 letters, digits, '-', '_', '.' or ':'";
+
 /// Lowercases and trims an address; `None` when it is not an address.
 pub fn normalize_email(raw: &str) -> Option<String> {
     let email = raw.trim().to_lowercase();

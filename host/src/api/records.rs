@@ -33,12 +33,6 @@ pub(super) struct IngestResponse {
     merges: usize,
 }
 
-fn valid_source(source: &str) -> bool {
-    !source.is_empty()
-        && source.len() <= 64
-        && source.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
-}
-
 fn invalid_batch(details: Vec<FieldError>) -> ApiError {
     ApiError::BadRequest {
         message: format!("the batch was rejected whole: {} invalid field(s); nothing was written", details.len()),
@@ -57,8 +51,8 @@ fn invalid_batch(details: Vec<FieldError>) -> ApiError {
     (status = 413, description = "body over api.max_body_bytes", body = ErrorBody),
 ))]
 pub(super) async fn ingest(State(state): State<AppState>, JsonBody(request): JsonBody<IngestRequest>) -> Result<Json<IngestResponse>, ApiError> {
-    if !valid_source(&request.source) {
-        return Err(ApiError::field("source", "expected 1 to 64 letters, digits, '-', '_', '.' or ':'"));
+    if !ops::is_valid_source(&request.source) {
+        return Err(ApiError::field("source", ops::SOURCE_RULE));
     }
     let mut details = Vec::new();
     let mut operations = Vec::with_capacity(request.operations.len());
