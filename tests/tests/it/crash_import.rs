@@ -144,3 +144,35 @@ fn kill_during_import_loses_no_batch_and_reimport_converges() {
     println!("kills that landed mid-import: {landed_mid_run} of {}", kill_points.len());
     assert!(landed_mid_run > 0, "no kill landed while the import was running");
 }
+
+#[test]
+fn import_drops_invalid_lines_with_reasons_and_commits_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("mixed.jsonl");
+    std::fs::write(
+        &input,
+        [
+            r#"{"op":"upsert_organization","external_id":"c1","name":"Acme","domains":["acme.com"]}"#,
+            r#"{"op":"upsert_organization","external_id":"c2","name":"#,
+            r#"{"op":"upsert_person","external_id":"p1","name":"Anna","emails":["anna@acme.com"]}"#,
+            r#"{"op":"upsert_person","external_id":"p2","emails":["not-an-address"]}"#,
+            "",
+            r#"{"op":"upsert_organization","external_id":"c3","name":"Globex"}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    let output = rapport(&store).args(["import", "--source", "legacy", "--progress", "none"]).arg(&input).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("3 applied, 2 skipped"), "{stdout}");
+    assert!(stdout.contains("skipped line 2 (-): malformed JSON"), "{stdout}");
+    assert!(stdout.contains("skipped line 4 (p2): emails[0]: expected an email address"), "{stdout}");
+    // Each skipped line is also logged with its source and reason.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("legacy") && stderr.contains("p2"), "{stderr}");
+
+    let stats = open(&store).stats().unwrap();
+    assert_eq!((stats.organizations, stats.people), (2, 1));
+}
