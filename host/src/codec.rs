@@ -25,16 +25,9 @@ pub enum CodecError {
 
 /// Encodes `value` with the current format version.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT_V1];
-    // Writing to a Vec cannot fail, and our types have no failing Serialize impls;
-    // an error here is a programming bug, so it surfaces loudly.
-    match postcard::to_extend(value, out) {
-        Ok(buf) => {
-            out = buf;
-        }
-        Err(err) => panic!("encoding a graph value failed: {err}"),
-    }
-    out
+    // Writing to a Vec cannot fail, and the stored types have no failing Serialize impls
+    // (no maps with non-string keys, no `serialize_any` tricks): an error is a bug.
+    postcard::to_extend(value, vec![FORMAT_V1]).unwrap_or_else(|err| panic!("encoding a stored value failed: {err}"))
 }
 
 /// Decodes a value written by [`encode`].
