@@ -13,15 +13,15 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::api::{self, AppState};
-use crate::config::{Config, hex, token_digest};
-use crate::demo::{self, WorldSpec};
-use crate::graph::model::{MergeRecord, NodeId, RecordKind, Timestamp, merge_id_text, parse_merge_id};
-use crate::graph::{ContextQuery, Graph, IngestBatch, InvalidPolicy};
-use crate::import::{ImportOptions, import_jsonl};
-use crate::ops::{ObservationRecord, Operation, SOURCE_RULE, Subject, is_valid_source};
-use crate::store::SledStore;
-use crate::telemetry::{self, LogFormat};
+use rapport::api::{self, AppState};
+use rapport::config::{Config, hex, token_digest};
+use rapport::demo::{self, WorldSpec};
+use rapport::graph::model::{MergeRecord, NodeId, RecordKind, Timestamp, merge_id_text, parse_merge_id};
+use rapport::graph::{ContextQuery, Graph, IngestBatch, InvalidPolicy};
+use rapport::import::{ImportOptions, import_jsonl};
+use rapport::ops::{ObservationRecord, Operation, SOURCE_RULE, Subject, is_valid_source};
+use rapport::store::SledStore;
+use rapport::telemetry::{self, LogFormat};
 
 /// Rapport keeps the context of your client relationships: who they are, who talks to
 /// them, what was said and what people noticed — merged from your CRM, mail and calendars.
@@ -248,7 +248,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
-fn serve_graph(graph: Arc<Graph>, api: crate::config::ApiConfig, banner: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+fn serve_graph(graph: Arc<Graph>, api: rapport::config::ApiConfig, banner: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
     if !api.dev_mode && api.token_digests.is_empty() {
         bail!("no API token is configured: run `rapport token new` and put the digest in api.token_sha256, or set api.dev_mode = true for a loopback-only development server");
     }
@@ -358,7 +358,7 @@ fn import(config: &Config, args: ImportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn report_progress(mode: Progress, bar: &ProgressBar, p: crate::import::ImportProgress) {
+fn report_progress(mode: Progress, bar: &ProgressBar, p: rapport::import::ImportProgress) {
     match mode {
         Progress::Lines => eprintln!("committed batches={} lines={}", p.batches, p.lines),
         _ => {

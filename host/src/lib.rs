@@ -1,11 +1,11 @@
 //! Rapport: a relationship-context hub.
 //!
 //! The daemon keeps a unified client-context graph ([`graph`]) in an embedded store
-//! ([`store`]), fed by record operations ([`ops`]) from the HTTP API ([`api`]), the CLI's
-//! `import` ([`cli`]) and, later, sandboxed plugins.
+//! ([`store`]), fed by record operations ([`ops`]) from the HTTP API ([`api`]), bulk
+//! [`import`] and, later, sandboxed plugins. The `rapport` binary (`main.rs`, `cli.rs`)
+//! wires them to the command line.
 
 pub mod api;
-pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod demo;

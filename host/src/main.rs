@@ -1,7 +1,9 @@
-//! The `rapport` binary.
+//! The `rapport` binary: the command line over the `rapport` library.
+
+mod cli;
 
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
-    rapport::cli::run(rapport::cli::Cli::parse())
+    cli::run(cli::Cli::parse())
 }
