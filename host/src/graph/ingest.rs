@@ -547,7 +547,8 @@ fn index_entries(node: &Node) -> Vec<(Vec<u8>, Vec<u8>)> {
             i.organizations
                 .iter()
                 .map(|org| (keys::timed(ns::ORG_TIMELINE, *org, i.occurred_at, id), entry.clone()))
-                .chain(i.participants.iter().map(|p| (keys::timed(ns::PERSON_TIMELINE, *p, i.occurred_at, id), entry.clone())))
+                // A person's timeline is read item by item, so its keys carry no summary.
+                .chain(i.participants.iter().map(|p| (keys::timed(ns::PERSON_TIMELINE, *p, i.occurred_at, id), Vec::new())))
                 .collect()
         }
         Body::Observation(o) => vec![(keys::timed(ns::ABOUT, o.about, o.observed_at, id), Vec::new())],

@@ -17,7 +17,7 @@
 //! | w  | org id, person id                     | ()  (works at)          |
 //! | m  | org id, deal id                       | ()                      |
 //! | t  | org id, time, interaction id          | `TimelineEntry`         |
-//! | u  | person id, time, interaction id       | `TimelineEntry`         |
+//! | u  | person id, time, interaction id       | ()                      |
 //! | o  | subject id, time, observation id      | ()                      |
 //! | _  | name                                  | meta (progress, cursors)|
 //!
