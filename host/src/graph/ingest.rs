@@ -543,7 +543,7 @@ fn index_entries(node: &Node) -> Vec<(Vec<u8>, Vec<u8>)> {
             .collect(),
         Body::Deal(d) => vec![(keys::member(ns::DEAL, d.organization, id), Vec::new())],
         Body::Interaction(i) => {
-            let entry = encode(&TimelineEntry { kind: i.kind, direction: i.direction, employees: i.employees.clone() });
+            let entry = encode(&TimelineEntry { employees: i.employees.clone() });
             i.organizations
                 .iter()
                 .map(|org| (keys::timed(ns::ORG_TIMELINE, *org, i.occurred_at, id), entry.clone()))

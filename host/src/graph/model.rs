@@ -389,10 +389,6 @@ pub struct Observation {
 /// reading the interaction itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimelineEntry {
-    /// What kind.
-    pub kind: InteractionKind,
-    /// Who started it.
-    pub direction: Direction,
     /// Our employees who took part.
     pub employees: Vec<NodeId>,
 }
