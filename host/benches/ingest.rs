@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rapport::api::{self, AppState};
-use rapport::config::{ApiConfig, token_digest};
+use rapport::config::{ApiConfig, DEFAULT_CACHE_BYTES, PluginsConfig, token_digest};
+use rapport::plugin::PluginHost;
 use rapport::demo::{self, SourceBatch, WorldSpec};
 use rapport::graph::model::{NodeId, RecordKind, Timestamp};
 use rapport::graph::{ContextQuery, Graph, IdentityRules, IngestBatch, InvalidPolicy};
@@ -22,7 +23,12 @@ use rapport::import::{ImportOptions, import_jsonl};
 use rapport::store::{EntryIter, KeyRange, SledStore, Store, StoreError, WriteBatch};
 
 const BATCH: usize = 1000;
-const CACHE_BYTES: u64 = 256 << 20;
+
+/// The store's page cache: the configured default, or `RAPPORT_STORE_CACHE_BYTES` as in
+/// the daemon's configuration.
+fn cache_bytes() -> u64 {
+    std::env::var("RAPPORT_STORE_CACHE_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_CACHE_BYTES)
+}
 
 /// Forwards to sled and keeps a copy of every committed batch, to replay as the baseline.
 #[derive(Debug)]
@@ -107,7 +113,7 @@ fn write_world(dir: &Path, scale: usize) -> Vec<PathBuf> {
 /// the peak RSS.
 fn rss_child(files: &[String]) {
     let dir = tempfile::tempdir().unwrap();
-    let graph = Graph::new(Arc::new(SledStore::open(dir.path(), CACHE_BYTES).unwrap()), rules());
+    let graph = Graph::new(Arc::new(SledStore::open(dir.path(), cache_bytes()).unwrap()), rules());
     for file in files {
         let source = Path::new(file).file_stem().unwrap().to_string_lossy().into_owned();
         let options = ImportOptions { source, input_name: file.clone(), batch_size: BATCH, resume: false };
@@ -133,7 +139,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn http_ingest(batches: Vec<SourceBatch>) -> (usize, Duration) {
     let dir = tempfile::tempdir().unwrap();
-    let graph = Arc::new(Graph::new(Arc::new(SledStore::open(dir.path(), CACHE_BYTES).unwrap()), rules()));
+    let graph = Arc::new(Graph::new(Arc::new(SledStore::open(dir.path(), cache_bytes()).unwrap()), rules()));
     let config = ApiConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
         dev_mode: false,
@@ -143,7 +149,11 @@ fn http_ingest(batches: Vec<SourceBatch>) -> (usize, Duration) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let url = format!("http://{}/v1/ingest", listener.local_addr().unwrap());
-    runtime.spawn(api::serve(listener, AppState::new(graph, config), std::future::pending()));
+    let plugins = {
+        let _inside = runtime.enter();
+        Arc::new(PluginHost::new(Arc::clone(&graph), PluginsConfig::with_dir(dir.path().join("plugins"))).unwrap())
+    };
+    runtime.spawn(api::serve(listener, AppState::new(graph, plugins, config), std::future::pending()));
     let client = reqwest::blocking::Client::new();
     let bodies: Vec<serde_json::Value> = batches
         .iter()
@@ -165,12 +175,12 @@ fn main() {
         return;
     }
     let scale: usize = std::env::var("RAPPORT_BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
-    println!("rapport ingest benchmark: demo world x{scale}, batches of {BATCH} operations, sled cache {} MiB", CACHE_BYTES >> 20);
+    println!("rapport ingest benchmark: demo world x{scale}, batches of {BATCH} operations, sled cache {} MiB", cache_bytes() >> 20);
 
     // 1. The HTTP path against the in-process path, both with the x1 world on fresh stores.
     let dir = tempfile::tempdir().unwrap();
     let direct = {
-        let graph = Graph::new(Arc::new(SledStore::open(&dir.path().join("x1"), CACHE_BYTES).unwrap()), rules());
+        let graph = Graph::new(Arc::new(SledStore::open(&dir.path().join("x1"), cache_bytes()).unwrap()), rules());
         ingest_all(&graph, world(1))
     };
     let (operations, elapsed) = http_ingest(world(1));
@@ -182,7 +192,7 @@ fn main() {
     );
 
     // 2. In-process ingest at scale, recording every committed batch.
-    let store = Arc::new(RecordingStore { inner: SledStore::open(&dir.path().join("graph"), CACHE_BYTES).unwrap(), log: Mutex::new(Vec::new()) });
+    let store = Arc::new(RecordingStore { inner: SledStore::open(&dir.path().join("graph"), cache_bytes()).unwrap(), log: Mutex::new(Vec::new()) });
     let graph = Graph::new(Arc::clone(&store) as Arc<dyn Store>, rules());
     let figures = ingest_all(&graph, world(scale));
     let stats = graph.stats().unwrap();
@@ -223,7 +233,7 @@ fn main() {
     drop(store);
 
     // 4. Baseline: the same keys and values, the same batches, straight into sled.
-    let raw = SledStore::open(&dir.path().join("raw"), CACHE_BYTES).unwrap();
+    let raw = SledStore::open(&dir.path().join("raw"), cache_bytes()).unwrap();
     let keys: usize = log.iter().map(WriteBatch::len).sum();
     let started = Instant::now();
     for batch in log {
@@ -248,6 +258,6 @@ fn main() {
     println!(
         "peak RSS of a streamed import: x1 {rss_1:.0} MB, x{scale} {rss_n:.0} MB; growth {:.0} MB (budget: sled cache {} MB + 100 MB)",
         rss_n - rss_1,
-        CACHE_BYTES >> 20
+        cache_bytes() >> 20
     );
 }

@@ -7,6 +7,7 @@
 
 mod error;
 mod identity;
+mod plugins;
 mod queries;
 mod records;
 
@@ -32,18 +33,20 @@ use crate::config::{ApiConfig, token_digest};
 use crate::graph::model::{BadNodeId, NodeId, RecordKind, Timestamp};
 use crate::graph::{Graph, GraphError};
 use crate::metrics::{METRICS, RequestLabels, RouteLabels};
+use crate::plugin::PluginHost;
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
     graph: Arc<Graph>,
+    plugins: Arc<PluginHost>,
     config: Arc<ApiConfig>,
 }
 
 impl AppState {
-    /// State over a graph.
-    pub fn new(graph: Arc<Graph>, config: ApiConfig) -> Self {
-        Self { graph, config: Arc::new(config) }
+    /// State over a graph and the plugin runtime writing into it.
+    pub fn new(graph: Arc<Graph>, plugins: Arc<PluginHost>, config: ApiConfig) -> Self {
+        Self { graph, plugins, config: Arc::new(config) }
     }
 }
 
@@ -55,6 +58,7 @@ impl AppState {
         (name = "records", description = "Writing record operations and observations"),
         (name = "graph", description = "Organizations, people, context and timelines"),
         (name = "identity", description = "Merges, pins and the duplicate review list"),
+        (name = "plugins", description = "Installed connector plugins, their runs and cursors"),
         (name = "operations", description = "Health and the API description"),
     )
 )]
@@ -90,6 +94,9 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(identity::undo_merge))
         .routes(routes!(identity::create_pin))
         .routes(routes!(identity::list_duplicates))
+        .routes(routes!(plugins::list_plugins))
+        .routes(routes!(plugins::start_run, plugins::list_runs))
+        .routes(routes!(plugins::run))
 }
 
 /// Routes open to anyone: probes and the API description.

@@ -14,11 +14,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use rapport::api::{self, AppState};
-use rapport::config::{Config, hex, token_digest};
+use rapport::config::{Config, PluginsConfig, hex, token_digest};
 use rapport::demo::{self, WorldSpec};
 use rapport::graph::model::{MergeRecord, NodeId, RecordKind, Timestamp, merge_id_text, parse_merge_id};
 use rapport::graph::{ContextQuery, Graph, IngestBatch, InvalidPolicy};
 use rapport::import::{ImportOptions, import_jsonl};
+use rapport::plugin::registry::{RunRecord, Trigger};
+use rapport::plugin::{InstallOptions, PluginHost};
 use rapport::ops::{ObservationRecord, Operation, SOURCE_RULE, Subject, is_valid_source};
 use rapport::store::SledStore;
 use rapport::telemetry::{self, LogFormat};
@@ -31,7 +33,9 @@ use rapport::telemetry::{self, LogFormat};
   rapport token new                                create an API token and its config line
   rapport --config rapport.toml serve              run the daemon
   rapport import crm.jsonl --source crm-eu         load record operations from a file
-  rapport graph search acme                        find an organization")]
+  rapport graph search acme                        find an organization
+  rapport plugin install ./crm-plugin/             install a connector plugin
+  rapport plugin run crm                           sync it now")]
 pub struct Cli {
     /// Config file (TOML); see config/rapport.example.toml. RAPPORT_* variables override it.
     #[arg(long, short, global = true, value_name = "FILE")]
@@ -63,6 +67,11 @@ enum Command {
     Merges {
         #[command(subcommand)]
         command: MergesCommand,
+    },
+    /// Connector plugins: install, list, run, and their run history.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
     },
     /// Generate the demo world, load it and serve it on loopback without authentication.
     Demo(DemoArgs),
@@ -211,6 +220,41 @@ struct DemoArgs {
 }
 
 #[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Install a plugin package: a directory with plugin.toml and plugin.wasm (or the .wasm
+    /// file, with plugin.toml beside it). Creates an instance that runs it.
+    Install {
+        /// The package directory or its .wasm file.
+        path: PathBuf,
+        /// Name of the instance to create; it is the source of every record the instance
+        /// writes (default: the plugin's name).
+        #[arg(long, value_name = "NAME")]
+        instance: Option<String>,
+        /// The instance's configuration: a JSON object, or @FILE to read one.
+        #[arg(long, value_name = "JSON|@FILE")]
+        instance_config: Option<String>,
+        /// Replace an installed plugin of the same name; its instances keep their cursors.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// List installed plugins and their instances with their cursors.
+    List,
+    /// Run a sync of an instance now, showing its progress.
+    Run {
+        /// The instance.
+        instance: String,
+    },
+    /// Show an instance's runs, newest first.
+    Runs {
+        /// The instance.
+        instance: String,
+        /// How many runs to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum TokenCommand {
     /// Create a random API token and print the line to put in the config.
     New,
@@ -226,6 +270,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Graph { command } => graph_command(&config()?, command),
         Command::Observe(args) => observe(&config()?, args),
         Command::Merges { command } => merges_command(&config()?, command),
+        Command::Plugin { command } => plugin_command(&config()?, command),
         Command::Demo(args) => run_demo(config()?, args),
         Command::Token { command: TokenCommand::New } => {
             let token = format!("rpt_{}{}", ulid::Ulid::new(), ulid::Ulid::new()).to_lowercase();
@@ -248,18 +293,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
-fn serve_graph(graph: Arc<Graph>, api: rapport::config::ApiConfig, banner: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+fn serve_graph(graph: Arc<Graph>, plugins: PluginsConfig, api: rapport::config::ApiConfig, banner: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
     if !api.dev_mode && api.token_digests.is_empty() {
         bail!("no API token is configured: run `rapport token new` and put the digest in api.token_sha256, or set api.dev_mode = true for a loopback-only development server");
     }
-    runtime()?.block_on(async move {
+    let runtime = runtime()?;
+    // The plugin host spawns runs on the runtime, so it is created inside it.
+    let _guard = runtime.enter();
+    let plugins = Arc::new(PluginHost::new(Arc::clone(&graph), plugins).context("cannot start the plugin runtime")?);
+    runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(api.bind)
             .await
             .with_context(|| format!("cannot listen on {} (api.bind)", api.bind))?;
         let addr = listener.local_addr().context("listener has no address")?;
         banner(addr);
         tracing::info!(%addr, dev_mode = api.dev_mode, "api listening");
-        api::serve(listener, AppState::new(graph, api), shutdown_signal()).await.context("the API server failed")
+        api::serve(listener, AppState::new(graph, plugins, api), shutdown_signal()).await.context("the API server failed")
     })
 }
 
@@ -289,7 +338,7 @@ fn print_line(line: &str) {
 
 fn serve(config: Config) -> anyhow::Result<()> {
     let graph = open_graph(&config, &config.store.path)?;
-    serve_graph(graph, config.api, |addr| print_line(&format!("rapport listening on http://{addr}")))
+    serve_graph(graph, config.plugins, config.api, |addr| print_line(&format!("rapport listening on http://{addr}")))
 }
 
 fn progress_bar(total: u64, unit: &str) -> ProgressBar {
@@ -544,11 +593,88 @@ fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         bail!("the demo serves without authentication, so it only binds to loopback; {} is not", api.bind);
     }
     let silent = graph.search(RecordKind::Organization, demo::planted::SILENT_KEY_CLIENT, 1)?;
-    serve_graph(graph, api, move |addr| {
+    let plugins = PluginsConfig::with_dir(args.data.join("plugins"));
+    serve_graph(graph, plugins, api, move |addr| {
         print_line(&format!("rapport demo ready: open http://{addr}/v1/organizations"));
         if let Some(id) = silent.first() {
             print_line(&format!("  a key client gone quiet: http://{addr}/v1/organizations/{id}/context"));
         }
         print_line("  press Ctrl-C to stop");
     })
+}
+
+fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()> {
+    let graph = open_graph(config, &config.store.path)?;
+    let runtime = runtime()?;
+    let _guard = runtime.enter();
+    let plugins = PluginHost::new(graph, config.plugins.clone()).context("cannot start the plugin runtime")?;
+    match command {
+        PluginCommand::Install { path, instance, instance_config, replace } => {
+            let instance_config = instance_config.map(|text| parse_json_argument(&text)).transpose()?;
+            let options = InstallOptions { instance, config: instance_config, replace };
+            let (plugin, instance) = runtime
+                .block_on(plugins.install(&path, options))
+                .with_context(|| format!("cannot install the plugin at {}", path.display()))?;
+            println!(
+                "installed {} {} (plugin API {}); instance `{}` is ready: rapport plugin run {}",
+                plugin.manifest.name, plugin.manifest.version, plugin.manifest.api, instance.name, instance.name
+            );
+        }
+        PluginCommand::List => {
+            let installed = plugins.plugins()?;
+            if installed.is_empty() {
+                println!("no plugins installed (rapport plugin install PATH)");
+            }
+            for plugin in installed {
+                println!("{} {}  API {}  {}", plugin.manifest.name, plugin.manifest.version, plugin.manifest.api, plugin.manifest.description);
+            }
+            for instance in plugins.instances()? {
+                let cursor = plugins.cursor(&instance.name)?.unwrap_or_else(|| "(never synced)".to_owned());
+                println!("  instance {}  plugin {}  cursor {cursor}", instance.name, instance.plugin);
+            }
+        }
+        PluginCommand::Run { instance } => {
+            let bar = if std::io::stderr().is_terminal() { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+            bar.enable_steady_tick(std::time::Duration::from_millis(100));
+            bar.set_message(format!("syncing {instance}"));
+            let shown = bar.clone();
+            let record = runtime.block_on(plugins.run(&instance, Trigger::Cli, move |r: &RunRecord| {
+                shown.set_message(format!("{} checkpoints, {} operations applied, {} skipped", r.checkpoints, r.operations_applied, r.operations_skipped));
+            }))?;
+            bar.finish_and_clear();
+            print_run(&record);
+            if let Some(failure) = &record.failure {
+                bail!("the run failed: {failure}");
+            }
+        }
+        PluginCommand::Runs { instance, limit } => plugins.runs(&instance)?.iter().take(limit).for_each(print_run),
+    }
+    Ok(())
+}
+
+fn parse_json_argument(text: &str) -> anyhow::Result<serde_json::Value> {
+    let (text, origin) = match text.strip_prefix('@') {
+        Some(path) => (std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?, path.to_owned()),
+        None => (text.to_owned(), "--instance-config".to_owned()),
+    };
+    serde_json::from_str(&text).with_context(|| format!("{origin} is not valid JSON"))
+}
+
+fn print_run(record: &RunRecord) {
+    let seconds = record.ended_at.map(|end| (end - record.started_at).num_milliseconds() as f64 / 1000.0);
+    println!(
+        "{}  {:?}  {}  {} checkpoints, {} applied, {} skipped{}{}",
+        record.id,
+        record.status,
+        record.started_at.format("%Y-%m-%d %H:%M:%S"),
+        record.checkpoints,
+        record.operations_applied,
+        record.operations_skipped,
+        seconds.map(|s| format!(", {s:.1}s")).unwrap_or_default(),
+        record.failure.as_ref().map(|f| format!("\n    {f}")).unwrap_or_default(),
+    );
+    for skipped in &record.skipped_examples {
+        let errors: Vec<String> = skipped.errors.iter().map(ToString::to_string).collect();
+        println!("    skipped {}: {}", if skipped.external_id.is_empty() { "(no id)" } else { &skipped.external_id }, errors.join("; "));
+    }
 }

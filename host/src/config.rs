@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -69,6 +70,8 @@ struct RawConfig {
     identity: RawIdentity,
     #[serde(default)]
     import: RawImport,
+    #[serde(default)]
+    plugins: RawPlugins,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +104,18 @@ struct RawImport {
     batch_size: Option<usize>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugins {
+    dir: Option<PathBuf>,
+    max_concurrent_runs: Option<u32>,
+    memory_limit_bytes: Option<u64>,
+    cpu_budget_ms: Option<u64>,
+    run_timeout_secs: Option<u64>,
+    host_call_timeout_secs: Option<u64>,
+    max_operations_per_checkpoint: Option<usize>,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -112,7 +127,47 @@ pub struct Config {
     pub identity: IdentityRules,
     /// Operations per committed batch in `import`.
     pub import_batch_size: usize,
+    /// The plugin runtime.
+    pub plugins: PluginsConfig,
 }
+
+/// Plugin runtime settings: where plugins live and the sandbox's limits for every run.
+#[derive(Debug, Clone)]
+pub struct PluginsConfig {
+    /// Installed plugins and their compiled code.
+    pub dir: PathBuf,
+    /// Runs executing at the same time (sizes the instance pool).
+    pub max_concurrent_runs: u32,
+    /// Linear memory one run may use.
+    pub memory_limit_bytes: u64,
+    /// Time a run's own code may execute, excluding time waiting on host calls.
+    pub cpu_budget: Duration,
+    /// Wall-clock limit of a whole run.
+    pub run_timeout: Duration,
+    /// Wall-clock limit of each host call.
+    pub host_call_timeout: Duration,
+    /// Operations a run may emit between two checkpoints.
+    pub max_operations_per_checkpoint: usize,
+}
+
+impl PluginsConfig {
+    /// The defaults, with plugins kept in `dir`.
+    pub fn with_dir(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            max_concurrent_runs: 4,
+            memory_limit_bytes: 128 << 20,
+            cpu_budget: Duration::from_secs(60),
+            run_timeout: Duration::from_secs(30 * 60),
+            host_call_timeout: Duration::from_secs(60),
+            max_operations_per_checkpoint: 10_000,
+        }
+    }
+}
+
+/// Default page cache of the store. sled's cache limit counts encoded page sizes, while
+/// cached pages live decoded and several times larger, so the limit is kept modest.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 
 /// Store settings.
 #[derive(Debug, Clone)]
@@ -146,6 +201,13 @@ const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("RAPPORT_API_MAX_BODY_BYTES", "api.max_body_bytes"),
     ("RAPPORT_IDENTITY_INTERNAL_DOMAINS", "identity.internal_domains"),
     ("RAPPORT_IMPORT_BATCH_SIZE", "import.batch_size"),
+    ("RAPPORT_PLUGINS_DIR", "plugins.dir"),
+    ("RAPPORT_PLUGINS_MAX_CONCURRENT_RUNS", "plugins.max_concurrent_runs"),
+    ("RAPPORT_PLUGINS_MEMORY_LIMIT_BYTES", "plugins.memory_limit_bytes"),
+    ("RAPPORT_PLUGINS_CPU_BUDGET_MS", "plugins.cpu_budget_ms"),
+    ("RAPPORT_PLUGINS_RUN_TIMEOUT_SECS", "plugins.run_timeout_secs"),
+    ("RAPPORT_PLUGINS_HOST_CALL_TIMEOUT_SECS", "plugins.host_call_timeout_secs"),
+    ("RAPPORT_PLUGINS_MAX_OPERATIONS_PER_CHECKPOINT", "plugins.max_operations_per_checkpoint"),
 ];
 
 impl Config {
@@ -174,21 +236,30 @@ impl Config {
 }
 
 fn parse_file(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
-    let file_error = |key: String, message: String, offset: Option<usize>| ConfigError::File {
-        path: path.to_owned(),
-        line: offset.map_or(1, |o| text[..o.min(text.len())].matches('\n').count() + 1),
-        key,
-        message,
-    };
-    let de = toml::de::Deserializer::parse(text).map_err(|e| {
-        let offset = e.span().map(|s| s.start);
-        file_error(String::new(), e.message().to_owned(), offset)
-    })?;
+    parse_toml(text).map_err(|e| ConfigError::File { path: path.to_owned(), line: e.line, key: e.key, message: e.message })
+}
+
+/// A TOML document did not fit its type.
+#[derive(Debug)]
+pub(crate) struct TomlError {
+    /// 1-based line of the offending key or value.
+    pub line: usize,
+    /// Dotted key (empty for a syntax error).
+    pub key: String,
+    /// What is wrong and expected.
+    pub message: String,
+}
+
+/// Deserializes a TOML document, locating every error by line and dotted key.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, TomlError> {
+    let line = |offset: Option<usize>| offset.map_or(1, |o| text[..o.min(text.len())].matches('\n').count() + 1);
+    let de = toml::de::Deserializer::parse(text)
+        .map_err(|e| TomlError { line: line(e.span().map(|s| s.start)), key: String::new(), message: e.message().to_owned() })?;
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         let inner = e.into_inner();
         let offset = inner.span().map(|s| s.start).or_else(|| find_key(text, &key));
-        file_error(key, inner.message().to_owned(), offset)
+        TomlError { line: line(offset), key, message: inner.message().to_owned() }
     })
 }
 
@@ -208,6 +279,10 @@ fn find_key(text: &str, dotted: &str) -> Option<usize> {
 fn apply_env(raw: &mut RawConfig, var: &str, value: &str) -> Result<(), ConfigError> {
     let key = ENV_OVERRIDES.iter().find(|(v, _)| *v == var).map_or("", |(_, k)| *k);
     let err = |message: &str| ConfigError::Env { var: var.to_owned(), key: key.to_owned(), message: message.to_owned() };
+    fn parsed<T: std::str::FromStr>(value: &str) -> Option<T> {
+        value.parse().ok()
+    }
+    let not_number = || err("expected a positive whole number");
     let list = || value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect::<Vec<_>>();
     match var {
         "RAPPORT_STORE_PATH" => raw.store.path = Some(PathBuf::from(value)),
@@ -227,9 +302,14 @@ fn apply_env(raw: &mut RawConfig, var: &str, value: &str) -> Result<(), ConfigEr
             raw.api.max_body_bytes = Some(value.parse().map_err(|_| err("expected a number of bytes"))?);
         }
         "RAPPORT_IDENTITY_INTERNAL_DOMAINS" => raw.identity.internal_domains = Some(list()),
-        "RAPPORT_IMPORT_BATCH_SIZE" => {
-            raw.import.batch_size = Some(value.parse().map_err(|_| err("expected a positive whole number"))?);
-        }
+        "RAPPORT_IMPORT_BATCH_SIZE" => raw.import.batch_size = Some(parsed(value).ok_or_else(not_number)?),
+        "RAPPORT_PLUGINS_DIR" => raw.plugins.dir = Some(PathBuf::from(value)),
+        "RAPPORT_PLUGINS_MAX_CONCURRENT_RUNS" => raw.plugins.max_concurrent_runs = Some(parsed(value).ok_or_else(not_number)?),
+        "RAPPORT_PLUGINS_MEMORY_LIMIT_BYTES" => raw.plugins.memory_limit_bytes = Some(parsed(value).ok_or_else(not_number)?),
+        "RAPPORT_PLUGINS_CPU_BUDGET_MS" => raw.plugins.cpu_budget_ms = Some(parsed(value).ok_or_else(not_number)?),
+        "RAPPORT_PLUGINS_RUN_TIMEOUT_SECS" => raw.plugins.run_timeout_secs = Some(parsed(value).ok_or_else(not_number)?),
+        "RAPPORT_PLUGINS_HOST_CALL_TIMEOUT_SECS" => raw.plugins.host_call_timeout_secs = Some(parsed(value).ok_or_else(not_number)?),
+        "RAPPORT_PLUGINS_MAX_OPERATIONS_PER_CHECKPOINT" => raw.plugins.max_operations_per_checkpoint = Some(parsed(value).ok_or_else(not_number)?),
         _ => return Err(err("unknown variable")),
     }
     Ok(())
@@ -273,15 +353,48 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     if import_batch_size == 0 {
         return Err(invalid("import.batch_size", "expected a positive whole number"));
     }
+    let plugins = plugins_config(raw.plugins, raw.store.path.as_deref())?;
     Ok(Config {
+        plugins,
         store: StoreConfig {
             path: raw.store.path.unwrap_or_else(|| PathBuf::from("data/rapport")),
-            cache_bytes: raw.store.cache_bytes.unwrap_or(256 << 20),
+            cache_bytes: raw.store.cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES),
         },
         api: ApiConfig { bind, dev_mode, token_digests, max_body_bytes },
         identity,
         import_batch_size,
     })
+}
+
+fn plugins_config(raw: RawPlugins, store_path: Option<&Path>) -> Result<PluginsConfig, ConfigError> {
+    fn positive<T: Default + PartialEq>(key: &str, value: Option<T>) -> Result<Option<T>, ConfigError> {
+        match value {
+            Some(v) if v == T::default() => Err(invalid(key, "expected a positive whole number")),
+            other => Ok(other),
+        }
+    }
+    // Plugins sit beside the store unless configured elsewhere.
+    let dir = raw.dir.unwrap_or_else(|| store_path.and_then(Path::parent).unwrap_or(Path::new("data")).join("plugins"));
+    let mut config = PluginsConfig::with_dir(dir);
+    if let Some(n) = positive("plugins.max_concurrent_runs", raw.max_concurrent_runs)? {
+        config.max_concurrent_runs = n;
+    }
+    if let Some(n) = positive("plugins.memory_limit_bytes", raw.memory_limit_bytes)? {
+        config.memory_limit_bytes = n;
+    }
+    if let Some(n) = positive("plugins.cpu_budget_ms", raw.cpu_budget_ms)? {
+        config.cpu_budget = Duration::from_millis(n);
+    }
+    if let Some(n) = positive("plugins.run_timeout_secs", raw.run_timeout_secs)? {
+        config.run_timeout = Duration::from_secs(n);
+    }
+    if let Some(n) = positive("plugins.host_call_timeout_secs", raw.host_call_timeout_secs)? {
+        config.host_call_timeout = Duration::from_secs(n);
+    }
+    if let Some(n) = positive("plugins.max_operations_per_checkpoint", raw.max_operations_per_checkpoint)? {
+        config.max_operations_per_checkpoint = n;
+    }
+    Ok(config)
 }
 
 /// The SHA-256 digest of a bearer token, as configured in `api.token_sha256`.

@@ -105,6 +105,30 @@ impl Graph {
     pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, GraphError> {
         Ok(self.store.get(&keys::meta(name))?)
     }
+
+    /// Every metadata value whose name starts with `prefix`, in name order.
+    pub fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, GraphError> {
+        let key_prefix = keys::meta(prefix);
+        self.store
+            .scan_prefix(&key_prefix)
+            .map(|entry| {
+                let (key, value) = entry?;
+                Ok((String::from_utf8_lossy(&key[1..]).into_owned(), value))
+            })
+            .collect()
+    }
+
+    /// Writes metadata values (`None` removes one) in one atomic, durable commit.
+    pub fn write_meta(&self, entries: Vec<(String, Option<Vec<u8>>)>) -> Result<(), GraphError> {
+        let mut batch = crate::store::WriteBatch::default();
+        for (name, value) in entries {
+            match value {
+                Some(value) => batch.put(keys::meta(&name), value),
+                None => batch.delete(keys::meta(&name)),
+            }
+        }
+        Ok(self.store.apply(batch)?)
+    }
 }
 
 fn decode_at<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, GraphError> {

@@ -2,7 +2,7 @@
 //!
 //! The daemon keeps a unified client-context graph ([`graph`]) in an embedded store
 //! ([`store`]), fed by record operations ([`ops`]) from the HTTP API ([`api`]), bulk
-//! [`import`] and, later, sandboxed plugins. The `rapport` binary (`main.rs`, `cli.rs`)
+//! [`import`] and sandboxed WebAssembly [`plugin`]s. The `rapport` binary (`main.rs`, `cli.rs`)
 //! wires them to the command line.
 
 pub mod api;
@@ -13,5 +13,6 @@ pub mod graph;
 pub mod import;
 pub mod metrics;
 pub mod ops;
+pub mod plugin;
 pub mod store;
 pub mod telemetry;

@@ -53,6 +53,10 @@ pub struct Metrics {
     pub ingest_duration: Histogram,
     /// Identity merges made.
     pub identity_merges: Counter,
+    /// Plugin runs finished, by outcome (`succeeded` or the failure's kind).
+    pub plugin_runs: Family<OutcomeLabels, Counter>,
+    /// Wall-clock duration of plugin runs.
+    pub plugin_run_duration: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -69,13 +73,28 @@ impl Metrics {
         let ingest_batches = Family::<OutcomeLabels, Counter>::default();
         let ingest_duration = latency_histogram();
         let identity_merges = Counter::default();
+        let plugin_runs = Family::<OutcomeLabels, Counter>::default();
+        // 10 ms to about 45 minutes.
+        let plugin_run_duration = Histogram::new(exponential_buckets(0.01, 2.0, 19));
         registry.register("rapport_http_requests", "HTTP requests served", http_requests.clone());
         registry.register("rapport_http_request_duration_seconds", "HTTP request duration", http_duration.clone());
         registry.register("rapport_ingest_operations", "Record operations by outcome", ingest_operations.clone());
         registry.register("rapport_ingest_batches", "Ingest batches by outcome", ingest_batches.clone());
         registry.register("rapport_ingest_batch_duration_seconds", "Time to apply and commit a batch", ingest_duration.clone());
         registry.register("rapport_identity_merges", "Identity merges made by resolution", identity_merges.clone());
-        Self { registry, http_requests, http_duration, ingest_operations, ingest_batches, ingest_duration, identity_merges }
+        registry.register("rapport_plugin_runs", "Plugin runs finished, by outcome", plugin_runs.clone());
+        registry.register("rapport_plugin_run_duration_seconds", "Wall-clock duration of plugin runs", plugin_run_duration.clone());
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            ingest_operations,
+            ingest_batches,
+            ingest_duration,
+            identity_merges,
+            plugin_runs,
+            plugin_run_duration,
+        }
     }
 
     /// The metrics in the Prometheus text format.

@@ -341,7 +341,7 @@ pub enum Direction {
 }
 
 /// One problem with one field of an operation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// JSON path of the field, e.g. `operations[3].participants[0].email`.
     pub path: String,

@@ -78,6 +78,21 @@ fn prepare_python() -> anyhow::Result<PathBuf> {
     Ok(python)
 }
 
+/// The test plugins are built for `wasm32-wasip2` (by `tests/fixtures/build.rs`); add the
+/// target through rustup when it is missing.
+fn prepare_wasm_target() -> anyhow::Result<()> {
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    match installed {
+        Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|t| t.trim() == "wasm32-wasip2") => Ok(()),
+        Ok(_) => {
+            let mut add = Command::new("rustup");
+            add.args(["target", "add", "wasm32-wasip2"]);
+            run(add).context("adding the wasm32-wasip2 target the test plugins are built for")
+        }
+        Err(err) => bail!("cannot run rustup ({err}): install the wasm32-wasip2 target of your toolchain by hand"),
+    }
+}
+
 fn main() -> ExitCode {
     match try_main() {
         Ok(()) => ExitCode::SUCCESS,
@@ -105,6 +120,7 @@ fn try_main() -> anyhow::Result<()> {
             run(command)
         }
         Task::Test { args } => {
+            prepare_wasm_target()?;
             let python = prepare_python().context("preparing the OpenAPI validator for the API tests")?;
             // End-to-end tests drive the real binary; build it first so they find it
             // next to their own executable.
@@ -112,7 +128,7 @@ fn try_main() -> anyhow::Result<()> {
             build.args(["build", "--package", "rapport-host", "--bin", "rapport"]);
             run(build).context("building the rapport binary for the end-to-end tests")?;
             let mut test = cargo();
-            test.args(["test", "--workspace"]).args(args).env("RAPPORT_PYTHON", python);
+            test.args(["test"]).args(args).env("RAPPORT_PYTHON", python);
             run(test)
         }
     }

@@ -87,8 +87,18 @@ fn invalid(path: &str, message: impl Into<String>) -> ApplyError {
 
 impl Graph {
     /// Validates and applies a batch in one atomic, durable commit.
-    #[tracing::instrument(name = "ingest_batch", skip_all, fields(source = %batch.source, operations = batch.operations.len()))]
     pub fn ingest(&self, batch: IngestBatch) -> Result<IngestReport, GraphError> {
+        self.ingest_then(batch, |_| Vec::new())
+    }
+
+    /// Like [`Graph::ingest`], and writes in the same commit the metadata `finish` derives
+    /// from the batch's report (a plugin run's record with its counts).
+    #[tracing::instrument(name = "ingest_batch", skip_all, fields(source = %batch.source, operations = batch.operations.len()))]
+    pub fn ingest_then(
+        &self,
+        batch: IngestBatch,
+        finish: impl FnOnce(&IngestReport) -> Vec<(String, Vec<u8>)>,
+    ) -> Result<IngestReport, GraphError> {
         // A poisoned lock only means another batch panicked; its writes were never committed.
         let _writer = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let started = std::time::Instant::now();
@@ -123,7 +133,7 @@ impl Graph {
             metrics.ingest_batches.get_or_create(&OutcomeLabels { outcome: "rejected" }).inc();
             return Ok(report);
         }
-        for (name, value) in batch.meta {
+        for (name, value) in batch.meta.into_iter().chain(finish(&report)) {
             txn.put(keys::meta(&name), value);
         }
         report.keys_written = txn.len();

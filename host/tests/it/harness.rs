@@ -4,10 +4,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rapport::api::{self, AppState};
-use rapport::config::{ApiConfig, token_digest};
+use rapport::config::{ApiConfig, PluginsConfig, token_digest};
 use rapport::graph::model::Timestamp;
 use rapport::graph::{Graph, IdentityRules, IngestBatch, IngestReport, InvalidPolicy};
 use rapport::ops::{Operation, parse_operation};
+use rapport::plugin::PluginHost;
 use rapport::store::SledStore;
 
 /// The bearer token every test server accepts.
@@ -47,13 +48,16 @@ pub fn ingest(graph: &Graph, source: &str, ops: &[&str]) -> IngestReport {
         .unwrap()
 }
 
-/// An API server on 127.0.0.1:0 over a temporary graph; stops on drop.
+/// An API server on 127.0.0.1:0 over a temporary graph, with the plugin runtime; its
+/// async runtime is the test's to drive plugin runs on. Stops on drop.
 pub struct TestServer {
     pub base: String,
     pub client: reqwest::blocking::Client,
+    pub graph: Arc<Graph>,
+    pub plugins: Arc<PluginHost>,
+    pub runtime: tokio::runtime::Runtime,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: Option<tempfile::TempDir>,
+    _dirs: Vec<tempfile::TempDir>,
 }
 
 impl TestServer {
@@ -67,35 +71,46 @@ impl TestServer {
         Self::over(graph, Some(dir), max_body_bytes)
     }
 
+    /// A server whose plugin runtime has the limits `configure` sets.
+    pub fn with_plugin_limits(configure: impl FnOnce(&mut PluginsConfig)) -> Self {
+        let TempGraph { graph, dir } = temp_graph();
+        Self::build(graph, Some(dir), 1 << 20, configure)
+    }
+
     pub fn over(graph: Arc<Graph>, dir: Option<tempfile::TempDir>, max_body_bytes: usize) -> Self {
+        Self::build(graph, dir, max_body_bytes, |_| {})
+    }
+
+    fn build(graph: Arc<Graph>, dir: Option<tempfile::TempDir>, max_body_bytes: usize, configure: impl FnOnce(&mut PluginsConfig)) -> Self {
         let config = ApiConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             dev_mode: false,
             token_digests: vec![token_digest(TOKEN)],
             max_body_bytes,
         };
+        let plugins_dir = tempfile::tempdir().unwrap();
+        let mut plugins_config = PluginsConfig::with_dir(plugins_dir.path().to_owned());
+        configure(&mut plugins_config);
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let plugins = {
+            let _inside = runtime.enter();
+            Arc::new(PluginHost::new(Arc::clone(&graph), plugins_config).unwrap())
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let state = AppState::new(graph, config);
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                api::serve(listener, state, async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
-        let addr = addr_rx.recv().unwrap();
+        let state = AppState::new(Arc::clone(&graph), Arc::clone(&plugins), config);
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        runtime.spawn(api::serve(listener, state, async {
+            let _ = rx.await;
+        }));
         Self {
             base: format!("http://{addr}"),
             client: reqwest::blocking::Client::new(),
+            graph,
+            plugins,
+            runtime,
             shutdown: Some(tx),
-            thread: Some(thread),
-            _dir: dir,
+            _dirs: dir.into_iter().chain([plugins_dir]).collect(),
         }
     }
 
@@ -118,9 +133,6 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }

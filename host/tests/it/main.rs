@@ -8,4 +8,5 @@ mod api;
 mod demo;
 mod graph;
 mod harness;
+mod plugins;
 mod store;

@@ -1,0 +1,107 @@
+//! Plugins: what is installed, starting runs, and the run history.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState, ErrorBody, limit};
+use crate::plugin::PluginError;
+use crate::plugin::registry::{InstalledPlugin, Instance, RunRecord, Trigger};
+
+impl From<PluginError> for ApiError {
+    fn from(err: PluginError) -> Self {
+        match err {
+            PluginError::UnknownInstance(_) => Self::NotFound(err.to_string()),
+            PluginError::AlreadyRunning(_) => Self::Conflict(err.to_string()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+/// An instance with its last committed cursor.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct InstanceView {
+    #[serde(flatten)]
+    instance: Instance,
+    /// The last committed cursor (absent before the first checkpoint).
+    cursor: Option<String>,
+}
+
+/// Installed plugins and their instances.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct PluginList {
+    plugins: Vec<InstalledPlugin>,
+    instances: Vec<InstanceView>,
+}
+
+/// Installed plugins and their instances, with cursors.
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", security(("bearer" = [])), responses(
+    (status = 200, body = PluginList),
+    (status = 401, body = ErrorBody),
+))]
+pub(super) async fn list_plugins(State(state): State<AppState>) -> Result<Json<PluginList>, ApiError> {
+    let plugins = state.plugins.plugins()?;
+    let instances = state
+        .plugins
+        .instances()?
+        .into_iter()
+        .map(|instance| Ok(InstanceView { cursor: state.plugins.cursor(&instance.name)?, instance }))
+        .collect::<Result<_, PluginError>>()?;
+    Ok(Json(PluginList { plugins, instances }))
+}
+
+/// Starts a sync of the instance in the background; poll the returned run for progress.
+#[utoipa::path(post, path = "/v1/plugins/{instance}/runs", tag = "plugins", params(("instance" = String, Path, description = "Instance name")), security(("bearer" = [])), responses(
+    (status = 202, body = RunRecord),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+    (status = 409, description = "a run of this instance is in progress", body = ErrorBody),
+))]
+pub(super) async fn start_run(State(state): State<AppState>, Path(instance): Path<String>) -> Result<(StatusCode, Json<RunRecord>), ApiError> {
+    let record = state.plugins.start(&instance, Trigger::Api)?;
+    Ok((StatusCode::ACCEPTED, Json(record)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RunListQuery {
+    /// How many runs, 1 to 1000 (default 20).
+    limit: Option<usize>,
+}
+
+/// The instance's runs, newest first.
+#[utoipa::path(get, path = "/v1/plugins/{instance}/runs", tag = "plugins", params(("instance" = String, Path, description = "Instance name"), RunListQuery), security(("bearer" = [])), responses(
+    (status = 200, body = Vec<RunRecord>),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+))]
+pub(super) async fn list_runs(
+    State(state): State<AppState>,
+    Path(instance): Path<String>,
+    Query(query): Query<RunListQuery>,
+) -> Result<Json<Vec<RunRecord>>, ApiError> {
+    let limit = limit(query.limit, 20)?;
+    let mut runs = state.plugins.runs(&instance)?;
+    runs.truncate(limit);
+    Ok(Json(runs))
+}
+
+/// One run: status, counts, cursor and failure.
+#[utoipa::path(get, path = "/v1/plugins/{instance}/runs/{run_id}", tag = "plugins", params(
+    ("instance" = String, Path, description = "Instance name"),
+    ("run_id" = String, Path, description = "Run id (run_…)"),
+), security(("bearer" = [])), responses(
+    (status = 200, body = RunRecord),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+))]
+pub(super) async fn run(State(state): State<AppState>, Path((instance, run_id)): Path<(String, String)>) -> Result<Json<RunRecord>, ApiError> {
+    state
+        .plugins
+        .run_record(&instance, &run_id)?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("instance `{instance}` has no run {run_id}")))
+}

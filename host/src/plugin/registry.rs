@@ -1,0 +1,246 @@
+//! What the plugin runtime persists, as metadata of the graph's store (JSON values, so
+//! fields can be added without migrations):
+//!
+//! | name                    | value            |
+//! |-------------------------|------------------|
+//! | `plugin/<name>`         | [`InstalledPlugin`] |
+//! | `instance/<name>`       | [`Instance`]     |
+//! | `cursor/<instance>`     | the cursor, UTF-8 (committed with each checkpoint's operations) |
+//! | `run/<instance>/<id>`   | [`RunRecord`]    (ids are ULIDs: in time order) |
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use super::PluginError;
+use super::bindings::PluginFailure;
+use super::manifest::Manifest;
+use crate::graph::{Graph, GraphError};
+use crate::ops::FieldError;
+
+/// An installed plugin: its manifest and the digest of its component.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InstalledPlugin {
+    /// The manifest, as installed.
+    pub manifest: Manifest,
+    /// SHA-256 of the component (hex); its file in the plugin directory is named by it.
+    pub component_sha256: String,
+    /// When it was installed.
+    pub installed_at: DateTime<Utc>,
+}
+
+/// A configured connection of a plugin; its name is the source of every record it writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Instance {
+    /// The instance (and source) name.
+    pub name: String,
+    /// The plugin it runs.
+    pub plugin: String,
+    /// Its configuration, handed to `sync` as JSON.
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// `rapport plugin run`.
+    Cli,
+    /// `POST /v1/plugins/{instance}/runs`.
+    Api,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Executing now.
+    Running,
+    /// `sync` returned successfully; everything emitted is committed.
+    Succeeded,
+    /// The run failed; operations after its last checkpoint were discarded.
+    Failed,
+    /// The daemon stopped during the run; the next run resumes from its last checkpoint.
+    Abandoned,
+}
+
+/// Why a run failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RunFailure {
+    /// The plugin reported an expected failure.
+    Plugin {
+        /// The plugin's error.
+        error: PluginFailure,
+    },
+    /// The plugin's code ran longer than its CPU budget and was interrupted.
+    CpuBudget {
+        /// The budget, in milliseconds.
+        budget_ms: u64,
+    },
+    /// The plugin tried to grow its memory past the limit.
+    OutOfMemory {
+        /// The limit, in bytes.
+        limit_bytes: u64,
+    },
+    /// The whole run took longer than its wall-clock limit.
+    Timeout {
+        /// The limit, in seconds.
+        limit_secs: u64,
+    },
+    /// A call to the host did not finish in time.
+    HostCallTimeout {
+        /// The host function.
+        call: String,
+        /// The limit, in seconds.
+        limit_secs: u64,
+    },
+    /// The plugin emitted more operations than allowed between two checkpoints.
+    CheckpointCap {
+        /// The limit.
+        limit: usize,
+    },
+    /// The plugin's code trapped (a panic, an invalid instruction).
+    Trap {
+        /// The trap, and the panic message the plugin printed, if any.
+        message: String,
+    },
+    /// The host failed (storage); the run's work since its last checkpoint was discarded.
+    Host {
+        /// What failed.
+        message: String,
+    },
+}
+
+impl RunFailure {
+    /// The failure's kind, as in its JSON `kind` and the runs metric's `outcome` label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Plugin { .. } => "plugin",
+            Self::CpuBudget { .. } => "cpu_budget",
+            Self::OutOfMemory { .. } => "out_of_memory",
+            Self::Timeout { .. } => "timeout",
+            Self::HostCallTimeout { .. } => "host_call_timeout",
+            Self::CheckpointCap { .. } => "checkpoint_cap",
+            Self::Trap { .. } => "trap",
+            Self::Host { .. } => "host",
+        }
+    }
+}
+
+impl std::fmt::Display for RunFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Plugin { error } => write!(f, "{error}"),
+            Self::CpuBudget { budget_ms } => write!(
+                f,
+                "interrupted: the plugin used its CPU budget of {budget_ms} ms (plugins.cpu_budget_ms in rapport.toml)"
+            ),
+            Self::OutOfMemory { limit_bytes } => write!(
+                f,
+                "out of memory: the plugin tried to grow past {limit_bytes} bytes (plugins.memory_limit_bytes in rapport.toml)"
+            ),
+            Self::Timeout { limit_secs } => write!(
+                f,
+                "timed out: the run took longer than {limit_secs} s of wall-clock time (plugins.run_timeout_secs in rapport.toml)"
+            ),
+            Self::HostCallTimeout { call, limit_secs } => write!(
+                f,
+                "timed out: host call `{call}` took longer than {limit_secs} s (plugins.host_call_timeout_secs in rapport.toml)"
+            ),
+            Self::CheckpointCap { limit } => write!(
+                f,
+                "the plugin emitted more than {limit} operations without a checkpoint; checkpoint more often \
+                 (after each page), or raise plugins.max_operations_per_checkpoint in rapport.toml"
+            ),
+            Self::Trap { message } => write!(f, "trapped: {message}"),
+            Self::Host { message } => write!(f, "host error: {message}"),
+        }
+    }
+}
+
+/// An operation a run emitted that was not applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SkippedEmit {
+    /// The record's external id, when it could be read.
+    pub external_id: String,
+    /// Every problem found, with paths relative to the operation.
+    pub errors: Vec<FieldError>,
+}
+
+/// The record of one run, updated at every checkpoint in the same commit as its data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunRecord {
+    /// `run_<ULID>`.
+    pub id: String,
+    /// The instance that ran.
+    pub instance: String,
+    /// Its plugin.
+    pub plugin: String,
+    /// The plugin's version.
+    pub plugin_version: String,
+    /// What started it.
+    pub trigger: Trigger,
+    /// Where it stands.
+    pub status: RunStatus,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The cursor it started from.
+    pub cursor_before: Option<String>,
+    /// The last committed cursor.
+    pub cursor: Option<String>,
+    /// Checkpoints committed.
+    pub checkpoints: u64,
+    /// Operations committed to the graph.
+    pub operations_applied: u64,
+    /// Operations dropped as invalid.
+    pub operations_skipped: u64,
+    /// The first few dropped operations, with the path of each bad field.
+    pub skipped_examples: Vec<SkippedEmit>,
+    /// Why it failed.
+    pub failure: Option<RunFailure>,
+}
+
+/// How many dropped operations a run record keeps in full.
+pub const SKIPPED_EXAMPLES: usize = 20;
+
+pub(super) fn plugin_key(name: &str) -> String {
+    format!("plugin/{name}")
+}
+
+pub(super) fn instance_key(name: &str) -> String {
+    format!("instance/{name}")
+}
+
+pub(super) fn cursor_key(instance: &str) -> String {
+    format!("cursor/{instance}")
+}
+
+pub(super) fn run_key(instance: &str, id: &str) -> String {
+    format!("run/{instance}/{id}")
+}
+
+pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain structs to JSON cannot fail: no maps with non-string keys.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(name: &str, bytes: &[u8]) -> Result<T, PluginError> {
+    serde_json::from_slice(bytes).map_err(|e| PluginError::Corrupt { name: name.to_owned(), message: e.to_string() })
+}
+
+pub(super) fn get<T: DeserializeOwned>(graph: &Graph, name: &str) -> Result<Option<T>, PluginError> {
+    graph.meta(name)?.map(|bytes| decode(name, &bytes)).transpose()
+}
+
+pub(super) fn list<T: DeserializeOwned>(graph: &Graph, prefix: &str) -> Result<Vec<T>, PluginError> {
+    graph.meta_with_prefix(prefix)?.iter().map(|(name, bytes)| decode(name, bytes)).collect()
+}
+
+pub(super) fn cursor(graph: &Graph, instance: &str) -> Result<Option<String>, GraphError> {
+    Ok(graph.meta(&cursor_key(instance))?.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+}

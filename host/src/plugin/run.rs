@@ -1,0 +1,284 @@
+//! One run's sandbox state and the host functions a plugin calls: `emit` queues parsed
+//! operations, `checkpoint` commits them with the cursor and the run's record in one atomic
+//! batch, `log` re-emits a line inside the run's span. Also the CPU clock the epoch
+//! callback reads and the memory limiter.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{self, Level};
+use super::registry::{self, RunFailure, RunRecord, SKIPPED_EXAMPLES, SkippedEmit};
+use crate::graph::model::Timestamp;
+use crate::graph::{Graph, IngestBatch, InvalidPolicy};
+use crate::ops::{self, Operation};
+
+/// Bytes of the plugin's stderr kept, to quote a panic message in the run record.
+const STDERR_CAPACITY: usize = 16 << 10;
+/// Longest log message re-emitted; longer ones are cut.
+const MAX_LOG_CHARS: usize = 4096;
+
+/// The limits every run gets.
+#[derive(Debug, Clone)]
+pub(super) struct RunLimits {
+    pub memory_bytes: u64,
+    pub cpu_budget: Duration,
+    pub host_call_timeout: Duration,
+    pub max_operations_per_checkpoint: usize,
+}
+
+/// The state of one store: WASI's empty context, the limits' bookkeeping and, during a
+/// sync, the run being written.
+pub(crate) struct RunState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    stderr: MemoryOutputPipe,
+    memory: MemoryLimit,
+    limits: RunLimits,
+    /// Guest execution time so far, and since when the guest has been running.
+    guest_time: Duration,
+    running_since: Option<Instant>,
+    /// Why the host stopped the run, when it did.
+    pub failure: Option<RunFailure>,
+    run: Option<ActiveRun>,
+}
+
+/// A sync in progress: where its operations go and what it has done so far.
+pub(super) struct ActiveRun {
+    pub graph: Arc<Graph>,
+    /// Operations emitted since the last checkpoint, parsed.
+    pending: Vec<Operation>,
+    /// How many were emitted since the last checkpoint, parsed or not.
+    emitted: usize,
+    /// The record as it will be committed next; `committed` is the last one written.
+    record: RunRecord,
+    pub committed: Arc<Mutex<RunRecord>>,
+    on_commit: Box<dyn Fn(&RunRecord) + Send + Sync>,
+}
+
+impl ActiveRun {
+    pub fn new(graph: Arc<Graph>, record: RunRecord, on_commit: Box<dyn Fn(&RunRecord) + Send + Sync>) -> Self {
+        let committed = Arc::new(Mutex::new(record.clone()));
+        Self { graph, pending: Vec::new(), emitted: 0, record, committed, on_commit }
+    }
+}
+
+impl std::fmt::Debug for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunState").field("limits", &self.limits).field("failure", &self.failure).finish_non_exhaustive()
+    }
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Refuses memory growth past the limit and remembers that it did, so the run can say
+/// "out of memory" rather than the trap the guest's allocator turns it into.
+struct MemoryLimit {
+    limit: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimit {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl RunState {
+    /// A fresh store: WASI with nothing granted (no preopens, environment, stdio or
+    /// network; stderr captured for panic messages), the memory limiter, and the epoch
+    /// deadline that yields while within the CPU budget and interrupts past it.
+    pub fn store(engine: &wasmtime::Engine, limits: RunLimits, run: Option<ActiveRun>) -> Store<Self> {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
+        let memory = MemoryLimit { limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX), hit: false };
+        let state = Self {
+            wasi,
+            table: ResourceTable::new(),
+            stderr,
+            memory,
+            limits,
+            guest_time: Duration::ZERO,
+            running_since: None,
+            failure: None,
+            run,
+        };
+        let mut store = Store::new(engine, state);
+        store.limiter(|state| &mut state.memory);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            state.pause_clock();
+            state.resume_clock();
+            if state.guest_time > state.limits.cpu_budget {
+                let budget_ms = u64::try_from(state.limits.cpu_budget.as_millis()).unwrap_or(u64::MAX);
+                state.failure = Some(RunFailure::CpuBudget { budget_ms });
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store
+    }
+
+    /// The guest starts (or resumes after a host call) executing.
+    pub fn resume_clock(&mut self) {
+        self.running_since = Some(Instant::now());
+    }
+
+    /// The guest stops executing (a host call, the end of the call): its time is counted.
+    pub fn pause_clock(&mut self) {
+        if let Some(since) = self.running_since.take() {
+            self.guest_time += since.elapsed();
+        }
+    }
+
+    /// Whether the memory limiter refused a growth.
+    pub fn out_of_memory(&self) -> bool {
+        self.memory.hit
+    }
+
+    /// The memory limit, in bytes.
+    pub fn memory_limit(&self) -> u64 {
+        self.limits.memory_bytes
+    }
+
+    /// What the plugin printed on stderr (a panic message).
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+    }
+
+    fn stop(&mut self, failure: RunFailure) -> wasmtime::Error {
+        let error = wasmtime::Error::msg(failure.to_string());
+        self.failure = Some(failure);
+        error
+    }
+
+    fn run_or_trap(&mut self, call: &str) -> wasmtime::Result<&mut ActiveRun> {
+        self.run.as_mut().ok_or_else(|| wasmtime::Error::msg(format!("host call `{call}` is only available during `sync`")))
+    }
+
+    /// Commits the pending operations with `cursor` (kept unchanged for `None`) and the
+    /// updated run record in one atomic batch.
+    pub async fn commit(&mut self, cursor: Option<String>) -> wasmtime::Result<()> {
+        let timeout = self.limits.host_call_timeout;
+        let run = self.run_or_trap("checkpoint")?;
+        let operations = std::mem::take(&mut run.pending);
+        run.emitted = 0;
+        let mut record = run.record.clone();
+        if cursor.is_some() {
+            record.checkpoints += 1;
+            record.cursor.clone_from(&cursor);
+        }
+        let batch = IngestBatch {
+            source: record.instance.clone(),
+            operations,
+            policy: InvalidPolicy::SkipInvalid,
+            meta: cursor.iter().map(|c| (registry::cursor_key(&record.instance), c.as_bytes().to_vec())).collect(),
+            now: Timestamp::now(),
+        };
+        let graph = Arc::clone(&run.graph);
+        let commit = tokio::task::spawn_blocking(move || {
+            let report = graph.ingest_then(batch, |report| {
+                record.operations_applied += report.applied as u64;
+                record.operations_skipped += report.skipped.len() as u64;
+                for skipped in &report.skipped {
+                    keep_example(&mut record, SkippedEmit { external_id: skipped.external_id.clone(), errors: skipped.errors.clone() });
+                }
+                vec![(registry::run_key(&record.instance, &record.id), registry::encode(&record))]
+            });
+            report.map(|_| record)
+        });
+        let record = match tokio::time::timeout(timeout, commit).await {
+            Err(_) => {
+                let limit_secs = timeout.as_secs();
+                return Err(self.stop(RunFailure::HostCallTimeout { call: "checkpoint".to_owned(), limit_secs }));
+            }
+            Ok(Err(join)) => return Err(self.stop(RunFailure::Host { message: format!("the commit task failed: {join}") })),
+            Ok(Ok(Err(graph))) => return Err(self.stop(RunFailure::Host { message: graph.to_string() })),
+            Ok(Ok(Ok(record))) => record,
+        };
+        let run = self.run_or_trap("checkpoint")?;
+        run.record = record.clone();
+        *run.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = record.clone();
+        (run.on_commit)(&record);
+        Ok(())
+    }
+}
+
+/// Keeps the first few dropped operations in full; the rest are only counted.
+fn keep_example(record: &mut RunRecord, example: SkippedEmit) {
+    if record.skipped_examples.len() < SKIPPED_EXAMPLES {
+        record.skipped_examples.push(example);
+    }
+}
+
+impl bindings::TypesHost for RunState {}
+
+impl bindings::Host for RunState {
+    async fn emit(&mut self, operations: Vec<String>) -> wasmtime::Result<()> {
+        self.pause_clock();
+        let limit = self.limits.max_operations_per_checkpoint;
+        let run = self.run_or_trap("emit")?;
+        run.emitted += operations.len();
+        if run.emitted > limit {
+            return Err(self.stop(RunFailure::CheckpointCap { limit }));
+        }
+        let mut dropped = 0;
+        for json in &operations {
+            match ops::parse_operation(json, "") {
+                Ok(operation) => run.pending.push(operation),
+                Err(error) => {
+                    let external_id = serde_json::from_str::<serde_json::Value>(json)
+                        .ok()
+                        .and_then(|v| v.get("external_id").and_then(|id| id.as_str().map(str::to_owned)))
+                        .unwrap_or_default();
+                    tracing::warn!(external_id, path = %error.path, reason = %error.message, "operation skipped");
+                    run.record.operations_skipped += 1;
+                    keep_example(&mut run.record, SkippedEmit { external_id, errors: vec![error] });
+                    dropped += 1;
+                }
+            }
+        }
+        if dropped > 0 {
+            tracing::debug!(emitted = operations.len(), dropped, "emitted operations parsed");
+        }
+        self.resume_clock();
+        Ok(())
+    }
+
+    async fn checkpoint(&mut self, cursor: String) -> wasmtime::Result<()> {
+        self.pause_clock();
+        self.commit(Some(cursor)).await?;
+        self.resume_clock();
+        Ok(())
+    }
+
+    async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
+        let message: String = message.chars().take(MAX_LOG_CHARS).collect();
+        let fields: Vec<String> = fields.iter().take(32).map(|(k, v)| format!("{k}={v}")).collect();
+        let fields = fields.join(" ");
+        match level {
+            Level::Trace => tracing::trace!(target: "plugin", %fields, "{message}"),
+            Level::Debug => tracing::debug!(target: "plugin", %fields, "{message}"),
+            Level::Info => tracing::info!(target: "plugin", %fields, "{message}"),
+            Level::Warn => tracing::warn!(target: "plugin", %fields, "{message}"),
+            Level::Error => tracing::error!(target: "plugin", %fields, "{message}"),
+        }
+        Ok(())
+    }
+}

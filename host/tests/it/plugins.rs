@@ -1,0 +1,212 @@
+//! The plugin runtime with real wasm components (built from `tests/fixtures/guests`):
+//! install checks, exactly-once checkpoints, and hostile plugins. Every hostile case runs
+//! beside a well-behaved plugin and an API request, which must both succeed.
+
+use rapport::graph::model::RecordKind;
+use rapport::plugin::registry::{RunFailure, RunRecord, RunStatus, Trigger};
+use rapport::plugin::{InstallOptions, PluginError};
+use serde_json::{Value, json};
+
+use crate::harness::{TOKEN, TestServer};
+
+fn install(server: &TestServer, fixture: &str, instance: &str, config: Value) {
+    let options = InstallOptions { instance: Some(instance.to_owned()), config: Some(config), replace: false };
+    server.runtime.block_on(server.plugins.install(&rapport_fixtures::package(fixture), options)).unwrap();
+}
+
+fn try_install(server: &TestServer, fixture: &str) -> Result<(), PluginError> {
+    server.runtime.block_on(server.plugins.install(&rapport_fixtures::package(fixture), InstallOptions::default())).map(|_| ())
+}
+
+fn run(server: &TestServer, instance: &str) -> RunRecord {
+    server.runtime.block_on(server.plugins.run(instance, Trigger::Cli, |_| {})).unwrap()
+}
+
+fn organizations(server: &TestServer, source: &str, ids: impl IntoIterator<Item = String>) -> usize {
+    ids.into_iter().filter(|id| server.graph.resolve(source, RecordKind::Organization, id).unwrap().is_some()).count()
+}
+
+const GOOD_PAGES: u64 = 20;
+const GOOD_PAGE_SIZE: u64 = 25;
+
+/// Runs the hostile instance, a well-behaved pager and an API request at the same time;
+/// asserts the pager and the request succeeded and returns the hostile run.
+fn run_beside_good_neighbours(server: &TestServer, hostile: &str) -> RunRecord {
+    install(server, "pager", "neighbour", json!({"pages": GOOD_PAGES, "page_size": GOOD_PAGE_SIZE, "prefix": "n-"}));
+    let (client, url) = (server.client.clone(), format!("{}/v1/stats", server.base));
+    let (bad, good, api) = server.runtime.block_on(async {
+        tokio::join!(
+            server.plugins.run(hostile, Trigger::Api, |_| {}),
+            server.plugins.run("neighbour", Trigger::Api, |_| {}),
+            async { tokio::task::spawn_blocking(move || client.get(url).bearer_auth(TOKEN).send().unwrap().status()).await.unwrap() },
+        )
+    });
+    let good = good.unwrap();
+    assert_eq!(good.status, RunStatus::Succeeded, "{good:?}");
+    assert_eq!(good.operations_applied, GOOD_PAGES * GOOD_PAGE_SIZE);
+    assert_eq!(organizations(server, "neighbour", (0..GOOD_PAGES * GOOD_PAGE_SIZE).map(|n| format!("n-{n}"))), 500);
+    assert_eq!(api, 200);
+    bad.unwrap()
+}
+
+fn failure(record: &RunRecord) -> &RunFailure {
+    assert_eq!(record.status, RunStatus::Failed, "{record:?}");
+    record.failure.as_ref().unwrap()
+}
+
+#[test]
+fn a_run_commits_each_page_with_its_cursor_and_the_next_run_resumes_after_it() {
+    let server = TestServer::start();
+    install(&server, "pager", "crm-eu", json!({"pages": 4, "page_size": 10}));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let progress = std::sync::Arc::clone(&seen);
+    let record = server
+        .runtime
+        .block_on(server.plugins.run("crm-eu", Trigger::Cli, move |r| progress.lock().unwrap().push(r.checkpoints)))
+        .unwrap();
+    assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
+    assert_eq!((record.checkpoints, record.operations_applied, record.operations_skipped), (4, 40, 0));
+    assert_eq!(record.cursor.as_deref(), Some("3"));
+    // The final commit of a successful run adds no checkpoint.
+    assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3, 4, 4]);
+    assert_eq!(server.plugins.cursor("crm-eu").unwrap().as_deref(), Some("3"));
+    assert_eq!(organizations(&server, "crm-eu", (0..40).map(|n| format!("org-{n}"))), 40);
+
+    // More pages upstream: the next run starts after the committed cursor.
+    let again = run(&server, "crm-eu");
+    assert_eq!(again.cursor_before.as_deref(), Some("3"));
+    assert_eq!((again.checkpoints, again.operations_applied), (0, 0));
+    assert_eq!(server.graph.stats().unwrap().organizations, 40);
+
+    let runs = server.get_json("/v1/plugins/crm-eu/runs");
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+    assert_eq!(runs[0]["id"], again.id.as_str(), "newest first");
+    assert_eq!(runs[1]["operations_applied"], 40);
+    let listed = server.get_json("/v1/plugins");
+    assert_eq!(listed["instances"][0]["name"], "crm-eu");
+    assert_eq!(listed["instances"][0]["cursor"], "3");
+}
+
+#[test]
+fn runs_start_through_the_api_one_at_a_time_per_instance() {
+    let server = TestServer::with_plugin_limits(|c| c.run_timeout = std::time::Duration::from_secs(3));
+    install(&server, "hostile", "slow", json!({"behaviour": "sleep"}));
+    let started = server.post("/v1/plugins/slow/runs", &json!({}));
+    assert_eq!(started.status(), 202);
+    let run: Value = started.json().unwrap();
+    assert_eq!(run["status"], "running");
+    let second = server.post("/v1/plugins/slow/runs", &json!({}));
+    assert_eq!(second.status(), 409);
+    assert_eq!(server.post("/v1/plugins/nobody/runs", &json!({})).status(), 404);
+    let path = format!("/v1/plugins/slow/runs/{}", run["id"].as_str().unwrap());
+    assert_eq!(server.get_json(&path)["trigger"], "api");
+    assert_eq!(server.get("/v1/plugins/slow/runs/run_nope").status(), 404);
+}
+
+#[test]
+fn malformed_operations_are_skipped_with_their_field_paths_and_the_rest_committed() {
+    let server = TestServer::start();
+    install(&server, "hostile", "messy", json!({"behaviour": "malformed"}));
+    let record = run_beside_good_neighbours(&server, "messy");
+    assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
+    assert_eq!((record.operations_applied, record.operations_skipped), (2, 3));
+    assert_eq!(organizations(&server, "messy", ["good-1", "good-2", "bad-1"].map(String::from)), 2);
+    let errors: Vec<(&str, &str, &str)> = record
+        .skipped_examples
+        .iter()
+        .flat_map(|s| s.errors.iter().map(move |e| (s.external_id.as_str(), e.path.as_str(), e.message.as_str())))
+        .collect();
+    let has = |id: &str, path: &str, text: &str| errors.iter().any(|e| e.0 == id && e.1 == path && e.2.contains(text));
+    assert!(has("", "", "malformed JSON"), "unparsable JSON is reported at the operation: {errors:?}");
+    assert!(has("bad-1", "", "`name`"), "a missing field is named: {errors:?}");
+    assert!(has("bad-2", "emails[0]", ""), "{errors:?}");
+}
+
+#[test]
+fn an_endless_loop_is_interrupted_for_its_cpu_budget() {
+    let server = TestServer::with_plugin_limits(|c| c.cpu_budget = std::time::Duration::from_millis(300));
+    install(&server, "hostile", "spinner", json!({"behaviour": "spin"}));
+    let record = run_beside_good_neighbours(&server, "spinner");
+    assert_eq!(failure(&record), &RunFailure::CpuBudget { budget_ms: 300 });
+}
+
+#[test]
+fn growing_past_the_memory_limit_is_reported_as_out_of_memory() {
+    let server = TestServer::with_plugin_limits(|c| c.memory_limit_bytes = 32 << 20);
+    install(&server, "hostile", "hoarder", json!({"behaviour": "memory"}));
+    let record = run_beside_good_neighbours(&server, "hoarder");
+    assert_eq!(failure(&record), &RunFailure::OutOfMemory { limit_bytes: 32 << 20 });
+}
+
+#[test]
+fn a_host_call_that_never_returns_hits_the_wall_clock_timeout() {
+    let server = TestServer::with_plugin_limits(|c| c.run_timeout = std::time::Duration::from_secs(2));
+    install(&server, "hostile", "sleeper", json!({"behaviour": "sleep"}));
+    let record = run_beside_good_neighbours(&server, "sleeper");
+    assert_eq!(failure(&record), &RunFailure::Timeout { limit_secs: 2 });
+}
+
+#[test]
+fn emitting_past_the_checkpoint_cap_fails_the_run_and_commits_nothing() {
+    let server = TestServer::with_plugin_limits(|c| c.max_operations_per_checkpoint = 1000);
+    install(&server, "hostile", "flood", json!({"behaviour": "flood"}));
+    let record = run_beside_good_neighbours(&server, "flood");
+    let failure = failure(&record);
+    assert_eq!(failure, &RunFailure::CheckpointCap { limit: 1000 });
+    assert!(failure.to_string().contains("checkpoint more often"), "{failure}");
+    assert_eq!(organizations(&server, "flood", (0..1000).map(|n| format!("flood-{n}"))), 0);
+}
+
+#[test]
+fn a_panic_traps_the_run_and_quotes_the_panic_message() {
+    let server = TestServer::start();
+    install(&server, "hostile", "panicky", json!({"behaviour": "panic"}));
+    let record = run_beside_good_neighbours(&server, "panicky");
+    match failure(&record) {
+        RunFailure::Trap { message } => assert!(message.contains("the plugin gave up"), "{message}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_plugin_built_for_a_future_api_is_refused_at_install_naming_both_versions() {
+    let server = TestServer::start();
+    let err = try_install(&server, "future-api").unwrap_err().to_string();
+    assert!(err.contains("plugin API 0.2") && err.contains("supports API 0.1"), "{err}");
+
+    // A manifest that claims 0.1 does not fool the host: the imports tell.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(rapport_fixtures::package("future-api").join("plugin.wasm"), dir.path().join("plugin.wasm")).unwrap();
+    std::fs::write(dir.path().join("plugin.toml"), "name = \"future-api\"\nversion = \"0.1.0\"\napi = \"0.1\"\n").unwrap();
+    let options = InstallOptions::default();
+    let err = server.runtime.block_on(server.plugins.install(dir.path(), options)).unwrap_err().to_string();
+    assert!(err.contains("plugin API 0.2") && err.contains("imports rapport:connector/") && err.contains("@0.2.0"), "{err}");
+    assert!(server.plugins.plugins().unwrap().is_empty());
+
+    install(&server, "pager", "pager", json!({"pages": 1}));
+    assert_eq!(run(&server, "pager").status, RunStatus::Succeeded);
+}
+
+#[test]
+fn a_plugin_importing_the_filesystem_is_refused_at_install_with_the_offending_imports() {
+    let server = TestServer::start();
+    let err = try_install(&server, "fs-reader").unwrap_err();
+    let PluginError::ForbiddenImports(imports) = &err else { panic!("expected forbidden imports, got {err}") };
+    assert!(imports.iter().any(|i| i.starts_with("wasi:filesystem/")), "{imports:?}");
+    assert!(imports.iter().all(|i| !i.starts_with("wasi:io/") && !i.starts_with("rapport:")), "{imports:?}");
+    assert!(err.to_string().contains("no filesystem"), "{err}");
+    assert!(server.plugins.instances().unwrap().is_empty());
+
+    install(&server, "pager", "pager", json!({"pages": 1}));
+    assert_eq!(run(&server, "pager").status, RunStatus::Succeeded);
+}
+
+#[test]
+fn a_manifest_that_disagrees_with_describe_is_refused() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(rapport_fixtures::package("pager").join("plugin.wasm"), dir.path().join("plugin.wasm")).unwrap();
+    std::fs::write(dir.path().join("plugin.toml"), "name = \"pager\"\nversion = \"9.9.9\"\napi = \"0.1\"\n").unwrap();
+    let err = server.runtime.block_on(server.plugins.install(dir.path(), InstallOptions::default())).unwrap_err().to_string();
+    assert!(err.contains("pager 0.1.0") && err.contains("pager 9.9.9"), "{err}");
+}
