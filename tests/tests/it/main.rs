@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod crash_import;
+mod crash_plugin;
 mod demo;
 mod harness;
 mod serve;
