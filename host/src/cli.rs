@@ -626,7 +626,13 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()>
                 println!("no plugins installed (rapport plugin install PATH)");
             }
             for plugin in installed {
-                println!("{} {}  API {}  {}", plugin.manifest.name, plugin.manifest.version, plugin.manifest.api, plugin.manifest.description);
+                // Each plugin is loaded and asked to describe itself, so a plugin this host
+                // can no longer run shows here rather than at its next scheduled run.
+                let health = match runtime.block_on(plugins.verify(&plugin.manifest.name)) {
+                    Ok(()) => "ok".to_owned(),
+                    Err(err) => format!("BROKEN: {err}"),
+                };
+                println!("{} {}  API {}  {health}  {}", plugin.manifest.name, plugin.manifest.version, plugin.manifest.api, plugin.manifest.description);
             }
             for instance in plugins.instances()? {
                 let cursor = plugins.cursor(&instance.name)?.unwrap_or_else(|| "(never synced)".to_owned());

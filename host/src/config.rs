@@ -451,6 +451,19 @@ mod tests {
     }
 
     #[test]
+    fn plugin_limits_are_positive_and_the_directory_sits_beside_the_store() {
+        let config = load("[store]\npath = \"/srv/rapport/store\"\n[plugins]\ncpu_budget_ms = 250\n", &[]).unwrap();
+        assert_eq!(config.plugins.dir, Path::new("/srv/rapport/plugins"));
+        assert_eq!(config.plugins.cpu_budget, Duration::from_millis(250));
+        let err = load("[plugins]\nmax_concurrent_runs = 0\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("plugins.max_concurrent_runs") && err.contains("positive"), "{err}");
+        let err = load("", &[("RAPPORT_PLUGINS_MEMORY_LIMIT_BYTES", "lots")]).unwrap_err().to_string();
+        assert!(err.contains("RAPPORT_PLUGINS_MEMORY_LIMIT_BYTES") && err.contains("plugins.memory_limit_bytes"), "{err}");
+        let config = load("", &[("RAPPORT_PLUGINS_RUN_TIMEOUT_SECS", "5")]).unwrap();
+        assert_eq!(config.plugins.run_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
     fn dev_mode_only_on_loopback() {
         let err = load("[api]\nbind = \"0.0.0.0:8080\"\ndev_mode = true\n", &[]).unwrap_err().to_string();
         assert!(err.contains("api.dev_mode"), "{err}");
@@ -464,6 +477,7 @@ mod tests {
         assert_eq!(config.api.token_digests.len(), 1);
         assert!(config.identity.internal_domains.contains("northwind.example"));
         assert!(config.identity.free_mail_domains.contains("gmail.com"));
+        assert_eq!(config.plugins.max_operations_per_checkpoint, PluginsConfig::with_dir(PathBuf::new()).max_operations_per_checkpoint);
     }
 
     #[test]

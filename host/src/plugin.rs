@@ -100,6 +100,9 @@ pub enum PluginError {
     /// The instance configuration is not a JSON object.
     #[error("the instance configuration must be a JSON object")]
     InvalidConfig,
+    /// No such plugin.
+    #[error("no plugin named `{0}` is installed (see `rapport plugin list`)")]
+    UnknownPlugin(String),
     /// No such instance.
     #[error("no plugin instance named `{0}` (see `rapport plugin list`)")]
     UnknownInstance(String),
@@ -300,6 +303,15 @@ impl PluginHost {
         lock(&self.prepared).insert(digest, pre);
         tracing::info!(plugin = %plugin.manifest.name, version = %plugin.manifest.version, instance = %instance.name, "plugin installed");
         Ok((plugin, instance))
+    }
+
+    /// Checks that an installed plugin still loads in this host and agrees with its
+    /// manifest: a fresh sandbox, instantiated, asked to `describe` itself.
+    pub async fn verify(&self, name: &str) -> Result<(), PluginError> {
+        let plugin: InstalledPlugin =
+            registry::get(&self.graph, &registry::plugin_key(name))?.ok_or_else(|| PluginError::UnknownPlugin(name.to_owned()))?;
+        let pre = self.prepared_for(&plugin)?;
+        self.check_description(&pre, &plugin.manifest).await
     }
 
     /// Calls `describe` in a sandboxed store and compares it with the manifest.

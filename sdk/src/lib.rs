@@ -7,7 +7,7 @@
 //!
 //! impl rapport_sdk::Connector for Crm {
 //!     fn sync(&mut self, config: &str, cursor: Option<String>) -> Result<(), rapport_sdk::PluginError> {
-//!         rapport_sdk::emit(&[r#"{"op":"upsert_organization","id":"1","name":"Acme"}"#.to_owned()]);
+//!         rapport_sdk::emit(&[r#"{"op":"upsert_organization","external_id":"1","name":"Acme"}"#.to_owned()]);
 //!         rapport_sdk::checkpoint("page-1");
 //!         Ok(())
 //!     }

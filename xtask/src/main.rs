@@ -114,7 +114,7 @@ fn try_main() -> anyhow::Result<()> {
             let mut command = cargo();
             command.args(["bench", "--package", "rapport-host"]);
             if args.is_empty() {
-                command.args(["--bench", "ingest"]);
+                command.arg("--benches");
             }
             command.args(args);
             run(command)

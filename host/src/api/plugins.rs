@@ -12,7 +12,7 @@ use crate::plugin::registry::{InstalledPlugin, Instance, RunRecord, Trigger};
 impl From<PluginError> for ApiError {
     fn from(err: PluginError) -> Self {
         match err {
-            PluginError::UnknownInstance(_) => Self::NotFound(err.to_string()),
+            PluginError::UnknownInstance(_) | PluginError::UnknownPlugin(_) => Self::NotFound(err.to_string()),
             PluginError::AlreadyRunning(_) => Self::Conflict(err.to_string()),
             other => Self::Internal(other.to_string()),
         }

@@ -11,9 +11,9 @@ use serde_json::Value;
 
 use crate::harness::{Daemon, TOKEN, rapport};
 
-const PAGES: u64 = 50;
+const PAGES: u64 = 120;
 const PAGE_SIZE: u64 = 40;
-const KILLS: usize = 8;
+const KILLS: usize = 20;
 const INSTANCE: &str = "crm";
 
 fn client() -> reqwest::blocking::Client {

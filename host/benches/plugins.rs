@@ -1,0 +1,147 @@
+//! Plugin runtime benchmark: per-run instantiate overhead (fresh sandbox, instantiate,
+//! `describe`, drop), the host-call round trip, and N small records (default 1M) emitted
+//! through a real plugin against the same records through in-process ingest, each path in
+//! a fresh process so its peak RSS is its own. Prints its figures; asserts nothing.
+//!
+//! Run with `cargo xtask bench --bench plugins`; `RAPPORT_BENCH_RECORDS` changes the 1M.
+
+// A benchmark is a test harness: a panic with a location is the right failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rapport::config::{DEFAULT_CACHE_BYTES, PluginsConfig};
+use rapport::graph::model::Timestamp;
+use rapport::graph::{Graph, IdentityRules, IngestBatch, InvalidPolicy};
+use rapport::ops::parse_operation;
+use rapport::plugin::registry::{RunStatus, Trigger};
+use rapport::plugin::{InstallOptions, PluginHost};
+use rapport::store::SledStore;
+use serde_json::json;
+
+const PAGE: u64 = 1000;
+
+fn records() -> u64 {
+    std::env::var("RAPPORT_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+struct Setup {
+    host: Arc<PluginHost>,
+    runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(&dir.path().join("store"), DEFAULT_CACHE_BYTES).unwrap();
+    let graph = Arc::new(Graph::new(Arc::new(store), IdentityRules::with_defaults([])));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let host = {
+        let _inside = runtime.enter();
+        Arc::new(PluginHost::new(graph, PluginsConfig::with_dir(dir.path().join("plugins"))).unwrap())
+    };
+    Setup { host, runtime, _dir: dir }
+}
+
+/// Installs the pager fixture (again, for every further instance) as `instance`.
+fn install(setup: &Setup, instance: &str, config: serde_json::Value) {
+    let options = InstallOptions { instance: Some(instance.to_owned()), config: Some(config), replace: true };
+    setup.runtime.block_on(setup.host.install(&rapport_fixtures::package("pager"), options)).unwrap();
+}
+
+/// Seconds of one run of `instance`.
+fn timed_run(setup: &Setup, instance: &str) -> f64 {
+    let started = Instant::now();
+    let record = setup.runtime.block_on(setup.host.run(instance, Trigger::Cli, |_| {})).unwrap();
+    assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
+    started.elapsed().as_secs_f64()
+}
+
+/// The operations the pager emits, as in-process batches of one page each.
+fn in_process(n: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(&dir.path().join("store"), DEFAULT_CACHE_BYTES).unwrap();
+    let graph = Graph::new(Arc::new(store), IdentityRules::with_defaults([]));
+    let started = Instant::now();
+    for page in 0..n.div_ceil(PAGE) {
+        let operations = (page * PAGE..((page + 1) * PAGE).min(n))
+            .map(|i| {
+                let json = json!({"op": "upsert_organization", "external_id": format!("org-{i}"), "name": format!("Org {i}")});
+                parse_operation(&json.to_string(), "").unwrap()
+            })
+            .collect();
+        let meta = vec![("cursor/bench".to_owned(), page.to_string().into_bytes())];
+        graph.ingest(IngestBatch { source: "bench".to_owned(), operations, policy: InvalidPolicy::SkipInvalid, meta, now: Timestamp::now() }).unwrap();
+    }
+    println!("{:.3} {:.1}", started.elapsed().as_secs_f64(), peak_rss_mb());
+}
+
+fn through_plugin(n: u64) {
+    let setup = setup();
+    install(&setup, "bench", json!({"pages": n.div_ceil(PAGE), "page_size": PAGE}));
+    let seconds = timed_run(&setup, "bench");
+    println!("{seconds:.3} {:.1}", peak_rss_mb());
+}
+
+/// Runs this benchmark in a child process for one path; returns (seconds, peak RSS MB).
+fn child(path: &str, n: u64) -> (f64, f64) {
+    let output = std::process::Command::new(std::env::current_exe().unwrap()).args(["--child", path, &n.to_string()]).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut figures = text.split_whitespace().map(|f| f.parse::<f64>().unwrap_or(f64::NAN));
+    (figures.next().unwrap_or(f64::NAN), figures.next().unwrap_or(f64::NAN))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        let n = args[i + 2].parse().unwrap();
+        match args[i + 1].as_str() {
+            "plugin" => through_plugin(n),
+            _ => in_process(n),
+        }
+        return;
+    }
+    let n = records();
+    println!("rapport plugin benchmark: {n} records in pages of {PAGE}");
+
+    // 1. Per-run overhead: a fresh sandbox, instantiate, a trivial export call, drop.
+    let setup = setup();
+    install(&setup, "idle", json!({"pages": 0}));
+    let rounds = 2000;
+    setup.runtime.block_on(setup.host.verify("pager")).unwrap();
+    let started = Instant::now();
+    for _ in 0..rounds {
+        setup.runtime.block_on(setup.host.verify("pager")).unwrap();
+    }
+    let per_run = started.elapsed() / rounds;
+    println!("per-run instantiate overhead (fresh store + instantiate + describe + drop): {:.1} µs (target < 1 ms)", micros(per_run));
+
+    // 2. Host-call round trip: runs differing only in a million empty `emit` calls.
+    let calls = 1_000_000_u64;
+    install(&setup, "caller", json!({"pages": 0, "calls": calls}));
+    let (idle, busy) = (timed_run(&setup, "idle"), timed_run(&setup, "caller"));
+    println!("host-call round trip (empty emit): {:.2} µs (target < 2 µs)", (busy - idle) * 1e6 / calls as f64);
+    drop(setup);
+
+    // 3. N records through the plugin against in-process ingest, each in its own process.
+    let (direct_s, direct_rss) = child("direct", n);
+    let (plugin_s, plugin_rss) = child("plugin", n);
+    println!("in-process ingest: {:.0} records/s ({direct_s:.1}s), peak RSS {direct_rss:.0} MB", n as f64 / direct_s);
+    println!("through the plugin: {:.0} records/s ({plugin_s:.1}s), peak RSS {plugin_rss:.0} MB", n as f64 / plugin_s);
+    println!("ratio: plugin / in-process throughput = {:.2} (target >= 0.5)", direct_s / plugin_s);
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
