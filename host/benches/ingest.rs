@@ -9,6 +9,9 @@
 // A benchmark is a test harness: a panic with a location is the right failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
+use support::peak_rss_mb;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -94,15 +97,6 @@ fn ingest_all(graph: &Graph, batches: Vec<SourceBatch>) -> IngestFigures {
     figures
 }
 
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
-}
 
 /// Writes the world at `scale` as one JSON Lines file per source; returns the files.
 fn write_world(dir: &Path, scale: usize) -> Vec<PathBuf> {

@@ -8,6 +8,9 @@
 // A benchmark is a test harness: a panic with a location is the right failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
+use support::peak_rss_mb;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,15 +29,6 @@ fn records() -> u64 {
     std::env::var("RAPPORT_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
 }
 
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
-}
 
 struct Setup {
     host: Arc<PluginHost>,
