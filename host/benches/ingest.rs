@@ -11,18 +11,18 @@
 
 mod support;
 
-use support::peak_rss_mb;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::peak_rss_mb;
 
 use rapport::api::{self, AppState};
 use rapport::config::{ApiConfig, DEFAULT_CACHE_BYTES, PluginsConfig, token_digest};
-use rapport::plugin::PluginHost;
 use rapport::demo::{self, SourceBatch, WorldSpec};
 use rapport::graph::model::{NodeId, RecordKind, Timestamp};
 use rapport::graph::{ContextQuery, Graph, IdentityRules, IngestBatch, InvalidPolicy};
 use rapport::import::{ImportOptions, import_jsonl};
+use rapport::plugin::PluginHost;
 use rapport::store::{EntryIter, KeyRange, SledStore, Store, StoreError, WriteBatch};
 
 const BATCH: usize = 1000;
@@ -97,7 +97,6 @@ fn ingest_all(graph: &Graph, batches: Vec<SourceBatch>) -> IngestFigures {
     figures
 }
 
-
 /// Writes the world at `scale` as one JSON Lines file per source; returns the files.
 fn write_world(dir: &Path, scale: usize) -> Vec<PathBuf> {
     demo::export(&world(scale), &dir.join(format!("x{scale}"))).unwrap()
@@ -119,11 +118,7 @@ fn rss_child(files: &[String]) {
 }
 
 fn measure_rss(files: &[PathBuf]) -> f64 {
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .arg("--rss-child")
-        .args(files)
-        .output()
-        .unwrap();
+    let output = std::process::Command::new(std::env::current_exe().unwrap()).arg("--rss-child").args(files).output().unwrap();
     String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(f64::NAN)
 }
 
@@ -186,7 +181,8 @@ fn main() {
     );
 
     // 2. In-process ingest at scale, recording every committed batch.
-    let store = Arc::new(RecordingStore { inner: SledStore::open(&dir.path().join("graph"), cache_bytes()).unwrap(), log: Mutex::new(Vec::new()) });
+    let store =
+        Arc::new(RecordingStore { inner: SledStore::open(&dir.path().join("graph"), cache_bytes()).unwrap(), log: Mutex::new(Vec::new()) });
     let graph = Graph::new(Arc::clone(&store) as Arc<dyn Store>, rules());
     let figures = ingest_all(&graph, world(scale));
     let stats = graph.stats().unwrap();
@@ -240,10 +236,7 @@ fn main() {
         raw_elapsed.as_secs_f64(),
         keys as f64 / raw_elapsed.as_secs_f64()
     );
-    println!(
-        "ratio: ingest time / raw insert time = {:.2} (target <= 2.0)",
-        figures.elapsed.as_secs_f64() / raw_elapsed.as_secs_f64()
-    );
+    println!("ratio: ingest time / raw insert time = {:.2} (target <= 2.0)", figures.elapsed.as_secs_f64() / raw_elapsed.as_secs_f64());
 
     // 5. Peak memory of a streamed import, each scale in a fresh process.
     let files_1 = write_world(dir.path(), 1);

@@ -10,9 +10,9 @@
 
 mod support;
 
-use support::peak_rss_mb;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::peak_rss_mb;
 
 use rapport::config::{DEFAULT_CACHE_BYTES, PluginsConfig};
 use rapport::graph::model::Timestamp;
@@ -28,7 +28,6 @@ const PAGE: u64 = 1000;
 fn records() -> u64 {
     std::env::var("RAPPORT_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
 }
-
 
 struct Setup {
     host: Arc<PluginHost>,
@@ -76,7 +75,9 @@ fn in_process(n: u64) {
             })
             .collect();
         let meta = vec![("cursor/bench".to_owned(), page.to_string().into_bytes())];
-        graph.ingest(IngestBatch { source: "bench".to_owned(), operations, policy: InvalidPolicy::SkipInvalid, meta, now: Timestamp::now() }).unwrap();
+        graph
+            .ingest(IngestBatch { source: "bench".to_owned(), operations, policy: InvalidPolicy::SkipInvalid, meta, now: Timestamp::now() })
+            .unwrap();
     }
     println!("{:.3} {:.1}", started.elapsed().as_secs_f64(), peak_rss_mb());
 }

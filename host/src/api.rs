@@ -14,11 +14,11 @@ mod records;
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::Router;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{Instrument, info, info_span};
@@ -101,11 +101,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
 
 /// Routes open to anyone: probes and the API description.
 fn public_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
-        .routes(routes!(metrics))
-        .routes(routes!(openapi_document))
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics)).routes(routes!(openapi_document))
 }
 
 /// The OpenAPI document of every route, built once.

@@ -19,23 +19,28 @@ use rapport::demo::{self, WorldSpec};
 use rapport::graph::model::{MergeRecord, NodeId, RecordKind, Timestamp, merge_id_text, parse_merge_id};
 use rapport::graph::{ContextQuery, Graph, IngestBatch, InvalidPolicy};
 use rapport::import::{ImportOptions, import_jsonl};
+use rapport::ops::{ObservationRecord, Operation, SOURCE_RULE, Subject, is_valid_source};
 use rapport::plugin::registry::{RunRecord, Trigger};
 use rapport::plugin::{InstallOptions, PluginHost};
-use rapport::ops::{ObservationRecord, Operation, SOURCE_RULE, Subject, is_valid_source};
 use rapport::store::SledStore;
 use rapport::telemetry::{self, LogFormat};
 
 /// Rapport keeps the context of your client relationships: who they are, who talks to
 /// them, what was said and what people noticed — merged from your CRM, mail and calendars.
 #[derive(Debug, Parser)]
-#[command(name = "rapport", version, max_term_width = 100, after_help = "Examples:
+#[command(
+    name = "rapport",
+    version,
+    max_term_width = 100,
+    after_help = "Examples:
   rapport demo                                     generate a demo company, serve it on loopback
   rapport token new                                create an API token and its config line
   rapport --config rapport.toml serve              run the daemon
   rapport import crm.jsonl --source crm-eu         load record operations from a file
   rapport graph search acme                        find an organization
   rapport plugin install ./crm-plugin/             install a connector plugin
-  rapport plugin run crm                           sync it now")]
+  rapport plugin run crm                           sync it now"
+)]
 pub struct Cli {
     /// Config file (TOML); see config/rapport.example.toml. RAPPORT_* variables override it.
     #[arg(long, short, global = true, value_name = "FILE")]
@@ -283,9 +288,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn open_graph(config: &Config, dir: &Path) -> anyhow::Result<Arc<Graph>> {
-    let store = SledStore::open(dir, config.store.cache_bytes).with_context(|| {
-        format!("cannot open the store at {} (is another rapport process using it?)", dir.display())
-    })?;
+    let store = SledStore::open(dir, config.store.cache_bytes)
+        .with_context(|| format!("cannot open the store at {} (is another rapport process using it?)", dir.display()))?;
     Ok(Arc::new(Graph::new(Arc::new(store), config.identity.clone())))
 }
 
@@ -293,18 +297,24 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
-fn serve_graph(graph: Arc<Graph>, plugins: PluginsConfig, api: rapport::config::ApiConfig, banner: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+fn serve_graph(
+    graph: Arc<Graph>,
+    plugins: PluginsConfig,
+    api: rapport::config::ApiConfig,
+    banner: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
     if !api.dev_mode && api.token_digests.is_empty() {
-        bail!("no API token is configured: run `rapport token new` and put the digest in api.token_sha256, or set api.dev_mode = true for a loopback-only development server");
+        bail!(
+            "no API token is configured: run `rapport token new` and put the digest in api.token_sha256, or set api.dev_mode = true for a loopback-only development server"
+        );
     }
     let runtime = runtime()?;
     // The plugin host spawns runs on the runtime, so it is created inside it.
     let _guard = runtime.enter();
     let plugins = Arc::new(PluginHost::new(Arc::clone(&graph), plugins).context("cannot start the plugin runtime")?);
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(api.bind)
-            .await
-            .with_context(|| format!("cannot listen on {} (api.bind)", api.bind))?;
+        let listener =
+            tokio::net::TcpListener::bind(api.bind).await.with_context(|| format!("cannot listen on {} (api.bind)", api.bind))?;
         let addr = listener.local_addr().context("listener has no address")?;
         banner(addr);
         tracing::info!(%addr, dev_mode = api.dev_mode, "api listening");
@@ -359,12 +369,8 @@ fn import(config: &Config, args: ImportArgs) -> anyhow::Result<()> {
     if batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let options = ImportOptions {
-        source: args.source.clone(),
-        input_name: args.file.display().to_string(),
-        batch_size,
-        resume: args.resume,
-    };
+    let options =
+        ImportOptions { source: args.source.clone(), input_name: args.file.display().to_string(), batch_size, resume: args.resume };
     let started = Instant::now();
     let show_bar = match args.progress {
         Progress::Auto => std::io::stderr().is_terminal(),
@@ -445,9 +451,7 @@ fn graph_command(config: &Config, command: GraphCommand) -> anyhow::Result<()> {
         GraphCommand::Show { id } => {
             let id = parse_id(&id)?;
             match id.kind {
-                RecordKind::Organization => {
-                    print_json(&graph.organization_context(id, ContextQuery { at: Timestamp::now(), recent: 10 })?)
-                }
+                RecordKind::Organization => print_json(&graph.organization_context(id, ContextQuery { at: Timestamp::now(), recent: 10 })?),
                 RecordKind::Person => print_json(&graph.person(id)?),
                 other => bail!("`graph show` takes an organization or a person, not a {other:?}"),
             }
@@ -548,17 +552,17 @@ fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         for file in demo::export(&batches, dir).with_context(|| format!("cannot write the demo world into {}", dir.display()))? {
             println!("wrote {}", file.display());
         }
-        println!("import them with: rapport import FILE --source NAME (the file's name); identity rules assume internal_domains = [\"{}\"]", demo::INTERNAL_DOMAIN);
+        println!(
+            "import them with: rapport import FILE --source NAME (the file's name); identity rules assume internal_domains = [\"{}\"]",
+            demo::INTERNAL_DOMAIN
+        );
         return Ok(());
     }
     // The demo starts from a fresh world each time, but only ever deletes a directory it made.
     let marker = args.data.join(DEMO_MARKER);
     if args.data.exists() {
         if !marker.exists() {
-            bail!(
-                "{} exists and is not a demo store (no {DEMO_MARKER} file in it); pass another --data directory",
-                args.data.display()
-            );
+            bail!("{} exists and is not a demo store (no {DEMO_MARKER} file in it); pass another --data directory", args.data.display());
         }
         std::fs::remove_dir_all(&args.data).with_context(|| format!("cannot clear the demo store at {}", args.data.display()))?;
     }
@@ -632,7 +636,10 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()>
                     Ok(()) => "ok".to_owned(),
                     Err(err) => format!("BROKEN: {err}"),
                 };
-                println!("{} {}  API {}  {health}  {}", plugin.manifest.name, plugin.manifest.version, plugin.manifest.api, plugin.manifest.description);
+                println!(
+                    "{} {}  API {}  {health}  {}",
+                    plugin.manifest.name, plugin.manifest.version, plugin.manifest.api, plugin.manifest.description
+                );
             }
             for instance in plugins.instances()? {
                 let cursor = plugins.cursor(&instance.name)?.unwrap_or_else(|| "(never synced)".to_owned());
@@ -645,7 +652,10 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()>
             bar.set_message(format!("syncing {instance}"));
             let shown = bar.clone();
             let record = runtime.block_on(plugins.run(&instance, Trigger::Cli, move |r: &RunRecord| {
-                shown.set_message(format!("{} checkpoints, {} operations applied, {} skipped", r.checkpoints, r.operations_applied, r.operations_skipped));
+                shown.set_message(format!(
+                    "{} checkpoints, {} operations applied, {} skipped",
+                    r.checkpoints, r.operations_applied, r.operations_skipped
+                ));
             }))?;
             bar.finish_and_clear();
             print_run(&record);

@@ -222,8 +222,7 @@ impl Config {
     pub fn load_from(path: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigError> {
         let mut raw = match path {
             Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
                 parse_file(path, &text)?
             }
             None => RawConfig::default(),
@@ -253,8 +252,11 @@ pub(crate) struct TomlError {
 /// Deserializes a TOML document, locating every error by line and dotted key.
 pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, TomlError> {
     let line = |offset: Option<usize>| offset.map_or(1, |o| text[..o.min(text.len())].matches('\n').count() + 1);
-    let de = toml::de::Deserializer::parse(text)
-        .map_err(|e| TomlError { line: line(e.span().map(|s| s.start)), key: String::new(), message: e.message().to_owned() })?;
+    let de = toml::de::Deserializer::parse(text).map_err(|e| TomlError {
+        line: line(e.span().map(|s| s.start)),
+        key: String::new(),
+        message: e.message().to_owned(),
+    })?;
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         let inner = e.into_inner();
@@ -309,7 +311,9 @@ fn apply_env(raw: &mut RawConfig, var: &str, value: &str) -> Result<(), ConfigEr
         "RAPPORT_PLUGINS_CPU_BUDGET_MS" => raw.plugins.cpu_budget_ms = Some(parsed(value).ok_or_else(not_number)?),
         "RAPPORT_PLUGINS_RUN_TIMEOUT_SECS" => raw.plugins.run_timeout_secs = Some(parsed(value).ok_or_else(not_number)?),
         "RAPPORT_PLUGINS_HOST_CALL_TIMEOUT_SECS" => raw.plugins.host_call_timeout_secs = Some(parsed(value).ok_or_else(not_number)?),
-        "RAPPORT_PLUGINS_MAX_OPERATIONS_PER_CHECKPOINT" => raw.plugins.max_operations_per_checkpoint = Some(parsed(value).ok_or_else(not_number)?),
+        "RAPPORT_PLUGINS_MAX_OPERATIONS_PER_CHECKPOINT" => {
+            raw.plugins.max_operations_per_checkpoint = Some(parsed(value).ok_or_else(not_number)?)
+        }
         _ => return Err(err("unknown variable")),
     }
     Ok(())
@@ -331,24 +335,32 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         bind_text.parse().map_err(|_| invalid("api.bind", format!("`{bind_text}` is not an address such as \"127.0.0.1:8080\"")))?;
     let dev_mode = raw.api.dev_mode.unwrap_or(false);
     if dev_mode && !bind.ip().is_loopback() {
-        return Err(invalid("api.dev_mode", format!("dev mode disables authentication, so it only binds to loopback; `api.bind` is {bind}")));
+        return Err(invalid(
+            "api.dev_mode",
+            format!("dev mode disables authentication, so it only binds to loopback; `api.bind` is {bind}"),
+        ));
     }
     let token_digests = raw
         .api
         .token_sha256
         .unwrap_or_default()
         .iter()
-        .map(|hex| parse_digest(hex).ok_or_else(|| invalid("api.token_sha256", "expected 64 hex digits per entry (see `rapport token new`)")))
+        .map(|hex| {
+            parse_digest(hex).ok_or_else(|| invalid("api.token_sha256", "expected 64 hex digits per entry (see `rapport token new`)"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let max_body_bytes = raw.api.max_body_bytes.unwrap_or(16 << 20);
     if max_body_bytes == 0 {
         return Err(invalid("api.max_body_bytes", "expected a positive number of bytes"));
     }
-    let mut identity = IdentityRules::with_defaults(domains("identity.internal_domains", raw.identity.internal_domains.unwrap_or_default())?);
+    let mut identity =
+        IdentityRules::with_defaults(domains("identity.internal_domains", raw.identity.internal_domains.unwrap_or_default())?);
     if let Some(list) = raw.identity.free_mail_domains {
         identity.free_mail_domains = domains("identity.free_mail_domains", list)?;
     }
-    identity.free_mail_domains.extend(domains("identity.extra_free_mail_domains", raw.identity.extra_free_mail_domains.unwrap_or_default())?);
+    identity
+        .free_mail_domains
+        .extend(domains("identity.extra_free_mail_domains", raw.identity.extra_free_mail_domains.unwrap_or_default())?);
     let import_batch_size = raw.import.batch_size.unwrap_or(1000);
     if import_batch_size == 0 {
         return Err(invalid("import.batch_size", "expected a positive whole number"));

@@ -13,8 +13,8 @@ use chrono::{DateTime, Duration, Utc};
 use crate::graph::model::Timestamp;
 use crate::graph::{Graph, GraphError, IngestBatch, InvalidPolicy};
 use crate::ops::{
-    DealRecord, DealStatus, Direction, Employment, InteractionKind, InteractionRecord, Lifecycle, ObservationRecord,
-    Operation, OrganizationRecord, Participant, PersonRecord, Role, Subject,
+    DealRecord, DealStatus, Direction, Employment, InteractionKind, InteractionRecord, Lifecycle, ObservationRecord, Operation,
+    OrganizationRecord, Participant, PersonRecord, Role, Subject,
 };
 
 /// Our own company's domain in the demo; configure it as an internal domain.
@@ -104,26 +104,37 @@ impl Rng {
 }
 
 const FIRST: &[&str] = &[
-    "Anna", "Ben", "Chloe", "David", "Elena", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Kira", "Liam", "Maya", "Noah",
-    "Olga", "Pavel", "Quinn", "Rosa", "Sven", "Tara", "Umar", "Vera", "Wes", "Xenia", "Yusuf", "Zoe", "Aiko", "Bruno",
-    "Carmen", "Dmitri", "Eva", "Felix",
+    "Anna", "Ben", "Chloe", "David", "Elena", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Kira", "Liam", "Maya", "Noah", "Olga", "Pavel",
+    "Quinn", "Rosa", "Sven", "Tara", "Umar", "Vera", "Wes", "Xenia", "Yusuf", "Zoe", "Aiko", "Bruno", "Carmen", "Dmitri", "Eva", "Felix",
 ];
 const LAST: &[&str] = &[
-    "Novak", "Berg", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Hansen", "Ivanova", "Jensen", "Keller", "Laurent",
-    "Moreau", "Nakamura", "Olsen", "Petrov", "Rossi", "Schmidt", "Tanaka", "Ueda", "Varga", "Weber", "Young", "Zeman",
+    "Novak", "Berg", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Hansen", "Ivanova", "Jensen", "Keller", "Laurent", "Moreau",
+    "Nakamura", "Olsen", "Petrov", "Rossi", "Schmidt", "Tanaka", "Ueda", "Varga", "Weber", "Young", "Zeman",
 ];
 const NAME_A: &[&str] = &[
-    "Blue", "North", "Silver", "Granite", "Amber", "Cedar", "Harbor", "Iron", "Maple", "Orbit", "Prism", "Quartz",
-    "River", "Summit", "Tidal", "Vector", "Willow", "Zenith", "Alder", "Beacon",
+    "Blue", "North", "Silver", "Granite", "Amber", "Cedar", "Harbor", "Iron", "Maple", "Orbit", "Prism", "Quartz", "River", "Summit",
+    "Tidal", "Vector", "Willow", "Zenith", "Alder", "Beacon",
 ];
 const NAME_B: &[&str] = &[
-    "Logistics", "Labs", "Systems", "Foods", "Health", "Capital", "Media", "Robotics", "Textiles", "Energy", "Retail",
-    "Software", "Mining", "Pharma", "Studios", "Analytics",
+    "Logistics",
+    "Labs",
+    "Systems",
+    "Foods",
+    "Health",
+    "Capital",
+    "Media",
+    "Robotics",
+    "Textiles",
+    "Energy",
+    "Retail",
+    "Software",
+    "Mining",
+    "Pharma",
+    "Studios",
+    "Analytics",
 ];
 const STAGES: &[&str] = &["qualification", "discovery", "proposal", "negotiation"];
-const TAGS: &[&str] = &[
-    "decision-style", "risk", "communication-preference", "pain", "reaction-speed", "price-sensitivity", "motive",
-];
+const TAGS: &[&str] = &["decision-style", "risk", "communication-preference", "pain", "reaction-speed", "price-sensitivity", "motive"];
 const NOTES: &[&str] = &[
     "Needs the deadline because the investor is pushing for a Q3 launch",
     "Prefers a call over email; answers within the hour",
@@ -312,11 +323,7 @@ pub fn generate(spec: WorldSpec) -> (Vec<SourceBatch>, WorldCounts) {
     let interaction_count = 50_000 * scale;
     let mut made = 0;
     for (o, org) in orgs.iter().enumerate() {
-        let share = if o + 1 == orgs.len() {
-            interaction_count - made
-        } else {
-            interaction_count * org.weight / total_weight
-        };
+        let share = if o + 1 == orgs.len() { interaction_count - made } else { interaction_count * org.weight / total_weight };
         for n in 0..share {
             let age = match org.name.as_str() {
                 planted::SILENT_KEY_CLIENT if n == 0 => planted::SILENT_DAYS,
@@ -444,12 +451,7 @@ pub fn generate(spec: WorldSpec) -> (Vec<SourceBatch>, WorldCounts) {
 
 /// Loads a generated world into `graph`, `batch_size` operations per commit, calling
 /// `progress` with the number of operations applied so far.
-pub fn load(
-    graph: &Graph,
-    batches: Vec<SourceBatch>,
-    batch_size: usize,
-    mut progress: impl FnMut(usize),
-) -> Result<usize, GraphError> {
+pub fn load(graph: &Graph, batches: Vec<SourceBatch>, batch_size: usize, mut progress: impl FnMut(usize)) -> Result<usize, GraphError> {
     let mut done = 0;
     for batch in batches {
         let mut operations = batch.operations.into_iter().peekable();

@@ -59,11 +59,39 @@ pub struct IdentityRules {
 impl IdentityRules {
     /// The built-in free-mail list, used unless configuration replaces it.
     pub const DEFAULT_FREE_MAIL: &'static [&'static str] = &[
-        "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com",
-        "yahoo.com", "ymail.com", "icloud.com", "me.com", "mac.com", "aol.com", "proton.me",
-        "protonmail.com", "gmx.com", "gmx.de", "gmx.net", "web.de", "mail.com", "mail.ru",
-        "yandex.ru", "yandex.com", "zoho.com", "fastmail.com", "hey.com", "qq.com", "163.com",
-        "orange.fr", "free.fr", "laposte.net", "libero.it", "t-online.de", "seznam.cz",
+        "gmail.com",
+        "googlemail.com",
+        "outlook.com",
+        "hotmail.com",
+        "live.com",
+        "msn.com",
+        "yahoo.com",
+        "ymail.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "aol.com",
+        "proton.me",
+        "protonmail.com",
+        "gmx.com",
+        "gmx.de",
+        "gmx.net",
+        "web.de",
+        "mail.com",
+        "mail.ru",
+        "yandex.ru",
+        "yandex.com",
+        "zoho.com",
+        "fastmail.com",
+        "hey.com",
+        "qq.com",
+        "163.com",
+        "orange.fr",
+        "free.fr",
+        "laposte.net",
+        "libero.it",
+        "t-online.de",
+        "seznam.cz",
     ];
 
     /// Rules with the built-in free-mail list and the given internal domains.
@@ -132,6 +160,5 @@ impl Graph {
 }
 
 fn decode_at<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, GraphError> {
-    crate::codec::decode(bytes)
-        .map_err(|source| GraphError::Codec { key: String::from_utf8_lossy(key).into_owned(), source })
+    crate::codec::decode(bytes).map_err(|source| GraphError::Codec { key: String::from_utf8_lossy(key).into_owned(), source })
 }

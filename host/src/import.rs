@@ -82,9 +82,7 @@ pub struct Checkpoint {
 /// The checkpoint of the last import of `source`, if any.
 pub fn checkpoint(graph: &Graph, source: &str) -> Result<Option<Checkpoint>, GraphError> {
     let Some(bytes) = graph.meta(&checkpoint_key(source))? else { return Ok(None) };
-    codec::decode(&bytes)
-        .map(Some)
-        .map_err(|err| GraphError::Codec { key: checkpoint_key(source), source: err })
+    codec::decode(&bytes).map(Some).map_err(|err| GraphError::Codec { key: checkpoint_key(source), source: err })
 }
 
 fn checkpoint_key(source: &str) -> String {
@@ -114,9 +112,10 @@ pub fn import_jsonl(
     let mut summary = ImportSummary::default();
     if options.resume
         && let Some(previous) = checkpoint(graph, &options.source)?
-            && previous.input == options.input_name {
-                summary.resumed_after = previous.lines;
-            }
+        && previous.input == options.input_name
+    {
+        summary.resumed_after = previous.lines;
+    }
     let mut pending: Vec<(u64, Operation)> = Vec::with_capacity(options.batch_size);
     let mut bytes = 0_u64;
     let mut line_no = 0_u64;

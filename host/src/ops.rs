@@ -461,13 +461,15 @@ impl Operation {
                 v.external_id("organization", &r.organization);
                 v.non_empty("stage", &r.stage);
                 if let Some(amount) = r.amount
-                    && (!amount.is_finite() || amount < 0.0) {
-                        v.error("amount", "expected a finite, non-negative number");
-                    }
+                    && (!amount.is_finite() || amount < 0.0)
+                {
+                    v.error("amount", "expected a finite, non-negative number");
+                }
                 if let Some(currency) = &r.currency
-                    && (currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase())) {
-                        v.error("currency", "expected an ISO 4217 code such as \"EUR\"");
-                    }
+                    && (currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()))
+                {
+                    v.error("currency", "expected an ISO 4217 code such as \"EUR\"");
+                }
             }
             Self::UpsertInteraction(r) => {
                 v.external_id("external_id", &r.external_id);
@@ -550,18 +552,17 @@ impl Validator<'_> {
 
     fn interval(&mut self, field: &str, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) {
         if let (Some(start), Some(end)) = (start, end)
-            && end < start {
-                self.error(field, "must not be earlier than the start");
-            }
+            && end < start
+        {
+            self.error(field, "must not be earlier than the start");
+        }
     }
 }
 
 /// Whether `source` is a valid source (connection) name: 1 to 64 ASCII letters, digits,
 /// `-`, `_`, `.` or `:`.
 pub fn is_valid_source(source: &str) -> bool {
-    !source.is_empty()
-        && source.len() <= 64
-        && source.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+    !source.is_empty() && source.len() <= 64 && source.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
 }
 
 /// What [`is_valid_source`] expects, for error messages.
@@ -571,9 +572,7 @@ pub const SOURCE_RULE: &str = "expected 1 to 64 letters, digits, '-', '_', '.' o
 pub fn normalize_email(raw: &str) -> Option<String> {
     let email = raw.trim().to_lowercase();
     let (local, domain) = email.split_once('@')?;
-    let valid = !local.is_empty()
-        && normalize_domain(domain).is_some()
-        && !email.chars().any(|c| c.is_whitespace() || c == '\0');
+    let valid = !local.is_empty() && normalize_domain(domain).is_some() && !email.chars().any(|c| c.is_whitespace() || c == '\0');
     valid.then_some(email)
 }
 
@@ -583,9 +582,7 @@ pub fn normalize_domain(raw: &str) -> Option<String> {
     let domain = domain.strip_prefix("www.").unwrap_or(&domain).to_owned();
     let valid = domain.contains('.')
         && domain.len() <= 253
-        && domain.split('.').all(|label| {
-            !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
+        && domain.split('.').all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
     valid.then_some(domain)
 }
 
@@ -618,8 +615,7 @@ mod tests {
 
     #[test]
     fn refuses_unknown_fields() {
-        let err = parse_operation(r#"{"op":"upsert_organization","external_id":"o","name":"A","colour":1}"#, "")
-            .unwrap_err();
+        let err = parse_operation(r#"{"op":"upsert_organization","external_id":"o","name":"A","colour":1}"#, "").unwrap_err();
         assert!(err.message.contains("unknown field `colour`"), "{err}");
     }
 
@@ -632,10 +628,7 @@ mod tests {
         )
         .unwrap();
         let paths: Vec<_> = op.validate("operations[0]").into_iter().map(|e| e.path).collect();
-        assert_eq!(
-            paths,
-            ["operations[0].external_id", "operations[0].participants[0].email", "operations[0].participants[1]"]
-        );
+        assert_eq!(paths, ["operations[0].external_id", "operations[0].participants[0].email", "operations[0].participants[1]"]);
     }
 
     #[test]

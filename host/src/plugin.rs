@@ -136,7 +136,11 @@ pub enum PluginError {
 /// The manifest and component of a package: `path` is the package directory, or its
 /// `.wasm` file with `plugin.toml` beside it.
 fn package_files(path: &Path) -> Result<(PathBuf, PathBuf), PluginError> {
-    let (dir, wasm) = if path.is_dir() { (path.to_owned(), path.join("plugin.wasm")) } else { (path.parent().unwrap_or(Path::new(".")).to_owned(), path.to_owned()) };
+    let (dir, wasm) = if path.is_dir() {
+        (path.to_owned(), path.join("plugin.wasm"))
+    } else {
+        (path.parent().unwrap_or(Path::new(".")).to_owned(), path.to_owned())
+    };
     let manifest = dir.join("plugin.toml");
     for (file, what) in [(&wasm, "the component (plugin.wasm)"), (&manifest, "the manifest (plugin.toml)")] {
         if !file.is_file() {
@@ -290,12 +294,8 @@ impl PluginHost {
         }
         std::fs::write(&stored, &wasm).map_err(io(&stored))?;
         let plugin = InstalledPlugin { manifest, component_sha256: digest.clone(), installed_at: Utc::now() };
-        let instance = existing.unwrap_or(Instance {
-            name: instance_name,
-            plugin: plugin.manifest.name.clone(),
-            config,
-            created_at: Utc::now(),
-        });
+        let instance =
+            existing.unwrap_or(Instance { name: instance_name, plugin: plugin.manifest.name.clone(), config, created_at: Utc::now() });
         self.graph.write_meta(vec![
             (registry::plugin_key(&plugin.manifest.name), Some(registry::encode(&plugin))),
             (registry::instance_key(&instance.name), Some(registry::encode(&instance))),

@@ -42,12 +42,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Sets `key` to `new` (or removes it for `None`) only if its current value equals
     /// `expected` (`None` meaning absent). Returns whether the swap happened. Durable on return.
-    fn compare_and_swap(
-        &self,
-        key: &[u8],
-        expected: Option<&[u8]>,
-        new: Option<&[u8]>,
-    ) -> Result<bool, StoreError>;
+    fn compare_and_swap(&self, key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>) -> Result<bool, StoreError>;
 
     /// Forces every write so far to stable storage.
     fn flush(&self) -> Result<(), StoreError>;

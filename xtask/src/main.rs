@@ -54,12 +54,8 @@ fn run(mut command: Command) -> anyhow::Result<()> {
 /// A Python with `openapi-spec-validator`: the system one if it has it, else a virtual
 /// environment under the target directory, created once.
 fn prepare_python() -> anyhow::Result<PathBuf> {
-    let has_validator = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import openapi_spec_validator"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
+    let has_validator =
+        |python: &Path| Command::new(python).args(["-c", "import openapi_spec_validator"]).output().is_ok_and(|o| o.status.success());
     let system = PathBuf::from("python3");
     if has_validator(&system) {
         return Ok(system);

@@ -24,7 +24,10 @@ pub(super) struct MergeListQuery {
     (status = 400, body = ErrorBody),
     (status = 401, body = ErrorBody),
 ))]
-pub(super) async fn list_merges(State(state): State<AppState>, Query(query): Query<MergeListQuery>) -> Result<Json<Page<MergeRecord>>, ApiError> {
+pub(super) async fn list_merges(
+    State(state): State<AppState>,
+    Query(query): Query<MergeListQuery>,
+) -> Result<Json<Page<MergeRecord>>, ApiError> {
     let before = query
         .before
         .as_deref()
@@ -57,7 +60,10 @@ pub(super) struct MergeRequest {
     (status = 404, body = ErrorBody),
     (status = 409, description = "already merged, or pinned apart", body = ErrorBody),
 ))]
-pub(super) async fn create_merge(State(state): State<AppState>, JsonBody(request): JsonBody<MergeRequest>) -> Result<(StatusCode, Json<MergeRecord>), ApiError> {
+pub(super) async fn create_merge(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<MergeRequest>,
+) -> Result<(StatusCode, Json<MergeRecord>), ApiError> {
     let (a, b) = (parse_id(&request.a, "a")?, parse_id(&request.b, "b")?);
     let reason = request.reason.unwrap_or_else(|| "merged by hand".to_owned());
     let record = blocking(&state, move |graph| graph.merge_manually(a, b, reason, Timestamp::now())).await?;
@@ -115,7 +121,10 @@ pub(super) struct ReviewQuery {
     (status = 400, body = ErrorBody),
     (status = 401, body = ErrorBody),
 ))]
-pub(super) async fn list_duplicates(State(state): State<AppState>, Query(query): Query<ReviewQuery>) -> Result<Json<Page<DuplicateCandidate>>, ApiError> {
+pub(super) async fn list_duplicates(
+    State(state): State<AppState>,
+    Query(query): Query<ReviewQuery>,
+) -> Result<Json<Page<DuplicateCandidate>>, ApiError> {
     let limit = limit(query.limit, 100)?;
     let items = blocking(&state, move |graph| graph.duplicates(limit)).await?;
     Ok(Json(Page { items, next: None }))

@@ -58,7 +58,10 @@ pub(super) async fn list_plugins(State(state): State<AppState>) -> Result<Json<P
     (status = 404, body = ErrorBody),
     (status = 409, description = "a run of this instance is in progress", body = ErrorBody),
 ))]
-pub(super) async fn start_run(State(state): State<AppState>, Path(instance): Path<String>) -> Result<(StatusCode, Json<RunRecord>), ApiError> {
+pub(super) async fn start_run(
+    State(state): State<AppState>,
+    Path(instance): Path<String>,
+) -> Result<(StatusCode, Json<RunRecord>), ApiError> {
     let record = state.plugins.start(&instance, Trigger::Api)?;
     Ok((StatusCode::ACCEPTED, Json(record)))
 }
@@ -98,7 +101,10 @@ pub(super) async fn list_runs(
     (status = 401, body = ErrorBody),
     (status = 404, body = ErrorBody),
 ))]
-pub(super) async fn run(State(state): State<AppState>, Path((instance, run_id)): Path<(String, String)>) -> Result<Json<RunRecord>, ApiError> {
+pub(super) async fn run(
+    State(state): State<AppState>,
+    Path((instance, run_id)): Path<(String, String)>,
+) -> Result<Json<RunRecord>, ApiError> {
     state
         .plugins
         .run_record(&instance, &run_id)?

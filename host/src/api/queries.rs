@@ -7,8 +7,8 @@ use serde::Deserialize;
 use super::{ApiError, AppState, ErrorBody, Page, blocking, limit, parse_id_of, parse_time};
 use crate::graph::model::{NodeId, RecordKind, Timestamp};
 use crate::graph::{
-    ContextQuery, Graph, GraphError, GraphStats, ObservationItem, OrganizationContext, OrganizationView, PersonView,
-    TimelineCursor, TimelinePage,
+    ContextQuery, Graph, GraphError, GraphStats, ObservationItem, OrganizationContext, OrganizationView, PersonView, TimelineCursor,
+    TimelinePage,
 };
 
 /// Counts of live records of each kind.
@@ -36,7 +36,10 @@ pub(super) struct ListQuery {
     (status = 400, body = ErrorBody),
     (status = 401, body = ErrorBody),
 ))]
-pub(super) async fn list_organizations(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Result<Json<Page<OrganizationView>>, ApiError> {
+pub(super) async fn list_organizations(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Page<OrganizationView>>, ApiError> {
     list(state, query, RecordKind::Organization, Graph::organization).await
 }
 
@@ -130,7 +133,10 @@ pub(super) struct SearchQuery {
     (status = 400, body = ErrorBody),
     (status = 401, body = ErrorBody),
 ))]
-pub(super) async fn search_organizations(State(state): State<AppState>, Query(query): Query<SearchQuery>) -> Result<Json<Page<OrganizationView>>, ApiError> {
+pub(super) async fn search_organizations(
+    State(state): State<AppState>,
+    Query(query): Query<SearchQuery>,
+) -> Result<Json<Page<OrganizationView>>, ApiError> {
     let limit = limit(query.limit, 20)?;
     let items = blocking(&state, move |graph| {
         graph.search(RecordKind::Organization, &query.q, limit)?.into_iter().map(|id| graph.organization(id)).collect()
@@ -145,12 +151,14 @@ pub(super) async fn search_organizations(State(state): State<AppState>, Query(qu
     (status = 400, body = ErrorBody),
     (status = 401, body = ErrorBody),
 ))]
-pub(super) async fn search_people(State(state): State<AppState>, Query(query): Query<SearchQuery>) -> Result<Json<Page<PersonView>>, ApiError> {
+pub(super) async fn search_people(
+    State(state): State<AppState>,
+    Query(query): Query<SearchQuery>,
+) -> Result<Json<Page<PersonView>>, ApiError> {
     let limit = limit(query.limit, 20)?;
-    let items = blocking(&state, move |graph| {
-        graph.search(RecordKind::Person, &query.q, limit)?.into_iter().map(|id| graph.person(id)).collect()
-    })
-    .await?;
+    let items =
+        blocking(&state, move |graph| graph.search(RecordKind::Person, &query.q, limit)?.into_iter().map(|id| graph.person(id)).collect())
+            .await?;
     Ok(Json(Page { items, next: None }))
 }
 

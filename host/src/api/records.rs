@@ -50,7 +50,10 @@ fn invalid_batch(details: Vec<FieldError>) -> ApiError {
     (status = 401, description = "missing or invalid token", body = ErrorBody),
     (status = 413, description = "body over api.max_body_bytes", body = ErrorBody),
 ))]
-pub(super) async fn ingest(State(state): State<AppState>, JsonBody(request): JsonBody<IngestRequest>) -> Result<Json<IngestResponse>, ApiError> {
+pub(super) async fn ingest(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<IngestRequest>,
+) -> Result<Json<IngestResponse>, ApiError> {
     if !ops::is_valid_source(&request.source) {
         return Err(ApiError::field("source", ops::SOURCE_RULE));
     }
@@ -69,13 +72,8 @@ pub(super) async fn ingest(State(state): State<AppState>, JsonBody(request): Jso
     if !details.is_empty() {
         return Err(invalid_batch(details));
     }
-    let batch = IngestBatch {
-        source: request.source,
-        operations,
-        policy: InvalidPolicy::RejectBatch,
-        meta: Vec::new(),
-        now: Timestamp::now(),
-    };
+    let batch =
+        IngestBatch { source: request.source, operations, policy: InvalidPolicy::RejectBatch, meta: Vec::new(), now: Timestamp::now() };
     let report: IngestReport = blocking(&state, move |graph| graph.ingest(batch)).await?;
     if !report.committed {
         let details = report
@@ -83,7 +81,11 @@ pub(super) async fn ingest(State(state): State<AppState>, JsonBody(request): Jso
             .into_iter()
             .flat_map(|s| {
                 s.errors.into_iter().map(move |e| FieldError {
-                    path: if e.path.is_empty() { format!("operations[{}]", s.index) } else { format!("operations[{}].{}", s.index, e.path) },
+                    path: if e.path.is_empty() {
+                        format!("operations[{}]", s.index)
+                    } else {
+                        format!("operations[{}].{}", s.index, e.path)
+                    },
                     message: e.message,
                 })
             })

@@ -8,9 +8,7 @@
 use tracing::{debug, info};
 
 use super::keys::{self, ns};
-use super::model::{
-    AliasLink, Body, DuplicateCandidate, MergeRecord, Node, NodeId, RecordKind, Timestamp, merge_id_text,
-};
+use super::model::{AliasLink, Body, DuplicateCandidate, MergeRecord, Node, NodeId, RecordKind, Timestamp, merge_id_text};
 use super::txn::Txn;
 use super::{Graph, GraphError, decode_at};
 use crate::codec::encode;

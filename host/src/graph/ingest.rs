@@ -7,16 +7,15 @@ use tracing::{debug, warn};
 
 use super::keys::{self, ns};
 use super::model::{
-    Body, Deal, Interaction, Job, Node, NodeId, Observation, Organization, Person, Provenance, RecordKind,
-    StageEntry, TimelineEntry, Timestamp,
+    Body, Deal, Interaction, Job, Node, NodeId, Observation, Organization, Person, Provenance, RecordKind, StageEntry, TimelineEntry,
+    Timestamp,
 };
 use super::txn::Txn;
 use super::{Graph, GraphError, decode_at, identity};
 use crate::codec::encode;
 use crate::metrics::{METRICS, OutcomeLabels};
 use crate::ops::{
-    self, DealRecord, FieldError, InteractionRecord, LinkRecord, ObservationRecord, Operation, OrganizationRecord,
-    PersonRecord, Relation,
+    self, DealRecord, FieldError, InteractionRecord, LinkRecord, ObservationRecord, Operation, OrganizationRecord, PersonRecord, Relation,
 };
 
 /// What to do when some operations of a batch are invalid.
@@ -208,17 +207,24 @@ impl Apply<'_, '_> {
     }
 
     /// The existing node of a record (with its old body) or a new one.
-    fn upsert_target(&mut self, kind: RecordKind, external_id: &str, seen_at: Option<Timestamp>, empty: Body) -> Result<(Node, Option<Node>), GraphError> {
+    fn upsert_target(
+        &mut self,
+        kind: RecordKind,
+        external_id: &str,
+        seen_at: Option<Timestamp>,
+        empty: Body,
+    ) -> Result<(Node, Option<Node>), GraphError> {
         let seen_at = seen_at.unwrap_or(self.now);
         if let Some(id) = self.lookup(kind, external_id)?
-            && let Some(old) = self.txn.node(id)? {
-                let mut node = old.clone();
-                node.provenance.seen_at = node.provenance.seen_at.max(seen_at);
-                node.updated_at = self.now;
-                node.deleted_at = None;
-                node.placeholder = false;
-                return Ok((node, Some(old)));
-            }
+            && let Some(old) = self.txn.node(id)?
+        {
+            let mut node = old.clone();
+            node.provenance.seen_at = node.provenance.seen_at.max(seen_at);
+            node.updated_at = self.now;
+            node.deleted_at = None;
+            node.placeholder = false;
+            return Ok((node, Some(old)));
+        }
         Ok((self.fresh_node(kind, external_id, seen_at, empty), None))
     }
 
@@ -280,9 +286,10 @@ impl Apply<'_, '_> {
 
     fn release(&mut self, key: &[u8], id: NodeId) -> Result<(), GraphError> {
         if let Some(bytes) = self.txn.get(key)?
-            && decode_at::<NodeId>(key, &bytes)? == id {
-                self.txn.delete(key.to_vec());
-            }
+            && decode_at::<NodeId>(key, &bytes)? == id
+        {
+            self.txn.delete(key.to_vec());
+        }
         Ok(())
     }
 
@@ -375,11 +382,7 @@ impl Apply<'_, '_> {
         if let Some(bytes) = self.txn.get(&key)? {
             return decode_at(&key, &bytes);
         }
-        let person = Person {
-            emails: vec![email.to_owned()],
-            internal: self.is_internal_address(email),
-            ..Person::default()
-        };
+        let person = Person { emails: vec![email.to_owned()], internal: self.is_internal_address(email), ..Person::default() };
         let node = self.fresh_node(RecordKind::Person, &format!("email:{email}"), self.now, Body::Person(person));
         let id = node.id;
         self.store(node, None)?;
@@ -573,11 +576,7 @@ fn name_entries(id: NodeId, name: &str) -> impl Iterator<Item = (Vec<u8>, Vec<u8
 
 /// Lowercased words of a name, for prefix search.
 pub(super) fn name_tokens(name: &str) -> impl Iterator<Item = String> + '_ {
-    let tokens: BTreeSet<String> = name
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|t| !t.is_empty())
-        .map(str::to_lowercase)
-        .collect();
+    let tokens: BTreeSet<String> = name.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()).map(str::to_lowercase).collect();
     tokens.into_iter()
 }
 

@@ -68,11 +68,7 @@ impl utoipa::ToSchema for Timestamp {}
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        if d.is_human_readable() {
-            DateTime::<Utc>::deserialize(d).map(Self::from)
-        } else {
-            i64::deserialize(d).map(Self)
-        }
+        if d.is_human_readable() { DateTime::<Utc>::deserialize(d).map(Self::from) } else { i64::deserialize(d).map(Self) }
     }
 }
 
@@ -112,8 +108,7 @@ impl RecordKind {
     }
 
     /// Every kind, in tag order.
-    pub const ALL: [Self; 5] =
-        [Self::Organization, Self::Person, Self::Deal, Self::Interaction, Self::Observation];
+    pub const ALL: [Self; 5] = [Self::Organization, Self::Person, Self::Deal, Self::Interaction, Self::Observation];
 }
 
 /// A node's stable id: its kind and a ULID. Printed as `org_01J…`.
@@ -181,11 +176,7 @@ impl FromStr for NodeId {
 
 impl Serialize for NodeId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() {
-            s.collect_str(self)
-        } else {
-            (self.kind.tag(), self.ulid).serialize(s)
-        }
+        if s.is_human_readable() { s.collect_str(self) } else { (self.kind.tag(), self.ulid).serialize(s) }
     }
 }
 

@@ -13,8 +13,8 @@ use super::identity::cluster_members;
 use super::ingest::name_tokens;
 use super::keys::{self, ns};
 use super::model::{
-    Body, DealStatus, Direction, InteractionKind, Lifecycle, Node, NodeId, Provenance, RecordKind, Role, StageEntry,
-    TimelineEntry, Timestamp,
+    Body, DealStatus, Direction, InteractionKind, Lifecycle, Node, NodeId, Provenance, RecordKind, Role, StageEntry, TimelineEntry,
+    Timestamp,
 };
 use super::txn::Txn;
 use super::{Graph, GraphError, decode_at};
@@ -248,19 +248,20 @@ impl Graph {
             for (key, _) in r.scan_prefix(&keys::owned_prefix(ns::DEAL, member))? {
                 let Some((_, deal)) = keys::split_member(&key) else { continue };
                 if let Some(Node { id, body: Body::Deal(d), deleted_at: None, .. }) = r.node(deal)?
-                    && d.status == DealStatus::Open {
-                        let entered = d.stage_history.last().map_or(query.at, |s| s.entered_at);
-                        open_deals.push(DealSummary {
-                            id,
-                            name: d.name,
-                            amount: d.amount,
-                            currency: d.currency,
-                            stage: d.stage,
-                            status: d.status,
-                            days_in_stage: entered.days_until(query.at),
-                            stage_history: d.stage_history,
-                        });
-                    }
+                    && d.status == DealStatus::Open
+                {
+                    let entered = d.stage_history.last().map_or(query.at, |s| s.entered_at);
+                    open_deals.push(DealSummary {
+                        id,
+                        name: d.name,
+                        amount: d.amount,
+                        currency: d.currency,
+                        stage: d.stage,
+                        status: d.status,
+                        days_in_stage: entered.days_until(query.at),
+                        stage_history: d.stage_history,
+                    });
+                }
             }
         }
 
@@ -296,7 +297,10 @@ impl Graph {
             let latest = match window_last {
                 Some(at) => Some(at),
                 None => {
-                    let before = KeyRange::between(keys::owned_prefix(ns::ORG_TIMELINE, member), keys::timed_bound(ns::ORG_TIMELINE, member, window_start));
+                    let before = KeyRange::between(
+                        keys::owned_prefix(ns::ORG_TIMELINE, member),
+                        keys::timed_bound(ns::ORG_TIMELINE, member, window_start),
+                    );
                     match self.store.range(before, true).next() {
                         Some(entry) => keys::split_timed(&entry?.0).map(|(at, _)| at),
                         None => None,
@@ -310,11 +314,9 @@ impl Graph {
             let name = person_view(&mut r, person)?.name;
             relationship_holders.push(RelationshipHolder { person, name, interactions_90d: count });
         }
-        relationship_holders
-            .sort_by(|a, b| b.interactions_90d.cmp(&a.interactions_90d).then_with(|| a.name.cmp(&b.name)));
+        relationship_holders.sort_by(|a, b| b.interactions_90d.cmp(&a.interactions_90d).then_with(|| a.name.cmp(&b.name)));
 
-        let recent_interactions =
-            self.timeline_in(&mut r, &members, ns::ORG_TIMELINE, None, End::At(query.at), query.recent)?.items;
+        let recent_interactions = self.timeline_in(&mut r, &members, ns::ORG_TIMELINE, None, End::At(query.at), query.recent)?.items;
         let observations = observations_of(&mut r, &members, query.recent)?;
         Ok(OrganizationContext {
             organization,
@@ -581,9 +583,10 @@ fn cluster_nodes(r: &mut Txn<'_>, id: NodeId) -> Result<(NodeId, Vec<Node>), Gra
     let mut nodes = Vec::new();
     for member in cluster_members(r, root)? {
         if let Some(node) = r.node(member)?
-            && node.deleted_at.is_none() {
-                nodes.push(node);
-            }
+            && node.deleted_at.is_none()
+        {
+            nodes.push(node);
+        }
     }
     if nodes.is_empty() || nodes.iter().all(|n| n.placeholder) {
         return Err(GraphError::NotFound(id));

@@ -134,22 +134,19 @@ impl std::fmt::Display for RunFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Plugin { error } => write!(f, "{error}"),
-            Self::CpuBudget { budget_ms } => write!(
-                f,
-                "interrupted: the plugin used its CPU budget of {budget_ms} ms (plugins.cpu_budget_ms in rapport.toml)"
-            ),
-            Self::OutOfMemory { limit_bytes } => write!(
-                f,
-                "out of memory: the plugin tried to grow past {limit_bytes} bytes (plugins.memory_limit_bytes in rapport.toml)"
-            ),
+            Self::CpuBudget { budget_ms } => {
+                write!(f, "interrupted: the plugin used its CPU budget of {budget_ms} ms (plugins.cpu_budget_ms in rapport.toml)")
+            }
+            Self::OutOfMemory { limit_bytes } => {
+                write!(f, "out of memory: the plugin tried to grow past {limit_bytes} bytes (plugins.memory_limit_bytes in rapport.toml)")
+            }
             Self::Timeout { limit_secs } => write!(
                 f,
                 "timed out: the run took longer than {limit_secs} s of wall-clock time (plugins.run_timeout_secs in rapport.toml)"
             ),
-            Self::HostCallTimeout { call, limit_secs } => write!(
-                f,
-                "timed out: host call `{call}` took longer than {limit_secs} s (plugins.host_call_timeout_secs in rapport.toml)"
-            ),
+            Self::HostCallTimeout { call, limit_secs } => {
+                write!(f, "timed out: host call `{call}` took longer than {limit_secs} s (plugins.host_call_timeout_secs in rapport.toml)")
+            }
             Self::CheckpointCap { limit } => write!(
                 f,
                 "the plugin emitted more than {limit} operations without a checkpoint; checkpoint more often \

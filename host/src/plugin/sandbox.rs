@@ -129,10 +129,7 @@ fn engine_config(config: &PluginsConfig) -> Config {
         // "out of memory"; the pool's own cap sits just above it.
         .max_memory_size(usize::try_from(config.memory_limit_bytes).unwrap_or(usize::MAX).saturating_add(1 << 16));
     let mut engine = Config::new();
-    engine
-        .wasm_component_model(true)
-        .epoch_interruption(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    engine.wasm_component_model(true).epoch_interruption(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     engine
 }
 

@@ -59,12 +59,7 @@ impl Store for SledStore {
         self.flush()
     }
 
-    fn compare_and_swap(
-        &self,
-        key: &[u8],
-        expected: Option<&[u8]>,
-        new: Option<&[u8]>,
-    ) -> Result<bool, StoreError> {
+    fn compare_and_swap(&self, key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>) -> Result<bool, StoreError> {
         let swapped = self.tree.compare_and_swap(key, expected, new).map_err(backend)?.is_ok();
         if swapped {
             self.flush()?;

@@ -165,7 +165,10 @@ fn observations_are_recorded_and_shown_in_context() {
 fn merges_can_be_listed_undone_and_pinned() {
     let server = TestServer::start();
     server.post("/v1/ingest", &json!({"source": "crm", "operations": [org("c1", "Acme", "acme.com"), org("c2", "Globex", "globex.com")]}));
-    server.post("/v1/ingest", &json!({"source": "billing", "operations": [org("b1", "ACME GmbH", "acme.com"), org("b2", "Globex", "globex-group.com")]}));
+    server.post(
+        "/v1/ingest",
+        &json!({"source": "billing", "operations": [org("b1", "ACME GmbH", "acme.com"), org("b2", "Globex", "globex-group.com")]}),
+    );
     let merges = server.get_json("/v1/merges");
     let merge = &merges["items"][0];
     assert_eq!(merge["reason"], "shared domain acme.com");

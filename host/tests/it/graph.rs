@@ -62,7 +62,10 @@ const IDENTITY_CASES: &[Case] = &[
     },
     Case {
         name: "the same record sent twice is one node",
-        steps: &[Op("crm", ACME_CRM), Op("crm", r#"{"op":"upsert_organization","external_id":"c1","name":"Acme Inc","domains":["acme.com"]}"#)],
+        steps: &[
+            Op("crm", ACME_CRM),
+            Op("crm", r#"{"op":"upsert_organization","external_id":"c1","name":"Acme Inc","domains":["acme.com"]}"#),
+        ],
         organizations: 1,
         people: 0,
         merges: 0,
@@ -83,7 +86,10 @@ const IDENTITY_CASES: &[Case] = &[
         name: "an interaction participant resolves to the known person by email",
         steps: &[
             Op("crm", ANNA_CRM),
-            Op("mail", r#"{"op":"upsert_interaction","external_id":"m1","kind":"email","occurred_at":"2026-05-01T10:00:00Z","participants":[{"email":"ANNA@acme.com"},{"email":"ben@northwind.example"}]}"#),
+            Op(
+                "mail",
+                r#"{"op":"upsert_interaction","external_id":"m1","kind":"email","occurred_at":"2026-05-01T10:00:00Z","participants":[{"email":"ANNA@acme.com"},{"email":"ben@northwind.example"}]}"#,
+            ),
         ],
         organizations: 0,
         people: 2,
@@ -123,8 +129,14 @@ const IDENTITY_CASES: &[Case] = &[
     Case {
         name: "same name at the same organization goes to review, not a merge",
         steps: &[
-            Op("crm", r#"{"op":"upsert_person","external_id":"p1","name":"Anna Novak","emails":["anna@acme.com"],"works_at":[{"organization":"c1"}]}"#),
-            Op("crm", r#"{"op":"upsert_person","external_id":"p2","name":"anna  novak","emails":["a.novak@acme-mail.com"],"works_at":[{"organization":"c1"}]}"#),
+            Op(
+                "crm",
+                r#"{"op":"upsert_person","external_id":"p1","name":"Anna Novak","emails":["anna@acme.com"],"works_at":[{"organization":"c1"}]}"#,
+            ),
+            Op(
+                "crm",
+                r#"{"op":"upsert_person","external_id":"p2","name":"anna  novak","emails":["a.novak@acme-mail.com"],"works_at":[{"organization":"c1"}]}"#,
+            ),
         ],
         organizations: 0,
         people: 2,
@@ -225,8 +237,16 @@ fn a_reviewed_duplicate_can_be_merged_by_hand() {
 #[test]
 fn merged_records_fold_into_one_view_with_all_provenance() {
     let t = temp_graph();
-    ingest(&t.graph, "crm", &[r#"{"op":"upsert_organization","external_id":"c1","name":"Acme","domains":["acme.com"],"roles":["client"]}"#]);
-    ingest(&t.graph, "billing", &[r#"{"op":"upsert_organization","external_id":"b7","name":"ACME GmbH","domains":["acme.com","acme.de"],"roles":["supplier"]}"#]);
+    ingest(
+        &t.graph,
+        "crm",
+        &[r#"{"op":"upsert_organization","external_id":"c1","name":"Acme","domains":["acme.com"],"roles":["client"]}"#],
+    );
+    ingest(
+        &t.graph,
+        "billing",
+        &[r#"{"op":"upsert_organization","external_id":"b7","name":"ACME GmbH","domains":["acme.com","acme.de"],"roles":["supplier"]}"#],
+    );
     let crm = t.graph.resolve("crm", RecordKind::Organization, "c1").unwrap().unwrap();
     let billing = t.graph.resolve("billing", RecordKind::Organization, "b7").unwrap().unwrap();
     let view = t.graph.organization(billing).unwrap();
@@ -250,9 +270,13 @@ fn interactions_are_filed_under_the_participants_organization() {
         ],
     );
     // Anna is unknown to the CRM: her organization comes from her email domain.
-    ingest(&t.graph, "mail", &[
-        r#"{"op":"upsert_interaction","external_id":"m1","kind":"email","direction":"inbound","occurred_at":"2026-05-01T10:00:00Z","participants":[{"email":"anna@acme.com"},{"email":"ben@northwind.example"}]}"#,
-    ]);
+    ingest(
+        &t.graph,
+        "mail",
+        &[
+            r#"{"op":"upsert_interaction","external_id":"m1","kind":"email","direction":"inbound","occurred_at":"2026-05-01T10:00:00Z","participants":[{"email":"anna@acme.com"},{"email":"ben@northwind.example"}]}"#,
+        ],
+    );
     let org = t.graph.resolve("crm", RecordKind::Organization, "c1").unwrap().unwrap();
     let ben = t.graph.resolve("crm", RecordKind::Person, "e1").unwrap().unwrap();
     let at = Timestamp::from(chrono::DateTime::parse_from_rfc3339("2026-05-10T00:00:00Z").unwrap().to_utc());
@@ -311,10 +335,14 @@ fn a_rejected_batch_writes_nothing() {
 fn a_failed_operation_leaves_no_partial_writes() {
     let t = temp_graph();
     // The author would be created as a new person, but the subject does not exist.
-    let report = ingest(&t.graph, "api", &[
-        r#"{"op":"add_observation","external_id":"o1","about":{"id":"org_01J9Z3K4X7Q8R2M5N6P7T8V9W0"},"author_email":"new@northwind.example","text":"x"}"#,
-        r#"{"op":"upsert_organization","external_id":"c1","name":"Acme"}"#,
-    ]);
+    let report = ingest(
+        &t.graph,
+        "api",
+        &[
+            r#"{"op":"add_observation","external_id":"o1","about":{"id":"org_01J9Z3K4X7Q8R2M5N6P7T8V9W0"},"author_email":"new@northwind.example","text":"x"}"#,
+            r#"{"op":"upsert_organization","external_id":"c1","name":"Acme"}"#,
+        ],
+    );
     assert_eq!((report.applied, report.skipped.len()), (1, 1));
     assert_eq!(t.graph.search(RecordKind::Person, "new@northwind.example", 5).unwrap(), []);
     assert_eq!(t.graph.stats().unwrap().people, 0);
@@ -337,10 +365,14 @@ fn an_updated_interaction_moves_on_the_timeline() {
 fn deletes_are_soft_and_keep_provenance() {
     let t = temp_graph();
     ingest(&t.graph, "crm", &[r#"{"op":"upsert_organization","external_id":"c1","name":"Acme"}"#]);
-    let report = ingest(&t.graph, "crm", &[
-        r#"{"op":"delete","kind":"organization","external_id":"c1"}"#,
-        r#"{"op":"delete","kind":"organization","external_id":"never-sent"}"#,
-    ]);
+    let report = ingest(
+        &t.graph,
+        "crm",
+        &[
+            r#"{"op":"delete","kind":"organization","external_id":"c1"}"#,
+            r#"{"op":"delete","kind":"organization","external_id":"never-sent"}"#,
+        ],
+    );
     assert_eq!((report.applied, report.skipped.len()), (1, 1));
     let id = t.graph.resolve("crm", RecordKind::Organization, "c1").unwrap().expect("provenance kept");
     assert!(t.graph.organization(id).is_err(), "a deleted organization leaves queries");
@@ -353,9 +385,15 @@ fn deletes_are_soft_and_keep_provenance() {
 fn deal_stage_history_accumulates() {
     let t = temp_graph();
     let stage = |stage: &str, at: &str| {
-        format!(r#"{{"op":"upsert_deal","external_id":"d1","organization":"c1","name":"Renewal","stage":"{stage}","stage_entered_at":"{at}"}}"#)
+        format!(
+            r#"{{"op":"upsert_deal","external_id":"d1","organization":"c1","name":"Renewal","stage":"{stage}","stage_entered_at":"{at}"}}"#
+        )
     };
-    let ops = [stage("proposal", "2026-03-01T00:00:00Z"), stage("proposal", "2026-03-05T00:00:00Z"), stage("negotiation", "2026-04-01T00:00:00Z")];
+    let ops = [
+        stage("proposal", "2026-03-01T00:00:00Z"),
+        stage("proposal", "2026-03-05T00:00:00Z"),
+        stage("negotiation", "2026-04-01T00:00:00Z"),
+    ];
     for json in &ops {
         ingest(&t.graph, "crm", &[json]);
     }

@@ -42,11 +42,9 @@ fn beside_good_neighbours<T>(server: &TestServer, hostile: impl Future<Output = 
     install(server, "pager", "neighbour", json!({"pages": GOOD_PAGES, "page_size": GOOD_PAGE_SIZE, "prefix": "n-"}));
     let (client, url) = (server.client.clone(), format!("{}/v1/stats", server.base));
     let (bad, good, api) = server.runtime.block_on(async {
-        tokio::join!(
-            hostile,
-            server.plugins.run("neighbour", Trigger::Api, |_| {}),
-            async { tokio::task::spawn_blocking(move || client.get(url).bearer_auth(TOKEN).send().unwrap().status()).await.unwrap() },
-        )
+        tokio::join!(hostile, server.plugins.run("neighbour", Trigger::Api, |_| {}), async {
+            tokio::task::spawn_blocking(move || client.get(url).bearer_auth(TOKEN).send().unwrap().status()).await.unwrap()
+        },)
     });
     let good = good.unwrap();
     assert_eq!(good.status, RunStatus::Succeeded, "{good:?}");
@@ -67,10 +65,8 @@ fn a_run_commits_each_page_with_its_cursor_and_the_next_run_resumes_after_it() {
     install(&server, "pager", "crm-eu", json!({"pages": 4, "page_size": 10}));
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let progress = std::sync::Arc::clone(&seen);
-    let record = server
-        .runtime
-        .block_on(server.plugins.run("crm-eu", Trigger::Cli, move |r| progress.lock().unwrap().push(r.checkpoints)))
-        .unwrap();
+    let record =
+        server.runtime.block_on(server.plugins.run("crm-eu", Trigger::Cli, move |r| progress.lock().unwrap().push(r.checkpoints))).unwrap();
     assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
     assert_eq!((record.checkpoints, record.operations_applied, record.operations_skipped), (4, 40, 0));
     assert_eq!(record.cursor.as_deref(), Some("3"));

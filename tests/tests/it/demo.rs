@@ -10,10 +10,7 @@ fn the_demo_serves_the_world_on_loopback_without_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
     let mut command = std::process::Command::new(binary());
-    command
-        .args(["demo", "--bind", "127.0.0.1:0", "--now", "2026-06-01T00:00:00Z", "--data"])
-        .arg(&data)
-        .env("RUST_LOG", "warn");
+    command.args(["demo", "--bind", "127.0.0.1:0", "--now", "2026-06-01T00:00:00Z", "--data"]).arg(&data).env("RUST_LOG", "warn");
     let daemon = Daemon::spawn(&mut command, "rapport demo ready: open ");
     let client = reqwest::blocking::Client::new();
     let found: Value = client.get(daemon.url("/v1/organizations/search?q=halcyon")).send().unwrap().json().unwrap();
