@@ -55,6 +55,7 @@ pub struct TestServer {
     pub client: reqwest::blocking::Client,
     pub graph: Arc<Graph>,
     pub plugins: Arc<PluginHost>,
+    pub plugins_config: PluginsConfig,
     pub runtime: tokio::runtime::Runtime,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     _dirs: Vec<tempfile::TempDir>,
@@ -94,7 +95,7 @@ impl TestServer {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let plugins = {
             let _inside = runtime.enter();
-            Arc::new(PluginHost::new(Arc::clone(&graph), plugins_config).unwrap())
+            Arc::new(PluginHost::new(Arc::clone(&graph), plugins_config.clone()).unwrap())
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let state = AppState::new(Arc::clone(&graph), Arc::clone(&plugins), config);
@@ -108,6 +109,7 @@ impl TestServer {
             client: reqwest::blocking::Client::new(),
             graph,
             plugins,
+            plugins_config,
             runtime,
             shutdown: Some(tx),
             _dirs: dir.into_iter().chain([plugins_dir]).collect(),

@@ -2,9 +2,11 @@
 //! install checks, exactly-once checkpoints, and hostile plugins. Every hostile case runs
 //! beside a well-behaved plugin and an API request, which must both succeed.
 
+use std::sync::{Arc, Mutex};
+
 use rapport::graph::model::RecordKind;
 use rapport::plugin::registry::{RunFailure, RunRecord, RunStatus, Trigger};
-use rapport::plugin::{InstallOptions, PluginError};
+use rapport::plugin::{InstallOptions, PluginError, PluginHost};
 use serde_json::{Value, json};
 
 use crate::harness::{TOKEN, TestServer};
@@ -63,8 +65,8 @@ fn failure(record: &RunRecord) -> &RunFailure {
 fn a_run_commits_each_page_with_its_cursor_and_the_next_run_resumes_after_it() {
     let server = TestServer::start();
     install(&server, "pager", "crm-eu", json!({"pages": 4, "page_size": 10}));
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let progress = std::sync::Arc::clone(&seen);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let progress = Arc::clone(&seen);
     let record =
         server.runtime.block_on(server.plugins.run("crm-eu", Trigger::Cli, move |r| progress.lock().unwrap().push(r.checkpoints))).unwrap();
     assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
@@ -206,4 +208,40 @@ fn a_manifest_that_disagrees_with_describe_is_refused() {
     std::fs::write(dir.path().join("plugin.toml"), "name = \"pager\"\nversion = \"9.9.9\"\napi = \"0.1\"\n").unwrap();
     let err = server.runtime.block_on(server.plugins.install(dir.path(), InstallOptions::default())).unwrap_err().to_string();
     assert!(err.contains("pager 0.1.0") && err.contains("pager 9.9.9"), "{err}");
+}
+
+#[test]
+fn compiled_code_is_cached_on_disk_and_a_damaged_cache_file_is_recompiled() {
+    use std::os::unix::fs::MetadataExt;
+    let server = TestServer::start();
+    install(&server, "pager", "pager", json!({"pages": 2}));
+    let compiled = server.plugins_config.dir.join("compiled");
+    let files: Vec<_> = std::fs::read_dir(&compiled).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "one compiled artifact per component and engine: {files:?}");
+    let artifact = &files[0];
+    let inode = || std::fs::metadata(artifact).unwrap().ino();
+    // A restarted host, which has nothing compiled in memory, runs the plugin.
+    let restart_and_run = |expected_applied: u64| {
+        let restarted = {
+            let _inside = server.runtime.enter();
+            PluginHost::new(Arc::clone(&server.graph), server.plugins_config.clone()).unwrap()
+        };
+        let record = server.runtime.block_on(restarted.run("pager", Trigger::Cli, |_| {})).unwrap();
+        assert_eq!((record.status, record.operations_applied), (RunStatus::Succeeded, expected_applied), "{record:?}");
+    };
+
+    // An intact artifact is loaded, not rewritten (every write is a new file, renamed in).
+    let before = inode();
+    restart_and_run(20);
+    assert_eq!(inode(), before, "the cached artifact was used as it was");
+
+    // A damaged one is refused, compiled again and replaced.
+    let mut bytes = std::fs::read(artifact).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(artifact, &bytes).unwrap();
+    let damaged = inode();
+    restart_and_run(0);
+    assert_ne!(inode(), damaged, "the damaged artifact was replaced");
+    assert_ne!(std::fs::read(artifact).unwrap(), bytes);
 }
