@@ -236,15 +236,19 @@ impl PluginHost {
             prepared: Mutex::new(HashMap::new()),
             running: Arc::new(Mutex::new(HashSet::new())),
         };
+        // Only the runs still marked active are read, not the whole history.
         let mut abandoned = Vec::new();
-        for mut record in registry::list::<RunRecord>(&host.graph, "run/")? {
-            if record.status == RunStatus::Running {
+        for (name, id) in host.graph.meta_with_prefix("active/")? {
+            let instance = name.trim_start_matches("active/");
+            let id = String::from_utf8_lossy(&id).into_owned();
+            if let Some(mut record) = registry::get::<RunRecord>(&host.graph, &registry::run_key(instance, &id))? {
                 record.status = RunStatus::Abandoned;
-                abandoned.push((registry::run_key(&record.instance, &record.id), Some(registry::encode(&record))));
+                abandoned.push((registry::run_key(instance, &id), Some(registry::encode(&record))));
             }
+            abandoned.push((name, None));
         }
         if !abandoned.is_empty() {
-            tracing::info!(runs = abandoned.len(), "runs interrupted by a stop marked abandoned");
+            tracing::info!(runs = abandoned.len() / 2, "runs interrupted by a stop marked abandoned");
             host.graph.write_meta(abandoned)?;
         }
         Ok(host)
@@ -414,7 +418,11 @@ impl PluginHost {
             let outcome = record.failure.as_ref().map_or("succeeded", RunFailure::kind);
             METRICS.plugin_runs.get_or_create(&crate::metrics::OutcomeLabels { outcome }).inc();
             METRICS.plugin_run_duration.observe(started.elapsed().as_secs_f64());
-            if let Err(err) = self.graph.write_meta(vec![(registry::run_key(&record.instance, &record.id), Some(registry::encode(&record)))]) {
+            let finished = vec![
+                (registry::run_key(&record.instance, &record.id), Some(registry::encode(&record))),
+                (registry::active_key(&record.instance), None),
+            ];
+            if let Err(err) = self.graph.write_meta(finished) {
                 tracing::error!(error = %err, "cannot store the run's final record");
             }
             let duration_ms = started.elapsed().as_millis();
@@ -506,7 +514,10 @@ impl PluginHost {
         let cursor = cursor?;
         claim.record.cursor_before.clone_from(&cursor);
         claim.record.cursor = cursor;
-        self.graph.write_meta(vec![(registry::run_key(name, &claim.record.id), Some(registry::encode(&claim.record)))])?;
+        self.graph.write_meta(vec![
+            (registry::run_key(name, &claim.record.id), Some(registry::encode(&claim.record))),
+            (registry::active_key(name), Some(claim.record.id.clone().into_bytes())),
+        ])?;
         Ok(claim)
     }
 }

@@ -7,6 +7,7 @@
 //! | `instance/<name>`       | [`Instance`]     |
 //! | `cursor/<instance>`     | the cursor, UTF-8 (committed with each checkpoint's operations) |
 //! | `run/<instance>/<id>`   | [`RunRecord`]    (ids are ULIDs: in time order) |
+//! | `active/<instance>`     | the id of its run in progress (so a restart finds interrupted runs without reading the history) |
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -215,6 +216,10 @@ pub(super) fn instance_key(name: &str) -> String {
 
 pub(super) fn cursor_key(instance: &str) -> String {
     format!("cursor/{instance}")
+}
+
+pub(super) fn active_key(instance: &str) -> String {
+    format!("active/{instance}")
 }
 
 pub(super) fn run_key(instance: &str, id: &str) -> String {

@@ -48,7 +48,7 @@ pub(crate) struct RunState {
 
 /// A sync in progress: where its operations go and what it has done so far.
 pub(super) struct ActiveRun {
-    pub graph: Arc<Graph>,
+    graph: Arc<Graph>,
     /// Operations emitted since the last checkpoint, parsed.
     pending: Vec<Operation>,
     /// How many were emitted since the last checkpoint, parsed or not.
