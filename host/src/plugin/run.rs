@@ -269,6 +269,7 @@ impl bindings::Host for RunState {
     }
 
     async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
+        self.pause_clock();
         let message: String = message.chars().take(MAX_LOG_CHARS).collect();
         let fields: Vec<String> = fields.iter().take(32).map(|(k, v)| format!("{k}={v}")).collect();
         let fields = fields.join(" ");
@@ -279,6 +280,7 @@ impl bindings::Host for RunState {
             Level::Warn => tracing::warn!(target: "plugin", %fields, "{message}"),
             Level::Error => tracing::error!(target: "plugin", %fields, "{message}"),
         }
+        self.resume_clock();
         Ok(())
     }
 }
