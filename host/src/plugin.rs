@@ -284,7 +284,8 @@ impl PluginHost {
         let pre = self.sandbox.prepare(&wasm)?;
         self.check_description(&pre, &manifest).await?;
 
-        if !options.replace && registry::get::<InstalledPlugin>(&self.graph, &registry::plugin_key(&manifest.name))?.is_some() {
+        let previous = registry::get::<InstalledPlugin>(&self.graph, &registry::plugin_key(&manifest.name))?;
+        if previous.is_some() && !options.replace {
             return Err(PluginError::AlreadyInstalled(manifest.name));
         }
         let existing = registry::get::<Instance>(&self.graph, &registry::instance_key(&instance_name))?;
@@ -304,6 +305,14 @@ impl PluginHost {
             (registry::plugin_key(&plugin.manifest.name), Some(registry::encode(&plugin))),
             (registry::instance_key(&instance.name), Some(registry::encode(&instance))),
         ])?;
+        // The replaced component's file goes; runs already holding it in memory finish.
+        if let Some(old) = previous.filter(|p| p.component_sha256 != digest) {
+            let old_path = self.component_path(&plugin.manifest.name, &old.component_sha256);
+            if let Err(err) = std::fs::remove_file(&old_path) {
+                tracing::warn!(path = %old_path.display(), error = %err, "cannot remove the replaced plugin component");
+            }
+            lock(&self.prepared).remove(&old.component_sha256);
+        }
         lock(&self.prepared).insert(digest, pre);
         tracing::info!(plugin = %plugin.manifest.name, version = %plugin.manifest.version, instance = %instance.name, "plugin installed");
         Ok((plugin, instance))
