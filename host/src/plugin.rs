@@ -476,7 +476,15 @@ impl PluginHost {
             Ok(failure) => failure,
             Err(_) => Some(RunFailure::Timeout { limit_secs: self.config.run_timeout.as_secs() }),
         };
-        let last = lock(&committed).clone();
+        // A commit that outlived its host call may still land: wait for it, so the final
+        // record counts it and is written after it.
+        let late = lock(&committed).late.take();
+        if let Some(handle) = late
+            && let Ok(Ok(record)) = handle.await
+        {
+            lock(&committed).record = record;
+        }
+        let last = lock(&committed).record.clone();
         (last, failure)
     }
 

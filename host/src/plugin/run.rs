@@ -13,7 +13,7 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 use super::bindings::{self, Level};
 use super::registry::{self, RunFailure, RunRecord, SKIPPED_EXAMPLES, SkippedEmit};
 use crate::graph::model::Timestamp;
-use crate::graph::{Graph, IngestBatch, InvalidPolicy};
+use crate::graph::{Graph, GraphError, IngestBatch, InvalidPolicy};
 use crate::ops::{self, Operation};
 
 /// Bytes of the plugin's stderr kept, to quote a panic message in the run record.
@@ -46,6 +46,20 @@ pub(crate) struct RunState {
     run: Option<ActiveRun>,
 }
 
+/// A commit still running after its host call timed out: it may yet land.
+pub(super) type LateCommit = tokio::task::JoinHandle<Result<RunRecord, GraphError>>;
+
+/// What a run has committed, shared with the runner so it survives the run's store (which
+/// a timeout drops).
+#[derive(Debug)]
+pub(super) struct Committed {
+    /// The run record as last committed.
+    pub record: RunRecord,
+    /// A commit whose host call timed out; the runner waits for it before writing the
+    /// final record, so a late commit cannot overwrite it.
+    pub late: Option<LateCommit>,
+}
+
 /// A sync in progress: where its operations go and what it has done so far.
 pub(super) struct ActiveRun {
     graph: Arc<Graph>,
@@ -55,13 +69,13 @@ pub(super) struct ActiveRun {
     emitted: usize,
     /// The record as it will be committed next; `committed` is the last one written.
     record: RunRecord,
-    pub committed: Arc<Mutex<RunRecord>>,
+    pub committed: Arc<Mutex<Committed>>,
     on_commit: Box<dyn Fn(&RunRecord) + Send + Sync>,
 }
 
 impl ActiveRun {
     pub fn new(graph: Arc<Graph>, record: RunRecord, on_commit: Box<dyn Fn(&RunRecord) + Send + Sync>) -> Self {
-        let committed = Arc::new(Mutex::new(record.clone()));
+        let committed = Arc::new(Mutex::new(Committed { record: record.clone(), late: None }));
         Self { graph, pending: Vec::new(), emitted: 0, record, committed, on_commit }
     }
 }
@@ -192,7 +206,7 @@ impl RunState {
             now: Timestamp::now(),
         };
         let graph = Arc::clone(&run.graph);
-        let commit = tokio::task::spawn_blocking(move || {
+        let mut commit = tokio::task::spawn_blocking(move || {
             let report = graph.ingest_then(batch, |report| {
                 record.operations_applied += report.applied as u64;
                 record.operations_skipped += report.skipped.len() as u64;
@@ -203,8 +217,9 @@ impl RunState {
             });
             report.map(|_| record)
         });
-        let record = match tokio::time::timeout(timeout, commit).await {
+        let record = match tokio::time::timeout(timeout, &mut commit).await {
             Err(_) => {
+                lock(&run.committed).late = Some(commit);
                 let limit_secs = timeout.as_secs();
                 return Err(self.stop(RunFailure::HostCallTimeout { call: "checkpoint".to_owned(), limit_secs }));
             }
@@ -214,10 +229,15 @@ impl RunState {
         };
         let run = self.run_or_trap("checkpoint")?;
         run.record = record.clone();
-        *run.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = record.clone();
+        lock(&run.committed).record = record.clone();
         (run.on_commit)(&record);
         Ok(())
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means a panic elsewhere; the record it guards stays whole.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Keeps the first few dropped operations in full; the rest are only counted.
