@@ -431,8 +431,11 @@ impl PluginHost {
                 (registry::run_key(&record.instance, &record.id), Some(registry::encode(&record))),
                 (registry::active_key(&record.instance), None),
             ];
-            if let Err(err) = self.graph.write_meta(finished) {
-                tracing::error!(error = %err, "cannot store the run's final record");
+            let graph = Arc::clone(&self.graph);
+            match tokio::task::spawn_blocking(move || graph.write_meta(finished)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(error = %err, "cannot store the run's final record"),
+                Err(err) => tracing::error!(error = %err, "the task storing the run's final record failed"),
             }
             let duration_ms = started.elapsed().as_millis();
             match &record.failure {

@@ -62,7 +62,11 @@ pub(super) async fn start_run(
     State(state): State<AppState>,
     Path(instance): Path<String>,
 ) -> Result<(StatusCode, Json<RunRecord>), ApiError> {
-    let record = state.plugins.start(&instance, Trigger::Api)?;
+    // Claiming the run writes its record durably (a flush): not on an async worker.
+    let plugins = std::sync::Arc::clone(&state.plugins);
+    let record = tokio::task::spawn_blocking(move || plugins.start(&instance, Trigger::Api))
+        .await
+        .map_err(|err| ApiError::Internal(format!("plugin task failed: {err}")))??;
     Ok((StatusCode::ACCEPTED, Json(record)))
 }
 
