@@ -219,7 +219,8 @@ fn classify(state: &RunState, trap: &wasmtime::Error) -> RunFailure {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A poisoned lock only means a panic elsewhere; these sets and maps stay consistent.
+    // A poisoned lock only means a panic elsewhere; what it guards (claims, compiled
+    // components, committed run records) is replaced whole, so it stays consistent.
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

@@ -11,6 +11,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, Level};
+use super::lock;
 use super::registry::{self, RunFailure, RunRecord, SKIPPED_EXAMPLES, SkippedEmit};
 use crate::graph::model::Timestamp;
 use crate::graph::{Graph, GraphError, IngestBatch, InvalidPolicy};
@@ -233,11 +234,6 @@ impl RunState {
         (run.on_commit)(&record);
         Ok(())
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A poisoned lock only means a panic elsewhere; the record it guards stays whole.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Keeps the first few dropped operations in full; the rest are only counted.
