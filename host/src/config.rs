@@ -4,16 +4,18 @@
 //! This is the only module that reads the environment. Every error names where the bad
 //! value came from (file, line and key, or the variable) and what is expected.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::graph::IdentityRules;
+use crate::net::HostPattern;
 use crate::ops;
+use crate::plugin::manifest::is_valid_name;
 
 /// A configuration value is missing, malformed or inconsistent.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +116,125 @@ struct RawPlugins {
     run_timeout_secs: Option<u64>,
     host_call_timeout_secs: Option<u64>,
     max_operations_per_checkpoint: Option<usize>,
+    #[serde(default)]
+    network: RawNetwork,
+    #[serde(default)]
+    instances: BTreeMap<String, RawInstance>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    connect_timeout_secs: Option<u64>,
+    request_timeout_secs: Option<u64>,
+    max_response_bytes: Option<u64>,
+    max_retries: Option<u32>,
+    max_retry_wait_secs: Option<u64>,
+    extra_ca_files: Option<Vec<PathBuf>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstance {
+    #[serde(default)]
+    allowed_hosts: Vec<HostPattern>,
+    rate_limit: Option<RateLimit>,
+    #[serde(default)]
+    secrets: BTreeMap<String, RawSecret>,
+}
+
+/// A secret as written: the value itself, or the environment variable holding it.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a string, or { env = \"VARIABLE\" } to read it from the environment")]
+enum RawSecret {
+    Value(String),
+    Env { env: String },
+}
+
+/// A request rate: `requests_per_second` on average, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub requests_per_second: f64,
+    /// Requests allowed at once after a quiet period (at least 1).
+    #[serde(default = "one")]
+    pub burst: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl RateLimit {
+    /// Checks the values make sense; the error says what is expected.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if !(self.requests_per_second.is_finite() && self.requests_per_second > 0.0) || self.burst == 0 {
+            return Err("expected requests_per_second > 0 and burst >= 1".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// A secret value: kept out of `Debug` output so it cannot reach a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that hands it over.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Shortest secret accepted: shorter values would be redacted out of ordinary text.
+pub const MIN_SECRET_CHARS: usize = 6;
+
+/// What the operator grants one plugin instance (`[plugins.instances.<name>]`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceGrant {
+    /// Destinations the instance may reach (its plugin's manifest must request them too).
+    pub allowed_hosts: Vec<HostPattern>,
+    /// Overrides the manifest's rate limit.
+    pub rate_limit: Option<RateLimit>,
+    /// Secrets by name, handed to this instance only.
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+/// How the host makes plugins' network calls.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// Limit for establishing a connection (TCP and TLS).
+    pub connect_timeout: Duration,
+    /// Limit for one HTTP attempt, response body included, and for each TCP read or write.
+    pub request_timeout: Duration,
+    /// Largest HTTP response body handed to a plugin.
+    pub max_response_bytes: u64,
+    /// Retries of a 429 or 503 response.
+    pub max_retries: u32,
+    /// Longest wait before a retry; a longer `Retry-After` returns the response instead.
+    pub max_retry_wait: Duration,
+    /// PEM files of CA certificates trusted besides the system's.
+    pub extra_ca_files: Vec<PathBuf>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_response_bytes: 16 << 20,
+            max_retries: 3,
+            max_retry_wait: Duration::from_secs(60),
+            extra_ca_files: Vec::new(),
+        }
+    }
 }
 
 /// The validated configuration.
@@ -148,6 +269,10 @@ pub struct PluginsConfig {
     pub host_call_timeout: Duration,
     /// Operations a run may emit between two checkpoints.
     pub max_operations_per_checkpoint: usize,
+    /// How network calls are made.
+    pub network: NetworkConfig,
+    /// What each instance is granted, by instance name.
+    pub instances: BTreeMap<String, InstanceGrant>,
 }
 
 impl PluginsConfig {
@@ -161,6 +286,8 @@ impl PluginsConfig {
             run_timeout: Duration::from_secs(30 * 60),
             host_call_timeout: Duration::from_secs(60),
             max_operations_per_checkpoint: 10_000,
+            network: NetworkConfig::default(),
+            instances: BTreeMap::new(),
         }
     }
 }
@@ -208,17 +335,22 @@ const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("RAPPORT_PLUGINS_RUN_TIMEOUT_SECS", "plugins.run_timeout_secs"),
     ("RAPPORT_PLUGINS_HOST_CALL_TIMEOUT_SECS", "plugins.host_call_timeout_secs"),
     ("RAPPORT_PLUGINS_MAX_OPERATIONS_PER_CHECKPOINT", "plugins.max_operations_per_checkpoint"),
+    ("RAPPORT_PLUGINS_NETWORK_CONNECT_TIMEOUT_SECS", "plugins.network.connect_timeout_secs"),
+    ("RAPPORT_PLUGINS_NETWORK_REQUEST_TIMEOUT_SECS", "plugins.network.request_timeout_secs"),
+    ("RAPPORT_PLUGINS_NETWORK_MAX_RESPONSE_BYTES", "plugins.network.max_response_bytes"),
+    ("RAPPORT_PLUGINS_NETWORK_MAX_RETRIES", "plugins.network.max_retries"),
+    ("RAPPORT_PLUGINS_NETWORK_MAX_RETRY_WAIT_SECS", "plugins.network.max_retry_wait_secs"),
+    ("RAPPORT_PLUGINS_NETWORK_EXTRA_CA_FILES", "plugins.network.extra_ca_files"),
 ];
 
 impl Config {
     /// Loads `path` (if given) and the process environment.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let env: Vec<(String, String)> =
-            ENV_OVERRIDES.iter().filter_map(|(var, _)| std::env::var(var).ok().map(|v| ((*var).to_owned(), v))).collect();
-        Self::load_from(path, &env)
+        Self::load_from(path, &std::env::vars().collect::<Vec<_>>())
     }
 
-    /// Loads `path` (if given) with explicit environment overrides (for tests).
+    /// Loads `path` (if given) with an explicit environment (for tests): the `RAPPORT_*`
+    /// overrides in it apply, and secrets configured as `{ env = "…" }` are read from it.
     pub fn load_from(path: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigError> {
         let mut raw = match path {
             Some(path) => {
@@ -227,10 +359,10 @@ impl Config {
             }
             None => RawConfig::default(),
         };
-        for (var, value) in env {
+        for (var, value) in env.iter().filter(|(var, _)| ENV_OVERRIDES.iter().any(|(known, _)| known == var)) {
             apply_env(&mut raw, var, value)?;
         }
-        validate(raw)
+        validate(raw, env)
     }
 }
 
@@ -314,6 +446,24 @@ fn apply_env(raw: &mut RawConfig, var: &str, value: &str) -> Result<(), ConfigEr
         "RAPPORT_PLUGINS_MAX_OPERATIONS_PER_CHECKPOINT" => {
             raw.plugins.max_operations_per_checkpoint = Some(parsed(value).ok_or_else(not_number)?)
         }
+        "RAPPORT_PLUGINS_NETWORK_CONNECT_TIMEOUT_SECS" => {
+            raw.plugins.network.connect_timeout_secs = Some(parsed(value).ok_or_else(not_number)?)
+        }
+        "RAPPORT_PLUGINS_NETWORK_REQUEST_TIMEOUT_SECS" => {
+            raw.plugins.network.request_timeout_secs = Some(parsed(value).ok_or_else(not_number)?)
+        }
+        "RAPPORT_PLUGINS_NETWORK_MAX_RESPONSE_BYTES" => {
+            raw.plugins.network.max_response_bytes = Some(parsed(value).ok_or_else(not_number)?)
+        }
+        "RAPPORT_PLUGINS_NETWORK_MAX_RETRIES" => {
+            raw.plugins.network.max_retries = Some(parsed(value).ok_or_else(|| err("expected a whole number"))?);
+        }
+        "RAPPORT_PLUGINS_NETWORK_MAX_RETRY_WAIT_SECS" => {
+            raw.plugins.network.max_retry_wait_secs = Some(parsed(value).ok_or_else(not_number)?)
+        }
+        "RAPPORT_PLUGINS_NETWORK_EXTRA_CA_FILES" => {
+            raw.plugins.network.extra_ca_files = Some(list().into_iter().map(PathBuf::from).collect())
+        }
         _ => return Err(err("unknown variable")),
     }
     Ok(())
@@ -329,7 +479,7 @@ fn domains(key: &str, list: Vec<String>) -> Result<HashSet<String>, ConfigError>
         .collect()
 }
 
-fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigError> {
     let bind_text = raw.api.bind.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
     let bind: SocketAddr =
         bind_text.parse().map_err(|_| invalid("api.bind", format!("`{bind_text}` is not an address such as \"127.0.0.1:8080\"")))?;
@@ -365,7 +515,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     if import_batch_size == 0 {
         return Err(invalid("import.batch_size", "expected a positive whole number"));
     }
-    let plugins = plugins_config(raw.plugins, raw.store.path.as_deref())?;
+    let plugins = plugins_config(raw.plugins, raw.store.path.as_deref(), env)?;
     Ok(Config {
         plugins,
         store: StoreConfig {
@@ -378,13 +528,14 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     })
 }
 
-fn plugins_config(raw: RawPlugins, store_path: Option<&Path>) -> Result<PluginsConfig, ConfigError> {
-    fn positive<T: Default + PartialEq>(key: &str, value: Option<T>) -> Result<Option<T>, ConfigError> {
-        match value {
-            Some(v) if v == T::default() => Err(invalid(key, "expected a positive whole number")),
-            other => Ok(other),
-        }
+fn positive<T: Default + PartialEq>(key: &str, value: Option<T>) -> Result<Option<T>, ConfigError> {
+    match value {
+        Some(v) if v == T::default() => Err(invalid(key, "expected a positive whole number")),
+        other => Ok(other),
     }
+}
+
+fn plugins_config(raw: RawPlugins, store_path: Option<&Path>, env: &[(String, String)]) -> Result<PluginsConfig, ConfigError> {
     // Plugins sit beside the store unless configured elsewhere.
     let dir = raw.dir.unwrap_or_else(|| store_path.and_then(Path::parent).unwrap_or(Path::new("data")).join("plugins"));
     let mut config = PluginsConfig::with_dir(dir);
@@ -405,6 +556,56 @@ fn plugins_config(raw: RawPlugins, store_path: Option<&Path>) -> Result<PluginsC
     }
     if let Some(n) = positive("plugins.max_operations_per_checkpoint", raw.max_operations_per_checkpoint)? {
         config.max_operations_per_checkpoint = n;
+    }
+    config.network = network_config(raw.network)?;
+    for (name, instance) in raw.instances {
+        let key = format!("plugins.instances.{name}");
+        if !is_valid_name(&name) {
+            return Err(invalid(&key, "instance names are lowercase letters, digits and `-`, starting with a letter"));
+        }
+        if let Some(Err(message)) = instance.rate_limit.as_ref().map(RateLimit::check) {
+            return Err(invalid(&format!("{key}.rate_limit"), message));
+        }
+        let mut secrets = BTreeMap::new();
+        for (secret, raw) in instance.secrets {
+            let key = format!("{key}.secrets.{secret}");
+            let value = match raw {
+                RawSecret::Value(value) => value,
+                RawSecret::Env { env: var } => env
+                    .iter()
+                    .find(|(name, _)| *name == var)
+                    .map(|(_, value)| value.clone())
+                    .ok_or_else(|| invalid(&key, format!("environment variable {var} is not set")))?,
+            };
+            if value.chars().count() < MIN_SECRET_CHARS {
+                return Err(invalid(&key, format!("a secret has at least {MIN_SECRET_CHARS} characters")));
+            }
+            secrets.insert(secret, Secret(value));
+        }
+        config.instances.insert(name, InstanceGrant { allowed_hosts: instance.allowed_hosts, rate_limit: instance.rate_limit, secrets });
+    }
+    Ok(config)
+}
+
+fn network_config(raw: RawNetwork) -> Result<NetworkConfig, ConfigError> {
+    let mut config = NetworkConfig::default();
+    if let Some(n) = positive("plugins.network.connect_timeout_secs", raw.connect_timeout_secs)? {
+        config.connect_timeout = Duration::from_secs(n);
+    }
+    if let Some(n) = positive("plugins.network.request_timeout_secs", raw.request_timeout_secs)? {
+        config.request_timeout = Duration::from_secs(n);
+    }
+    if let Some(n) = positive("plugins.network.max_response_bytes", raw.max_response_bytes)? {
+        config.max_response_bytes = n;
+    }
+    if let Some(n) = raw.max_retries {
+        config.max_retries = n;
+    }
+    if let Some(n) = raw.max_retry_wait_secs {
+        config.max_retry_wait = Duration::from_secs(n);
+    }
+    if let Some(files) = raw.extra_ca_files {
+        config.extra_ca_files = files;
     }
     Ok(config)
 }

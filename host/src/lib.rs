@@ -2,7 +2,8 @@
 //!
 //! The daemon keeps a unified client-context graph ([`graph`]) in an embedded store
 //! ([`store`]), fed by record operations ([`ops`]) from the HTTP API ([`api`]), bulk
-//! [`import`] and sandboxed WebAssembly [`plugin`]s. The `rapport` binary (`main.rs`, `cli.rs`)
+//! [`import`] and sandboxed WebAssembly [`plugin`]s, whose network access goes through
+//! the rules in [`net`]. The `rapport` binary (`main.rs`, `cli.rs`)
 //! wires them to the command line.
 
 pub mod api;
@@ -12,6 +13,7 @@ pub mod demo;
 pub mod graph;
 pub mod import;
 pub mod metrics;
+pub mod net;
 pub mod ops;
 pub mod plugin;
 pub mod store;

@@ -4,7 +4,9 @@
 //! - [`manifest`]: `plugin.toml`, the API version rules.
 //! - `bindings`: the host side of the WIT contract in `sdk/wit/`.
 //! - `sandbox`: the engine (epochs, instance pool, compiled-code cache) and the import check.
-//! - `run`: one run's state and the host functions (`emit`, `checkpoint`, `log`).
+//! - `run`: one run's state and the host functions (`emit`, `checkpoint`, `log`, `secret`).
+//! - `network`: the `http` and `tcp` host interfaces, limited to what the manifest
+//!   requests and the operator grants; `secrets`: an instance's secrets and their redaction.
 //! - [`registry`]: installed plugins, instances, cursors and run records in the store.
 //!
 //! Exactly-once: operations emitted since the last checkpoint are committed together with
@@ -14,9 +16,13 @@
 
 pub mod bindings;
 pub mod manifest;
+mod network;
 pub mod registry;
 mod run;
 mod sandbox;
+mod secrets;
+
+pub use self::secrets::REDACTED;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -27,14 +33,17 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
-use self::bindings::ConnectorPre;
+use self::bindings::{ConnectorPre, PluginFailure};
 use self::manifest::{ApiVersion, Manifest, ManifestError, SUPPORTED_API};
+use self::network::{Access, Network, NetworkShared, TokenBucket};
 use self::registry::{InstalledPlugin, Instance, RunFailure, RunRecord, RunStatus, Trigger};
 use self::run::{ActiveRun, RunLimits, RunState};
 use self::sandbox::Sandbox;
+use self::secrets::Secrets;
 use crate::config::{PluginsConfig, hex};
 use crate::graph::{Graph, GraphError};
 use crate::metrics::METRICS;
+use crate::net::tls::{self, TlsError};
 
 /// A plugin cannot be installed or run.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +57,8 @@ pub enum PluginError {
     /// The plugin was built for a plugin API this host does not support.
     #[error(
         "the plugin is built for plugin API {plugin}, and this host supports API {host}: \
-         rebuild it against sdk/wit/v{host} (rapport-sdk {host}), or run a Rapport release that supports API {plugin}{}",
+         rebuild it against sdk/wit/{} (rapport-sdk), or run a Rapport release that supports API {plugin}{}",
+        host.wit_folder(),
         if import.is_empty() { String::new() } else { format!(" (it imports {import})") }
     )]
     UnsupportedApi {
@@ -112,6 +122,9 @@ pub enum PluginError {
     /// The engine could not be set up.
     #[error("plugin engine: {0}")]
     Engine(String),
+    /// The TLS trust roots could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// A stored record does not decode.
     #[error("stored plugin record `{name}` is unreadable: {message}")]
     Corrupt {
@@ -179,6 +192,10 @@ pub struct PluginHost {
     running: Arc<Mutex<HashSet<String>>>,
     /// One permit per instance-pool slot.
     slots: tokio::sync::Semaphore,
+    /// Network settings and TLS roots for every run.
+    network: NetworkShared,
+    /// Request pacing per instance, kept across its runs.
+    buckets: Mutex<HashMap<String, Arc<TokenBucket>>>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -229,8 +246,11 @@ impl PluginHost {
     /// abandoned: their committed work stays, and the next run resumes after it.
     pub fn new(graph: Arc<Graph>, config: PluginsConfig) -> Result<Self, PluginError> {
         let sandbox = Sandbox::new(&config)?;
+        let network = NetworkShared { config: config.network.clone(), tls: tls::client_config(&config.network.extra_ca_files)? };
         let host = Self {
             graph,
+            network,
+            buckets: Mutex::new(HashMap::new()),
             slots: tokio::sync::Semaphore::new(config.max_concurrent_runs as usize),
             config,
             sandbox,
@@ -330,7 +350,9 @@ impl PluginHost {
 
     /// Calls `describe` in a sandboxed store and compares it with the manifest.
     async fn check_description(&self, pre: &ConnectorPre<RunState>, manifest: &Manifest) -> Result<(), PluginError> {
-        let mut store = RunState::store(&self.sandbox.engine, self.limits(), None);
+        // `describe` gets no network access and no secrets.
+        let network = Network::new(Arc::new(Access::default()), self.network.clone());
+        let mut store = RunState::store(&self.sandbox.engine, self.limits(), None, network);
         let describe = async {
             let connector = pre.instantiate_async(&mut store).await?;
             store.data_mut().resume_clock();
@@ -458,7 +480,8 @@ impl PluginHost {
         };
         let active = ActiveRun::new(Arc::clone(&self.graph), claim.record.clone(), on_commit);
         let committed = Arc::clone(&active.committed);
-        let mut store = RunState::store(&self.sandbox.engine, self.limits(), Some(active));
+        let network = Network::new(self.access(claim), self.network.clone());
+        let mut store = RunState::store(&self.sandbox.engine, self.limits(), Some(active), network);
         let config = claim.instance.config.to_string();
         let cursor = claim.record.cursor.clone();
         let work = async {
@@ -472,7 +495,7 @@ impl PluginHost {
             match result {
                 // The tail emitted after the last checkpoint is committed with the cursor unchanged.
                 Ok(Ok(())) => store.data_mut().commit(None).await.err().map(|trap| classify(store.data(), &trap)),
-                Ok(Err(error)) => Some(RunFailure::Plugin { error: error.into() }),
+                Ok(Err(error)) => Some(RunFailure::Plugin { error: PluginFailure::from(error).redacted(store.data().network.secrets()) }),
                 Err(trap) => Some(classify(store.data(), &trap)),
             }
         };
@@ -488,8 +511,33 @@ impl PluginHost {
         {
             lock(&committed).record = record;
         }
-        let last = lock(&committed).record.clone();
+        let mut last = lock(&committed).record.clone();
+        last.network = store.data().network.counters.clone();
         (last, failure)
+    }
+
+    /// What a run of the claimed instance may reach: what its manifest requests, narrowed
+    /// to what the operator grants it, paced by the grant's (or else the manifest's) rate.
+    fn access(&self, claim: &Claim) -> Arc<Access> {
+        let name = &claim.record.instance;
+        let grant = self.config.instances.get(name).cloned().unwrap_or_default();
+        let requested = &claim.plugin.manifest.network;
+        let bucket = grant.rate_limit.or(requested.rate_limit).map(|limit| {
+            let mut buckets = lock(&self.buckets);
+            let bucket = buckets.entry(name.clone()).or_insert_with(|| Arc::new(TokenBucket::new(limit)));
+            if bucket.limit() != limit {
+                *bucket = Arc::new(TokenBucket::new(limit));
+            }
+            Arc::clone(bucket)
+        });
+        Arc::new(Access {
+            plugin: claim.plugin.manifest.name.clone(),
+            instance: name.clone(),
+            requested: requested.allowed_hosts.clone(),
+            granted: grant.allowed_hosts,
+            bucket,
+            secrets: Secrets::new(grant.secrets),
+        })
     }
 
     /// The pre-linked component of an installed plugin, compiled (or loaded from the
@@ -529,6 +577,7 @@ impl PluginHost {
             operations_applied: 0,
             operations_skipped: 0,
             skipped_examples: Vec::new(),
+            network: Default::default(),
             failure: None,
         };
         let mut claim = Claim { running: Arc::clone(&self.running), record, instance, plugin };

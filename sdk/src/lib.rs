@@ -29,7 +29,11 @@ pub mod bindings {
     });
 }
 
+pub mod http;
+pub mod tcp;
+
 use bindings::rapport::connector::host;
+use bindings::rapport::connector::types as wit;
 pub use bindings::rapport::connector::types::Level;
 
 /// An expected failure of a sync; the host records its kind and message in the run.
@@ -47,7 +51,7 @@ pub enum PluginError {
     InvalidData(String),
 }
 
-impl From<PluginError> for bindings::rapport::connector::types::PluginError {
+impl From<PluginError> for wit::PluginError {
     fn from(error: PluginError) -> Self {
         match error {
             PluginError::Config(m) => Self::Config(m),
@@ -57,6 +61,64 @@ impl From<PluginError> for bindings::rapport::connector::types::PluginError {
             PluginError::InvalidData(m) => Self::InvalidData(m),
         }
     }
+}
+
+/// Why a network call failed; the messages never hold secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkError {
+    /// The destination is not granted; the message says what to add where.
+    Denied(String),
+    /// Resolving, connecting or the TLS handshake failed.
+    Connect(String),
+    /// No answer in time.
+    Timeout(String),
+    /// The response was larger than the host accepts (its limit, in bytes).
+    TooLarge(u64),
+    /// The request is malformed.
+    InvalidRequest(String),
+    /// The connection failed or closed while in use.
+    Io(String),
+}
+
+impl From<wit::NetworkError> for NetworkError {
+    fn from(error: wit::NetworkError) -> Self {
+        match error {
+            wit::NetworkError::Denied(m) => Self::Denied(m),
+            wit::NetworkError::Connect(m) => Self::Connect(m),
+            wit::NetworkError::Timeout(m) => Self::Timeout(m),
+            wit::NetworkError::TooLarge(limit) => Self::TooLarge(limit),
+            wit::NetworkError::InvalidRequest(m) => Self::InvalidRequest(m),
+            wit::NetworkError::Io(m) => Self::Io(m),
+        }
+    }
+}
+
+impl std::fmt::Display for NetworkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Denied(m) => write!(f, "denied: {m}"),
+            Self::Connect(m) => write!(f, "connect: {m}"),
+            Self::Timeout(m) => write!(f, "timeout: {m}"),
+            Self::TooLarge(limit) => write!(f, "response larger than {limit} bytes"),
+            Self::InvalidRequest(m) => write!(f, "invalid request: {m}"),
+            Self::Io(m) => write!(f, "i/o: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for NetworkError {}
+
+/// A failed network call ends a sync as a remote error, unless the plugin handles it.
+impl From<NetworkError> for PluginError {
+    fn from(error: NetworkError) -> Self {
+        Self::Remote(error.to_string())
+    }
+}
+
+/// The value of this instance's secret `name` as the operator configured it. Never log it:
+/// the host cuts secret values out of logs and errors, but not out of emitted records.
+pub fn secret(name: &str) -> Option<String> {
+    host::secret(name)
 }
 
 /// A connector plugin. One value is created per sync run.

@@ -1,16 +1,21 @@
-//! Host bindings generated from the frozen WIT in `sdk/wit/v0.1` (the only copy). The
-//! generated types stop here: [`PluginFailure`] and [`LogLevel`] are what the rest of the
-//! host sees.
+//! Host bindings generated from the WIT in `sdk/wit/v0.1` (the only copy). Most generated
+//! types stop here ([`PluginFailure`] is what the rest of the host sees); the network
+//! interfaces' records are re-exported under plain names for `plugin::network`.
 
 wasmtime::component::bindgen!({
     path: "../sdk/wit/v0.1",
     world: "connector",
     imports: { default: async | trappable },
     exports: { default: async },
+    with: {
+        "rapport:connector/tcp.connection": super::network::tcp::PluginStream,
+    },
 });
 
-pub use self::rapport::connector::host::{Host, add_to_linker};
-pub use self::rapport::connector::types::{Host as TypesHost, Level};
+pub use self::rapport::connector::host::Host;
+pub use self::rapport::connector::http::{Host as HttpHost, Request as HttpRequest, Response as HttpResponse};
+pub use self::rapport::connector::tcp::{Host as TcpHost, HostConnection, TlsMode};
+pub use self::rapport::connector::types::{Host as TypesHost, Level, NetworkError};
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +44,20 @@ impl From<rapport::connector::types::PluginError> for PluginFailure {
             E::Remote(m) => Self::Remote(m),
             E::RateLimited(s) => Self::RateLimited(s),
             E::InvalidData(m) => Self::InvalidData(m),
+        }
+    }
+}
+
+impl PluginFailure {
+    /// The failure with the instance's secret values cut out of its message.
+    pub(super) fn redacted(self, secrets: &super::secrets::Secrets) -> Self {
+        let redact = |message: String| secrets.redact(&message).into_owned();
+        match self {
+            Self::Config(m) => Self::Config(redact(m)),
+            Self::Auth(m) => Self::Auth(redact(m)),
+            Self::Remote(m) => Self::Remote(redact(m)),
+            Self::InvalidData(m) => Self::InvalidData(redact(m)),
+            Self::RateLimited(s) => Self::RateLimited(s),
         }
     }
 }

@@ -5,13 +5,15 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{TomlError, parse_toml};
+use crate::config::{RateLimit, TomlError, parse_toml};
+use crate::net::HostPattern;
 
 /// The plugin API (WIT package `rapport:connector`) this host implements.
-pub const SUPPORTED_API: ApiVersion = ApiVersion { major: 0, minor: 1 };
+pub const SUPPORTED_API: ApiVersion = ApiVersion { major: 0, minor: 1, patch: 1 };
 
-/// A plugin API version, `major.minor`. A host supports plugins of its own major version
-/// and any minor version up to its own (before 1.0, the minor version acts as the major).
+/// A plugin API version, `major.minor.patch`. A host supports plugins of its own line
+/// (its major version; before 1.0, its minor version) up to its own version: later
+/// versions only add interfaces and functions, which an older host does not have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct ApiVersion {
@@ -19,20 +21,22 @@ pub struct ApiVersion {
     pub major: u32,
     /// Minor version.
     pub minor: u32,
+    /// Patch version.
+    pub patch: u32,
 }
 
 impl ApiVersion {
-    /// Reads `major.minor` or `major.minor.patch`.
+    /// Reads `major.minor` (patch 0) or `major.minor.patch`.
     pub fn parse(text: &str) -> Option<Self> {
         let mut parts = text.trim().split('.');
         let major = parts.next()?.parse().ok()?;
         let minor = parts.next()?.parse().ok()?;
-        match parts.next() {
-            None => {}
-            Some(patch) if patch.parse::<u32>().is_ok() && parts.next().is_none() => {}
+        let patch = match parts.next() {
+            None => 0,
+            Some(patch) if parts.next().is_none() => patch.parse().ok()?,
             Some(_) => return None,
-        }
-        Some(Self { major, minor })
+        };
+        Some(Self { major, minor, patch })
     }
 
     /// Whether a host at `self` can run a plugin built for `plugin`.
@@ -40,18 +44,23 @@ impl ApiVersion {
         let same_line = if self.major == 0 { plugin.major == 0 && plugin.minor == self.minor } else { plugin.major == self.major };
         same_line && plugin <= self
     }
+
+    /// The WIT folder of this version's line, under `sdk/wit/`.
+    pub fn wit_folder(self) -> String {
+        format!("v{}.{}", self.major, self.minor)
+    }
 }
 
 impl std::fmt::Display for ApiVersion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.major, self.minor)
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
     }
 }
 
 impl TryFrom<String> for ApiVersion {
     type Error = String;
     fn try_from(text: String) -> Result<Self, String> {
-        Self::parse(&text).ok_or_else(|| format!("expected a version such as \"0.1\", found \"{text}\""))
+        Self::parse(&text).ok_or_else(|| format!("expected a version such as \"0.1.1\", found \"{text}\""))
     }
 }
 
@@ -76,6 +85,23 @@ pub struct Manifest {
     /// One line saying what it connects to.
     #[serde(default)]
     pub description: String,
+    /// The network access it asks for; an operator must also grant it per instance.
+    #[serde(default)]
+    pub network: NetworkRequest,
+}
+
+/// The `[network]` section: what a plugin needs to reach.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkRequest {
+    /// Destinations, as `https://api.example.com`, `https://*.example.com`,
+    /// `http://127.0.0.1:*` or `tcp://imap.example.com:993`.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub allowed_hosts: Vec<HostPattern>,
+    /// The remote's rate limit, applied to every instance unless its grant sets its own.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A manifest is missing or wrong.
@@ -124,6 +150,9 @@ impl Manifest {
         if !is_semver(&manifest.version) {
             return Err(at("version", format!("expected a version such as \"1.2.0\", found \"{}\"", manifest.version)));
         }
+        if let Some(Err(message)) = manifest.network.rate_limit.as_ref().map(RateLimit::check) {
+            return Err(at("rate_limit", message));
+        }
         Ok(manifest)
     }
 }
@@ -147,14 +176,15 @@ mod tests {
 
     #[test]
     fn api_versions_are_supported_within_their_line() {
-        let host = ApiVersion { major: 0, minor: 1 };
+        let host = ApiVersion { major: 0, minor: 1, patch: 1 };
         let v = |s| ApiVersion::parse(s).unwrap();
         assert!(host.supports(v("0.1")));
-        assert!(host.supports(v("0.1.7")));
+        assert!(host.supports(v("0.1.1")));
+        assert!(!host.supports(v("0.1.2")), "a later patch may import what this host lacks");
         assert!(!host.supports(v("0.2")));
         assert!(!host.supports(v("0.0")));
         assert!(!host.supports(v("1.0")));
-        let one = ApiVersion { major: 1, minor: 3 };
+        let one = ApiVersion { major: 1, minor: 3, patch: 0 };
         assert!(one.supports(v("1.0")) && one.supports(v("1.3")) && !one.supports(v("1.4")) && !one.supports(v("2.0")));
         assert_eq!(ApiVersion::parse("0.1.x"), None);
     }
@@ -163,7 +193,13 @@ mod tests {
     fn manifest_errors_name_line_and_key() {
         let path = Path::new("plugin.toml");
         let ok = Manifest::parse(path, "name = \"crm\"\nversion = \"1.0.0\"\napi = \"0.1\"\n").unwrap();
-        assert_eq!(ok.api, SUPPORTED_API);
+        assert_eq!(ok.api, ApiVersion { major: 0, minor: 1, patch: 0 });
+        assert!(ok.network.allowed_hosts.is_empty());
+        let text = "name = \"crm\"\nversion = \"1.0.0\"\napi = \"0.1.1\"\n[network]\nallowed_hosts = [\"https://api.example.com\"]\n";
+        let networked = Manifest::parse(path, text).unwrap();
+        assert_eq!(networked.network.allowed_hosts[0].to_string(), "https://api.example.com");
+        let err = Manifest::parse(path, &text.replace("https://api", "ftp://api")).unwrap_err().to_string();
+        assert!(err.starts_with("plugin.toml:5: key `network.allowed_hosts") && err.contains("http, https or tcp"), "{err}");
         let err = Manifest::parse(path, "name = \"crm\"\nversion = \"1.0\"\napi = \"0.1\"\n").unwrap_err().to_string();
         assert!(err.starts_with("plugin.toml:2: key `version`"), "{err}");
         let err = Manifest::parse(path, "name = \"crm\"\nversion = \"1.0.0\"\napi = \"one\"\n").unwrap_err().to_string();

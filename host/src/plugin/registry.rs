@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use super::PluginError;
 use super::bindings::PluginFailure;
 use super::manifest::Manifest;
+use super::secrets::Secrets;
 use crate::graph::{Graph, GraphError};
 use crate::ops::FieldError;
 
@@ -168,6 +169,21 @@ pub struct SkippedEmit {
     pub errors: Vec<FieldError>,
 }
 
+impl SkippedEmit {
+    /// The example with the instance's secret values cut out of it.
+    pub(super) fn redacted(self, secrets: &Secrets) -> Self {
+        let errors = self
+            .errors
+            .into_iter()
+            .map(|mut error| {
+                error.message = secrets.redact(&error.message).into_owned();
+                error
+            })
+            .collect();
+        Self { external_id: secrets.redact(&self.external_id).into_owned(), errors }
+    }
+}
+
 /// The record of one run, updated at every checkpoint in the same commit as its data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunRecord {
@@ -199,8 +215,32 @@ pub struct RunRecord {
     pub operations_skipped: u64,
     /// The first few dropped operations, with the path of each bad field.
     pub skipped_examples: Vec<SkippedEmit>,
+    /// What it did on the network.
+    #[serde(default)]
+    pub network: NetworkCounters,
     /// Why it failed.
     pub failure: Option<RunFailure>,
+}
+
+/// A run's network activity, as the host saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NetworkCounters {
+    /// HTTP requests sent (each attempt and each redirect hop counts).
+    pub http_requests: u64,
+    /// Responses 429 (Too Many Requests) or 503 (Service Unavailable).
+    pub http_rate_limited: u64,
+    /// Requests retried after such a response.
+    pub http_retries: u64,
+    /// Time spent waiting for the rate limit or a `Retry-After`, in milliseconds.
+    pub wait_ms: u64,
+    /// Calls refused because the destination is not granted.
+    pub denied: u64,
+    /// TCP connections opened.
+    pub tcp_connections: u64,
+    /// Bytes sent (HTTP bodies and TCP writes).
+    pub bytes_sent: u64,
+    /// Bytes received (HTTP bodies and TCP reads).
+    pub bytes_received: u64,
 }
 
 /// How many dropped operations a run record keeps in full.

@@ -1,17 +1,21 @@
 //! One run's sandbox state and the host functions a plugin calls: `emit` queues parsed
 //! operations, `checkpoint` commits them with the cursor and the run's record in one atomic
-//! batch, `log` re-emits a line inside the run's span. Also the CPU clock the epoch
-//! callback reads and the memory limiter.
+//! batch, `log` re-emits a line inside the run's span (secrets cut out), `secret` hands
+//! over the instance's own secrets, and the `http` and `tcp` interfaces go through the
+//! run's [`Network`]. Also the CPU clock the epoch callback reads and the memory limiter.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use wasmtime::component::Resource;
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{self, Level};
+use super::bindings::{self, HttpRequest, HttpResponse, Level, NetworkError, TlsMode};
 use super::lock;
+use super::network::Network;
+use super::network::tcp::PluginStream;
 use super::registry::{self, RunFailure, RunRecord, SKIPPED_EXAMPLES, SkippedEmit};
 use crate::graph::model::Timestamp;
 use crate::graph::{Graph, GraphError, IngestBatch, InvalidPolicy};
@@ -45,6 +49,7 @@ pub(crate) struct RunState {
     /// Why the host stopped the run, when it did.
     pub failure: Option<RunFailure>,
     run: Option<ActiveRun>,
+    pub network: Network,
 }
 
 /// A commit still running after its host call timed out: it may yet land.
@@ -118,7 +123,7 @@ impl RunState {
     /// A fresh store: WASI with nothing granted (no preopens, environment, stdio or
     /// network; stderr captured for panic messages), the memory limiter, and the epoch
     /// deadline that yields while within the CPU budget and interrupts past it.
-    pub fn store(engine: &wasmtime::Engine, limits: RunLimits, run: Option<ActiveRun>) -> Store<Self> {
+    pub fn store(engine: &wasmtime::Engine, limits: RunLimits, run: Option<ActiveRun>, network: Network) -> Store<Self> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = WasiCtx::builder().stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
         let memory = MemoryLimit { limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX), hit: false };
@@ -132,6 +137,7 @@ impl RunState {
             running_since: None,
             failure: None,
             run,
+            network,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.memory);
@@ -172,9 +178,9 @@ impl RunState {
         self.limits.memory_bytes
     }
 
-    /// What the plugin printed on stderr (a panic message).
+    /// What the plugin printed on stderr (a panic message), secrets cut out.
     pub fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+        self.network.secrets().redact(&String::from_utf8_lossy(&self.stderr.contents())).into_owned()
     }
 
     fn stop(&mut self, failure: RunFailure) -> wasmtime::Error {
@@ -191,10 +197,13 @@ impl RunState {
     /// updated run record in one atomic batch.
     pub async fn commit(&mut self, cursor: Option<String>) -> wasmtime::Result<()> {
         let timeout = self.limits.host_call_timeout;
+        let network = self.network.counters.clone();
+        let secrets = self.network.secrets().clone();
         let run = self.run_or_trap("checkpoint")?;
         let operations = std::mem::take(&mut run.pending);
         run.emitted = 0;
         let mut record = run.record.clone();
+        record.network = network;
         if cursor.is_some() {
             record.checkpoints += 1;
             record.cursor.clone_from(&cursor);
@@ -212,7 +221,8 @@ impl RunState {
                 record.operations_applied += report.applied as u64;
                 record.operations_skipped += report.skipped.len() as u64;
                 for skipped in &report.skipped {
-                    keep_example(&mut record, SkippedEmit { external_id: skipped.external_id.clone(), errors: skipped.errors.clone() });
+                    let example = SkippedEmit { external_id: skipped.external_id.clone(), errors: skipped.errors.clone() };
+                    keep_example(&mut record, example.redacted(&secrets));
                 }
                 vec![(registry::run_key(&record.instance, &record.id), registry::encode(&record))]
             });
@@ -249,6 +259,7 @@ impl bindings::Host for RunState {
     async fn emit(&mut self, operations: Vec<String>) -> wasmtime::Result<()> {
         self.pause_clock();
         let limit = self.limits.max_operations_per_checkpoint;
+        let secrets = self.network.secrets().clone();
         let run = self.run_or_trap("emit")?;
         run.emitted += operations.len();
         if run.emitted > limit {
@@ -263,9 +274,11 @@ impl bindings::Host for RunState {
                         .ok()
                         .and_then(|v| v.get("external_id").and_then(|id| id.as_str().map(str::to_owned)))
                         .unwrap_or_default();
-                    tracing::warn!(external_id, path = %error.path, reason = %error.message, "operation skipped");
+                    let example = SkippedEmit { external_id, errors: vec![error] }.redacted(&secrets);
+                    let (path, reason) = (&example.errors[0].path, &example.errors[0].message);
+                    tracing::warn!(external_id = example.external_id, %path, %reason, "operation skipped");
                     run.record.operations_skipped += 1;
-                    keep_example(&mut run.record, SkippedEmit { external_id, errors: vec![error] });
+                    keep_example(&mut run.record, example);
                     dropped += 1;
                 }
             }
@@ -289,6 +302,8 @@ impl bindings::Host for RunState {
         let message: String = message.chars().take(MAX_LOG_CHARS).collect();
         let fields: Vec<String> = fields.iter().take(32).map(|(k, v)| format!("{k}={v}")).collect();
         let fields = fields.join(" ");
+        let secrets = self.network.secrets();
+        let (message, fields) = (secrets.redact(&message), secrets.redact(&fields));
         match level {
             Level::Trace => tracing::trace!(target: "plugin", %fields, "{message}"),
             Level::Debug => tracing::debug!(target: "plugin", %fields, "{message}"),
@@ -297,6 +312,60 @@ impl bindings::Host for RunState {
             Level::Error => tracing::error!(target: "plugin", %fields, "{message}"),
         }
         self.resume_clock();
+        Ok(())
+    }
+
+    async fn secret(&mut self, name: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.network.secrets().get(&name).map(str::to_owned))
+    }
+}
+
+impl bindings::HttpHost for RunState {
+    async fn send(&mut self, request: HttpRequest) -> wasmtime::Result<Result<HttpResponse, NetworkError>> {
+        self.pause_clock();
+        let response = self.network.send(request).await;
+        self.resume_clock();
+        Ok(response)
+    }
+}
+
+impl bindings::TcpHost for RunState {
+    async fn connect(&mut self, host: String, port: u16, tls: TlsMode) -> wasmtime::Result<Result<Resource<PluginStream>, NetworkError>> {
+        self.pause_clock();
+        let connected = self.network.connect(&host, port, tls).await;
+        self.resume_clock();
+        Ok(match connected {
+            Ok(stream) => Ok(self.table.push(stream)?),
+            Err(error) => Err(error),
+        })
+    }
+}
+
+impl bindings::HostConnection for RunState {
+    async fn read(&mut self, stream: Resource<PluginStream>, max: u32) -> wasmtime::Result<Result<Vec<u8>, NetworkError>> {
+        self.pause_clock();
+        let read = self.table.get_mut(&stream)?.read(max, &mut self.network.counters).await;
+        self.resume_clock();
+        Ok(read)
+    }
+
+    async fn write(&mut self, stream: Resource<PluginStream>, data: Vec<u8>) -> wasmtime::Result<Result<(), NetworkError>> {
+        self.pause_clock();
+        let written = self.table.get_mut(&stream)?.write(&data, &mut self.network.counters).await;
+        self.resume_clock();
+        Ok(written)
+    }
+
+    async fn start_tls(&mut self, stream: Resource<PluginStream>) -> wasmtime::Result<Result<(), NetworkError>> {
+        self.pause_clock();
+        let timeout = self.network.connect_timeout();
+        let upgraded = self.table.get_mut(&stream)?.start_tls(timeout).await;
+        self.resume_clock();
+        Ok(upgraded)
+    }
+
+    async fn drop(&mut self, stream: Resource<PluginStream>) -> wasmtime::Result<()> {
+        self.table.delete(stream)?;
         Ok(())
     }
 }
