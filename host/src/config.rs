@@ -181,6 +181,11 @@ impl RateLimit {
 pub struct Secret(String);
 
 impl Secret {
+    /// A secret holding `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
     /// The value, for the one place that hands it over.
     pub fn expose(&self) -> &str {
         &self.0

@@ -203,7 +203,7 @@ mod tests {
         let err = Manifest::parse(path, "name = \"crm\"\nversion = \"1.0\"\napi = \"0.1\"\n").unwrap_err().to_string();
         assert!(err.starts_with("plugin.toml:2: key `version`"), "{err}");
         let err = Manifest::parse(path, "name = \"crm\"\nversion = \"1.0.0\"\napi = \"one\"\n").unwrap_err().to_string();
-        assert!(err.starts_with("plugin.toml:3:") && err.contains("\"0.1\""), "{err}");
+        assert!(err.starts_with("plugin.toml:3:") && err.contains("\"0.1.1\""), "{err}");
         let err = Manifest::parse(path, "name = \"Crm\"\nversion = \"1.0.0\"\napi = \"0.1\"\n").unwrap_err().to_string();
         assert!(err.starts_with("plugin.toml:1: key `name`"), "{err}");
         let err = Manifest::parse(path, "name = \"crm\"\nversion = \"1.0.0\"\napi = \"0.1\"\ncolour = 1\n").unwrap_err().to_string();

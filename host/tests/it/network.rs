@@ -1,0 +1,289 @@
+//! Plugins' network capabilities, with the real `net-probe` component against real servers
+//! on 127.0.0.1 (`remote.rs`): grants from manifest and config, the private-address rule,
+//! redirects, body caps, timeouts, `Retry-After`, the token bucket, TCP with TLS, secrets.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rapport::config::{InstanceGrant, PluginsConfig, RateLimit, Secret};
+use rapport::graph::model::RecordKind;
+use rapport::net::HostPattern;
+use rapport::plugin::InstallOptions;
+use rapport::plugin::registry::{RunFailure, RunRecord, RunStatus, Trigger};
+use serde_json::{Value, json};
+
+use crate::harness::{TOKEN, TestServer};
+use crate::remote::Remote;
+
+const SECRET: &str = "crm-secret-7f3a9c";
+
+fn grant(hosts: &[&str]) -> InstanceGrant {
+    InstanceGrant { allowed_hosts: hosts.iter().map(|h| HostPattern::parse(h).unwrap()).collect(), ..InstanceGrant::default() }
+}
+
+fn server(grants: Vec<(&str, InstanceGrant)>, configure: impl FnOnce(&mut PluginsConfig)) -> TestServer {
+    TestServer::with_plugin_limits(|config| {
+        config.instances = grants.into_iter().map(|(name, grant)| (name.to_owned(), grant)).collect();
+        configure(config);
+    })
+}
+
+/// Installs `net-probe` as `instance` with `steps`, runs it, and returns the run and each
+/// step's recorded outcome by step id.
+fn probe(server: &TestServer, instance: &str, steps: Value) -> (RunRecord, HashMap<String, Value>) {
+    let options = InstallOptions { instance: Some(instance.to_owned()), config: Some(json!({ "steps": steps })), replace: true };
+    server.runtime.block_on(server.plugins.install(&rapport_fixtures::package("net-probe"), options)).unwrap();
+    let record = server.runtime.block_on(server.plugins.run(instance, Trigger::Cli, |_| {})).unwrap();
+    let mut outcomes = HashMap::new();
+    for step in steps.as_array().unwrap() {
+        let id = step["id"].as_str().unwrap();
+        if let Some(node) = server.graph.resolve(instance, RecordKind::Organization, id).unwrap() {
+            outcomes.insert(id.to_owned(), serde_json::from_str(&server.graph.organization(node).unwrap().name).unwrap());
+        }
+    }
+    (record, outcomes)
+}
+
+fn succeeded(record: &RunRecord) {
+    assert_eq!(record.status, RunStatus::Succeeded, "{record:#?}");
+}
+
+fn get(url: String) -> Value {
+    json!({ "method": "GET", "url": url })
+}
+
+/// The outcome's error kind and message.
+fn error(outcome: &Value) -> (&str, &str) {
+    (outcome["error"].as_str().unwrap_or_else(|| panic!("expected an error, got {outcome}")), outcome["message"].as_str().unwrap())
+}
+
+#[test]
+fn a_granted_call_succeeds_and_ungranted_ones_are_denied_saying_what_to_add_where() {
+    let remote = Remote::start(SECRET);
+    let server = server(vec![("probe", grant(&["http://127.0.0.1:*"]))], |_| {});
+    let port = remote.http_port;
+    let (record, outcomes) = probe(
+        &server,
+        "probe",
+        json!([
+            {"id": "granted", "http": get(format!("{}/hello", remote.http))},
+            {"id": "not-requested", "http": get("http://example.invalid/hello".to_owned())},
+            {"id": "not-granted", "http": get(format!("http://localhost:{port}/hello"))},
+        ]),
+    );
+    succeeded(&record);
+    assert_eq!(outcomes["granted"]["status"], 200);
+    assert_eq!(outcomes["granted"]["body"], "hello");
+
+    let (kind, message) = error(&outcomes["not-requested"]);
+    assert_eq!(kind, "denied");
+    assert!(message.contains("add \"http://example.invalid\" to allowed_hosts") && message.contains("plugin.toml"), "{message}");
+    assert!(message.contains("[plugins.instances.probe]") && message.contains("rapport.toml"), "{message}");
+
+    let (kind, message) = error(&outcomes["not-granted"]);
+    assert_eq!(kind, "denied");
+    assert!(message.contains(&format!("add \"http://localhost:{port}\"")) && message.contains("[plugins.instances.probe]"), "{message}");
+    assert!(!message.contains("plugin.toml"), "the manifest already requests it: {message}");
+
+    // Only the granted call reached the server.
+    assert_eq!(remote.arrivals("/").len(), 1);
+    assert_eq!((record.network.http_requests, record.network.denied), (1, 2));
+}
+
+#[test]
+fn a_name_resolving_to_loopback_needs_the_address_itself_granted() {
+    let remote = Remote::start(SECRET);
+    let by_name = grant(&["http://localhost:*"]);
+    let by_address = grant(&["http://localhost:*", "http://127.0.0.1:*"]);
+    let server = server(vec![("by-name", by_name), ("by-address", by_address)], |_| {});
+    let url = format!("http://localhost:{}/hello", remote.http_port);
+
+    let (record, outcomes) = probe(&server, "by-name", json!([{"id": "call", "http": get(url.clone())}]));
+    succeeded(&record);
+    let (kind, message) = error(&outcomes["call"]);
+    assert_eq!(kind, "denied");
+    assert!(message.contains("a loopback address") && message.contains("explicit grant"), "{message}");
+    assert!(remote.arrivals("/").is_empty());
+
+    let (record, outcomes) = probe(&server, "by-address", json!([{"id": "call", "http": get(url)}]));
+    succeeded(&record);
+    assert_eq!(outcomes["call"]["status"], 200, "{:?}", outcomes["call"]);
+    assert_eq!(remote.arrivals("/hello").len(), 1);
+}
+
+#[test]
+fn every_redirect_hop_is_checked_like_the_first_url() {
+    let remote = Remote::start(SECRET);
+    let server = server(vec![("probe", grant(&["http://127.0.0.1:*"]))], |_| {});
+    let (base, port) = (&remote.http, remote.http_port);
+    let (record, outcomes) = probe(
+        &server,
+        "probe",
+        json!([
+            {"id": "to-ungranted", "http": get(format!("{base}/redirect?to=http://localhost:{port}/hello"))},
+            {"id": "to-granted", "http": get(format!("{base}/redirect?to={base}/hello"))},
+        ]),
+    );
+    succeeded(&record);
+    let (kind, message) = error(&outcomes["to-ungranted"]);
+    assert_eq!(kind, "denied");
+    assert!(message.contains(&format!("http://localhost:{port}")), "{message}");
+    assert_eq!(outcomes["to-granted"]["status"], 200);
+    assert_eq!(outcomes["to-granted"]["url"], format!("{base}/hello"));
+    // The refused hop never left the host: one /hello, reached through the granted redirect.
+    assert_eq!(remote.arrivals("/redirect").len(), 2);
+    assert_eq!(remote.arrivals("/hello").len(), 1);
+}
+
+#[test]
+fn bodies_over_the_cap_are_refused_and_silent_servers_time_out_without_stopping_the_run() {
+    let remote = Remote::start(SECRET);
+    let server = server(vec![("probe", grant(&["http://127.0.0.1:*"]))], |config| {
+        config.network.max_response_bytes = 1000;
+        config.network.request_timeout = Duration::from_secs(1);
+    });
+    let base = &remote.http;
+    let (record, outcomes) = probe(
+        &server,
+        "probe",
+        json!([
+            {"id": "at-cap", "http": get(format!("{base}/big?bytes=1000"))},
+            {"id": "over-cap", "http": get(format!("{base}/big?bytes=1001"))},
+            {"id": "silent", "http": get(format!("{base}/never"))},
+            {"id": "silent-short", "http": {"method": "GET", "url": format!("{base}/never"), "timeout_ms": 200}},
+            {"id": "after", "http": get(format!("{base}/hello"))},
+        ]),
+    );
+    succeeded(&record);
+    assert_eq!(outcomes["at-cap"]["body"].as_str().unwrap().len(), 1000);
+    assert_eq!(error(&outcomes["over-cap"]), ("too_large", "1000"));
+    let (kind, message) = error(&outcomes["silent"]);
+    assert_eq!(kind, "timeout");
+    assert!(message.contains("1000 ms") && message.contains("request_timeout_secs"), "{message}");
+    let (kind, message) = error(&outcomes["silent-short"]);
+    assert_eq!(kind, "timeout");
+    assert!(message.contains("200 ms"), "{message}");
+    assert_eq!(outcomes["after"]["status"], 200);
+}
+
+#[test]
+fn a_429_is_retried_after_its_retry_after_and_a_long_one_goes_back_to_the_plugin() {
+    let remote = Remote::start(SECRET);
+    let server = server(vec![("probe", grant(&["http://127.0.0.1:*"]))], |config| config.network.max_retry_wait = Duration::from_secs(5));
+    let base = &remote.http;
+    let (record, outcomes) = probe(
+        &server,
+        "probe",
+        json!([
+            {"id": "short", "http": get(format!("{base}/limited/short?retry_after=1"))},
+            {"id": "long", "http": get(format!("{base}/limited/long?retry_after=3600"))},
+        ]),
+    );
+    succeeded(&record);
+    assert_eq!(outcomes["short"]["status"], 200);
+    let arrivals = remote.arrivals("/limited/short");
+    assert_eq!(arrivals.len(), 2);
+    let gap = arrivals[1] - arrivals[0];
+    assert!(gap >= Duration::from_secs(1), "retried after {gap:?}, before the 1 s the server asked for");
+
+    assert_eq!(outcomes["long"]["status"], 429);
+    assert_eq!(remote.arrivals("/limited/long").len(), 1, "a wait beyond max_retry_wait is the plugin's to handle");
+
+    let network = &record.network;
+    assert_eq!((network.http_rate_limited, network.http_retries, network.http_requests), (2, 1, 3));
+    assert!(network.wait_ms >= 1000, "{network:?}");
+}
+
+#[test]
+fn the_token_bucket_paces_requests_at_the_granted_rate() {
+    let remote = Remote::start(SECRET);
+    let paced = InstanceGrant { rate_limit: Some(RateLimit { requests_per_second: 20.0, burst: 2 }), ..grant(&["http://127.0.0.1:*"]) };
+    let server = server(vec![("probe", paced)], |_| {});
+    let (record, outcomes) = probe(&server, "probe", json!([{"id": "paced", "repeat": 8, "http": get(format!("{}/paced", remote.http))}]));
+    succeeded(&record);
+    assert_eq!(outcomes["paced"]["status"], 200);
+    let arrivals = remote.arrivals("/paced");
+    assert_eq!(arrivals.len(), 8);
+    // Two go at once (the burst), then one per 50 ms: the eighth no earlier than 6 × 50 ms
+    // after the first, less the time the first spent on its way.
+    let span = arrivals[7] - arrivals[0];
+    assert!(span >= Duration::from_millis(280), "8 requests went out within {span:?}");
+    assert!(record.network.wait_ms >= 250, "{:?}", record.network);
+}
+
+#[test]
+fn tcp_streams_reach_granted_ports_with_tls_verified_against_the_configured_ca() {
+    let remote = Remote::start(SECRET);
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = ca_dir.path().join("test-ca.pem");
+    std::fs::write(&ca, &remote.ca_pem).unwrap();
+    let (tls, starttls, plain) = (remote.tls_echo.port(), remote.starttls_echo.port(), remote.plain_echo.port());
+    let tcp_grant = grant(&[&format!("tcp://127.0.0.1:{tls}"), &format!("tcp://localhost:{tls}"), &format!("tcp://127.0.0.1:{starttls}")]);
+    let server = server(vec![("probe", tcp_grant)], |config| config.network.extra_ca_files = vec![ca.clone()]);
+    let tcp = |host: &str, port: u16, mode: &str, exchange: Value| json!({"host": host, "port": port, "tls": mode, "exchange": exchange});
+    let (record, outcomes) = probe(
+        &server,
+        "probe",
+        json!([
+            {"id": "tls", "tcp": tcp("127.0.0.1", tls, "tls", json!(["hello\n", "again\n"]))},
+            {"id": "starttls", "tcp": tcp("127.0.0.1", starttls, "starttls", json!(["STARTTLS\n", "<starttls>", "secure\n"]))},
+            {"id": "ungranted-port", "tcp": tcp("127.0.0.1", plain, "none", json!(["hello\n"]))},
+            {"id": "by-name", "tcp": tcp("localhost", tls, "tls", json!(["named\n"]))},
+        ]),
+    );
+    succeeded(&record);
+    assert_eq!(outcomes["tls"]["lines"], json!(["hello\n", "again\n"]));
+    assert_eq!(outcomes["starttls"]["lines"], json!(["OK begin TLS\n", "secure\n"]));
+    let (kind, message) = error(&outcomes["ungranted-port"]);
+    assert_eq!(kind, "denied");
+    assert!(message.contains(&format!("add \"tcp://127.0.0.1:{plain}\"")), "{message}");
+    // The name resolves to an address a grant names, and the certificate names it too.
+    assert_eq!(outcomes["by-name"]["lines"], json!(["named\n"]));
+    assert_eq!(record.network.tcp_connections, 3);
+    assert!(record.network.bytes_received >= "hello\nagain\nOK begin TLS\nsecure\n".len() as u64);
+}
+
+#[test]
+fn tls_fails_when_the_servers_ca_is_not_trusted() {
+    let remote = Remote::start(SECRET);
+    let server = server(vec![("probe", grant(&[&format!("tcp://127.0.0.1:{}", remote.tls_echo.port())]))], |_| {});
+    let spec = json!({"host": "127.0.0.1", "port": remote.tls_echo.port(), "tls": "tls", "exchange": ["hello\n"]});
+    let (record, outcomes) = probe(&server, "probe", json!([{"id": "tls", "tcp": spec}]));
+    succeeded(&record);
+    let (kind, message) = error(&outcomes["tls"]);
+    assert_eq!(kind, "connect");
+    assert!(message.contains("TLS handshake") && message.to_lowercase().contains("certificate"), "{message}");
+}
+
+#[test]
+fn secrets_reach_their_instance_and_the_remote_but_never_its_reports() {
+    let remote = Remote::start(SECRET);
+    let mut with_secret = grant(&["http://127.0.0.1:*"]);
+    with_secret.secrets.insert("api_token".to_owned(), Secret::new(SECRET));
+    let server = server(vec![("crm", with_secret), ("other", grant(&["http://127.0.0.1:*"]))], |_| {});
+    let auth = json!({"method": "GET", "url": format!("{}/auth", remote.http), "bearer_secret": "api_token"});
+    let (record, outcomes) = probe(
+        &server,
+        "crm",
+        json!([
+            {"id": "auth", "http": auth},
+            {"id": "secret", "secret": "api_token"},
+            {"id": "fail", "fail_with_secret": "api_token"},
+        ]),
+    );
+    assert_eq!(outcomes["auth"]["status"], 200, "the remote accepted the secret the host handed over");
+    let fingerprint = SECRET.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    assert_eq!(outcomes["secret"]["fingerprint"], format!("{fingerprint:016x}"));
+    let Some(RunFailure::Plugin { error }) = &record.failure else { panic!("{record:#?}") };
+    assert_eq!(error.to_string(), format!("authentication failed: the remote refused {}", rapport::plugin::REDACTED));
+
+    // Another instance of the same plugin gets none of it.
+    let (_, outcomes) = probe(&server, "other", json!([{"id": "auth", "http": auth}, {"id": "secret", "secret": "api_token"}]));
+    assert_eq!(outcomes["auth"]["status"], 401);
+    assert_ne!(outcomes["secret"]["fingerprint"], format!("{fingerprint:016x}"));
+
+    for path in ["/v1/plugins", "/v1/plugins/crm/runs", &format!("/v1/plugins/crm/runs/{}", record.id)] {
+        let body = server.client.get(format!("{}{path}", server.base)).bearer_auth(TOKEN).send().unwrap().text().unwrap();
+        assert!(body.contains("crm") && !body.contains(SECRET), "{path}: {body}");
+    }
+}
