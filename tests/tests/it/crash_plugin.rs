@@ -7,45 +7,13 @@ use std::sync::Arc;
 use rapport::graph::model::RecordKind;
 use rapport::graph::{Graph, IdentityRules};
 use rapport::store::SledStore;
-use serde_json::Value;
 
-use crate::harness::{Daemon, TOKEN, rapport};
+use crate::harness::{Daemon, rapport};
 
 const PAGES: u64 = 120;
 const PAGE_SIZE: u64 = 40;
 const KILLS: usize = 20;
 const INSTANCE: &str = "crm";
-
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::new()
-}
-
-fn start_run(daemon: &Daemon) -> String {
-    let response = client().post(daemon.url(&format!("/v1/plugins/{INSTANCE}/runs"))).bearer_auth(TOKEN).send().unwrap();
-    assert_eq!(response.status(), 202);
-    let run: Value = response.json().unwrap();
-    run["id"].as_str().unwrap().to_owned()
-}
-
-fn run_record(daemon: &Daemon, id: &str) -> Value {
-    let response = client().get(daemon.url(&format!("/v1/plugins/{INSTANCE}/runs/{id}"))).bearer_auth(TOKEN).send().unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().unwrap()
-}
-
-/// Polls the run until `done` holds for its record (the daemon's visible progress).
-fn wait_for(daemon: &Daemon, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let record = run_record(daemon, id);
-        if done(&record) {
-            return record;
-        }
-        assert!(std::time::Instant::now() < deadline, "the run made no progress: {record}");
-        // A poll interval, not a synchronisation: the condition above is what we wait on.
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-}
 
 fn install(store: &Path) {
     let package = rapport_fixtures::package("pager");
@@ -74,7 +42,7 @@ fn killing_the_daemon_mid_sync_loses_and_duplicates_nothing() {
             // The killed run is marked abandoned, with everything it had committed. A reader
             // can see a batch in the moment between sled applying it and its flush returning;
             // a kill in that moment loses that one batch, with its cursor, atomically.
-            let killed = run_record(&daemon, &id);
+            let killed = daemon.run(INSTANCE, &id);
             assert_eq!(killed["status"], "abandoned", "{killed}");
             assert!(killed["checkpoints"].as_u64().unwrap() + 1 >= checkpoints, "{killed}");
             let committed = killed["cursor"].as_str().map_or(0, |c| c.parse::<u64>().unwrap() + 1);
@@ -82,12 +50,12 @@ fn killing_the_daemon_mid_sync_loses_and_duplicates_nothing() {
                 mid_run += 1;
             }
         }
-        let id = start_run(&daemon);
+        let id = daemon.start_run(INSTANCE);
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let target = 1 + seed % 4;
-        let seen = wait_for(&daemon, &id, |r| r["checkpoints"].as_u64().unwrap() >= target || r["status"] != "running");
+        let seen = daemon.wait_for_run(INSTANCE, &id, |r| r["checkpoints"].as_u64().unwrap() >= target || r["status"] != "running");
         if seen["status"] != "running" {
             // The run finished before the kill: nothing left to interrupt.
             daemon.stop();
@@ -100,14 +68,14 @@ fn killing_the_daemon_mid_sync_loses_and_duplicates_nothing() {
     // The last restart runs to completion from the last committed cursor.
     let daemon = Daemon::start(&store);
     if let Some((id, _)) = previous {
-        let killed = run_record(&daemon, &id);
+        let killed = daemon.run(INSTANCE, &id);
         let committed = killed["cursor"].as_str().map_or(0, |c| c.parse::<u64>().unwrap() + 1);
         if killed["checkpoints"].as_u64().unwrap() > 0 && committed < PAGES {
             mid_run += 1;
         }
     }
-    let id = start_run(&daemon);
-    let finished = wait_for(&daemon, &id, |r| r["status"] != "running");
+    let id = daemon.start_run(INSTANCE);
+    let finished = daemon.wait_for_run(INSTANCE, &id, |r| r["status"] != "running");
     assert_eq!(finished["status"], "succeeded", "{finished}");
     assert_eq!(finished["cursor"], (PAGES - 1).to_string());
     daemon.stop();

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use rapport::config::{hex, token_digest};
+use serde_json::Value;
 
 /// The bearer token the test daemons accept.
 pub const TOKEN: &str = "e2e-token-0123456789";
@@ -54,7 +55,8 @@ impl Daemon {
     /// Starts `command` and waits for the stdout line starting with `banner`, followed
     /// by the base URL.
     pub fn spawn(command: &mut Command, banner: &str) -> Self {
-        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        // stderr (the log) is the caller's to redirect; it is inherited otherwise.
+        let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
         // Owned by the daemon from here on, so a failed start still kills and reaps it.
         let mut daemon = Self { child, base: String::new(), stdout };
@@ -89,6 +91,42 @@ impl Daemon {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// GETs `path` with the test token; the status and the body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::blocking::Client::new().get(self.url(path)).bearer_auth(TOKEN).send().unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    }
+
+    /// Starts a run of `instance` over the API; its id.
+    pub fn start_run(&self, instance: &str) -> String {
+        let response =
+            reqwest::blocking::Client::new().post(self.url(&format!("/v1/plugins/{instance}/runs"))).bearer_auth(TOKEN).send().unwrap();
+        assert_eq!(response.status(), 202);
+        let run: Value = response.json().unwrap();
+        run["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The record of run `id` of `instance`.
+    pub fn run(&self, instance: &str, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/v1/plugins/{instance}/runs/{id}"));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Polls run `id` until `done` holds for its record (the daemon's visible progress).
+    pub fn wait_for_run(&self, instance: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let record = self.run(instance, id);
+            if done(&record) {
+                return record;
+            }
+            assert!(std::time::Instant::now() < deadline, "the run made no progress: {record}");
+            // A poll interval, not a synchronisation: the condition above is what we wait on.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
     }
 }
 

@@ -8,4 +8,5 @@ mod crash_import;
 mod crash_plugin;
 mod demo;
 mod harness;
+mod secrets;
 mod serve;
