@@ -12,14 +12,12 @@ mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::peak_rss_mb;
+use support::{peak_rss_mb, setup};
 
-use rapport::config::{DEFAULT_CACHE_BYTES, PluginsConfig};
+use rapport::config::DEFAULT_CACHE_BYTES;
 use rapport::graph::model::Timestamp;
 use rapport::graph::{Graph, IdentityRules, IngestBatch, InvalidPolicy};
 use rapport::ops::parse_operation;
-use rapport::plugin::registry::{RunStatus, Trigger};
-use rapport::plugin::{InstallOptions, PluginHost};
 use rapport::store::SledStore;
 use serde_json::json;
 
@@ -27,38 +25,6 @@ const PAGE: u64 = 1000;
 
 fn records() -> u64 {
     std::env::var("RAPPORT_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
-}
-
-struct Setup {
-    host: Arc<PluginHost>,
-    runtime: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(&dir.path().join("store"), DEFAULT_CACHE_BYTES).unwrap();
-    let graph = Arc::new(Graph::new(Arc::new(store), IdentityRules::with_defaults([])));
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let host = {
-        let _inside = runtime.enter();
-        Arc::new(PluginHost::new(graph, PluginsConfig::with_dir(dir.path().join("plugins"))).unwrap())
-    };
-    Setup { host, runtime, _dir: dir }
-}
-
-/// Installs the pager fixture (again, for every further instance) as `instance`.
-fn install(setup: &Setup, instance: &str, config: serde_json::Value) {
-    let options = InstallOptions { instance: Some(instance.to_owned()), config: Some(config), replace: true };
-    setup.runtime.block_on(setup.host.install(&rapport_fixtures::package("pager"), options)).unwrap();
-}
-
-/// Seconds of one run of `instance`.
-fn timed_run(setup: &Setup, instance: &str) -> f64 {
-    let started = Instant::now();
-    let record = setup.runtime.block_on(setup.host.run(instance, Trigger::Cli, |_| {})).unwrap();
-    assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
-    started.elapsed().as_secs_f64()
 }
 
 /// The operations the pager emits, as in-process batches of one page each.
@@ -83,9 +49,9 @@ fn in_process(n: u64) {
 }
 
 fn through_plugin(n: u64) {
-    let setup = setup();
-    install(&setup, "bench", json!({"pages": n.div_ceil(PAGE), "page_size": PAGE}));
-    let seconds = timed_run(&setup, "bench");
+    let setup = setup(|_| {});
+    setup.install("pager", "bench", json!({"pages": n.div_ceil(PAGE), "page_size": PAGE}));
+    let (_, seconds) = setup.timed_run("bench");
     println!("{seconds:.3} {:.1}", peak_rss_mb());
 }
 
@@ -111,8 +77,8 @@ fn main() {
     println!("rapport plugin benchmark: {n} records in pages of {PAGE}");
 
     // 1. Per-run overhead: a fresh sandbox, instantiate, a trivial export call, drop.
-    let setup = setup();
-    install(&setup, "idle", json!({"pages": 0}));
+    let setup = setup(|_| {});
+    setup.install("pager", "idle", json!({"pages": 0}));
     let rounds = 2000;
     setup.runtime.block_on(setup.host.verify("pager")).unwrap();
     let started = Instant::now();
@@ -124,8 +90,8 @@ fn main() {
 
     // 2. Host-call round trip: runs differing only in a million empty `emit` calls.
     let calls = 1_000_000_u64;
-    install(&setup, "caller", json!({"pages": 0, "calls": calls}));
-    let (idle, busy) = (timed_run(&setup, "idle"), timed_run(&setup, "caller"));
+    setup.install("pager", "caller", json!({"pages": 0, "calls": calls}));
+    let (idle, busy) = (setup.timed_run("idle").1, setup.timed_run("caller").1);
     println!("host-call round trip (empty emit): {:.2} µs (target < 2 µs)", (busy - idle) * 1e6 / calls as f64);
     drop(setup);
 

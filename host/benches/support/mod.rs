@@ -1,4 +1,54 @@
-//! Shared by the benchmarks.
+//! Shared by the benchmarks: a plugin host over a temporary store, and peak RSS.
+
+// Each benchmark compiles this module and uses part of it.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rapport::config::{DEFAULT_CACHE_BYTES, PluginsConfig};
+use rapport::graph::{Graph, IdentityRules};
+use rapport::plugin::registry::{RunRecord, RunStatus, Trigger};
+use rapport::plugin::{InstallOptions, PluginHost};
+use rapport::store::SledStore;
+
+/// A plugin host over a store in a temporary directory, and the runtime to drive it.
+pub struct Setup {
+    pub host: Arc<PluginHost>,
+    pub runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+/// A plugin host with the default limits, changed by `configure`.
+pub fn setup(configure: impl FnOnce(&mut PluginsConfig)) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(&dir.path().join("store"), DEFAULT_CACHE_BYTES).unwrap();
+    let graph = Arc::new(Graph::new(Arc::new(store), IdentityRules::with_defaults([])));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut config = PluginsConfig::with_dir(dir.path().join("plugins"));
+    configure(&mut config);
+    let host = {
+        let _inside = runtime.enter();
+        Arc::new(PluginHost::new(graph, config).unwrap())
+    };
+    Setup { host, runtime, _dir: dir }
+}
+
+impl Setup {
+    /// Installs test plugin `fixture` (again, for every further instance) as `instance`.
+    pub fn install(&self, fixture: &str, instance: &str, config: serde_json::Value) {
+        let options = InstallOptions { instance: Some(instance.to_owned()), config: Some(config), replace: true };
+        self.runtime.block_on(self.host.install(&rapport_fixtures::package(fixture), options)).unwrap();
+    }
+
+    /// One successful run of `instance`, and its seconds.
+    pub fn timed_run(&self, instance: &str) -> (RunRecord, f64) {
+        let started = Instant::now();
+        let record = self.runtime.block_on(self.host.run(instance, Trigger::Cli, |_| {})).unwrap();
+        assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
+        (record, started.elapsed().as_secs_f64())
+    }
+}
 
 /// This process's peak resident set size, in MB (`VmHWM`).
 pub fn peak_rss_mb() -> f64 {

@@ -68,15 +68,20 @@ impl Network {
     /// and is logged once per run and destination.
     fn authorize(&mut self, origin: &Origin) -> Result<(), NetworkError> {
         let access = &self.access;
-        let grant_hint = format!("grant it in rapport.toml: allowed_hosts under [plugins.instances.{}]", access.instance);
+        let grant_hint = || format!("grant it in rapport.toml: allowed_hosts under [plugins.instances.{}]", access.instance);
         let refusal = if !access.requested.iter().any(|p| p.matches(origin)) {
             Some(format!(
                 "{origin} is not allowed: plugin `{}` does not request it; add \"{origin}\" to allowed_hosts in the [network] \
-                 section of its plugin.toml, and {grant_hint}",
-                access.plugin
+                 section of its plugin.toml, and {}",
+                access.plugin,
+                grant_hint()
             ))
         } else if !access.granted.iter().any(|p| p.matches(origin)) {
-            Some(format!("{origin} is not allowed: it is not granted to instance `{}`; add \"{origin}\" to {grant_hint}", access.instance))
+            Some(format!(
+                "{origin} is not allowed: it is not granted to instance `{}`; add \"{origin}\" to {}",
+                access.instance,
+                grant_hint()
+            ))
         } else if let Host::Ip(ip) = origin.host {
             self.address_refusal(origin, ip)
         } else {

@@ -101,7 +101,10 @@ fn secrets_never_reach_logs_run_records_or_api_responses() {
         assert!(!response.contains(SECRET), "an API response holds the secret: {response}");
     }
     let log = std::fs::read_to_string(&log_path).unwrap();
-    assert!(log.contains("plugin_run") && log.contains("[redacted]"), "the plugin's attempt to log the secret should be in the log, cut:\n{log}");
+    assert!(
+        log.contains("plugin_run") && log.contains("[redacted]"),
+        "the plugin's attempt to log the secret should be in the log, cut:\n{log}"
+    );
     let leaks: Vec<&str> = log.lines().filter(|line| line.contains(SECRET)).collect();
     assert!(leaks.is_empty(), "the daemon's log holds the secret:\n{}", leaks.join("\n"));
 }

@@ -11,6 +11,7 @@ use reqwest::{Method, StatusCode, Url};
 use tokio::time::Instant;
 
 use super::{Access, Network, RestrictedAddress, admit};
+use crate::config::NetworkConfig;
 use crate::net::Origin;
 use crate::plugin::bindings::{HttpRequest, HttpResponse, NetworkError};
 
@@ -59,6 +60,87 @@ fn restricted_cause<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<
         source = inner.source();
     }
     None
+}
+
+/// What one attempt ended with.
+enum Answer {
+    /// A redirect to follow.
+    Redirect { status: StatusCode, location: HeaderValue },
+    /// A rate-limited answer to retry after `wait`.
+    Retry { status: StatusCode, wait: Duration },
+    /// The response to hand to the plugin.
+    Final(HttpResponse),
+}
+
+impl Answer {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Redirect { status, .. } | Self::Retry { status, .. } => *status,
+            Self::Final(response) => StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK),
+        }
+    }
+}
+
+/// Why an attempt failed.
+enum Failure {
+    Request(reqwest::Error),
+    /// The body passed the limit after `received` bytes.
+    TooLarge {
+        received: u64,
+        limit: u64,
+    },
+}
+
+/// Sends one request and reads its answer: the body only when it is the plugin's to see.
+async fn attempt(request: reqwest::RequestBuilder, config: &NetworkConfig, retries: u32) -> Result<Answer, Failure> {
+    let mut response = request.send().await.map_err(Failure::Request)?;
+    let status = response.status();
+    if status.is_redirection()
+        && let Some(location) = response.headers().get(header::LOCATION)
+    {
+        return Ok(Answer::Redirect { status, location: location.clone() });
+    }
+    if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE)
+        && let Some(wait) = retry_wait(config, response.headers(), retries)
+    {
+        return Ok(Answer::Retry { status, wait });
+    }
+    let limit = config.max_response_bytes;
+    if response.content_length().is_some_and(|length| length > limit) {
+        return Err(Failure::TooLarge { received: 0, limit });
+    }
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect();
+    let url = response.url().to_string();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(Failure::Request)? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(Failure::TooLarge { received: (body.len() + chunk.len()) as u64, limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Answer::Final(HttpResponse { status: status.as_u16(), headers, body, url }))
+}
+
+/// How long to wait before retrying a rate-limited answer, or `None` to hand it to the
+/// plugin (retries used up, or the remote asks for a longer wait than the host allows).
+fn retry_wait(config: &NetworkConfig, headers: &HeaderMap, retries: u32) -> Option<Duration> {
+    if retries >= config.max_retries {
+        return None;
+    }
+    let wait = match retry_after(headers) {
+        // Never earlier than asked; a little later so that clients told the same instant do
+        // not return together.
+        Some(asked) => asked + asked.mul_f64(fastrand::f64() * 0.1),
+        None => {
+            let backoff = BASE_BACKOFF.saturating_mul(1 << retries.min(16)).min(config.max_retry_wait);
+            backoff.mul_f64(0.5 + fastrand::f64() * 0.5)
+        }
+    };
+    (wait <= config.max_retry_wait + config.max_retry_wait / 10).then_some(wait)
 }
 
 /// Seconds or an HTTP date, as `Retry-After` may say.
@@ -128,107 +210,57 @@ impl Network {
             }
             self.counters.http_requests += 1;
             self.counters.bytes_sent += body.len() as u64;
-            let deadline = Instant::now() + timeout;
-            let sent = client.request(method.clone(), url.clone()).headers(headers.clone()).body(body.clone()).send();
-            let response = match tokio::time::timeout_at(deadline, sent).await {
-                Err(_) => return Err(self.timed_out(&origin, timeout)),
-                Ok(Err(error)) => return Err(self.failed(&origin, error)),
-                Ok(Ok(response)) => response,
-            };
-            let status = response.status();
-            tracing::debug!(method = %method, destination = %origin, status = status.as_u16(), "http request");
-            if status.is_redirection()
-                && let Some(location) = response.headers().get(header::LOCATION)
-            {
-                redirects += 1;
-                if redirects > MAX_REDIRECTS {
-                    return Err(NetworkError::Io(format!("{origin} redirected more than {MAX_REDIRECTS} times")));
-                }
-                let next = location.to_str().ok().and_then(|l| url.join(l).ok());
-                let next = next.ok_or_else(|| NetworkError::Io(format!("{origin} redirected to an unreadable location")))?;
-                // Credentials stay with the origin they were meant for.
-                if Origin::of_url(&next).as_ref() != Some(&origin) {
-                    for name in [header::AUTHORIZATION, header::COOKIE, header::PROXY_AUTHORIZATION] {
-                        headers.remove(name);
-                    }
-                }
-                if status == StatusCode::SEE_OTHER || (method == Method::POST && matches!(status.as_u16(), 301 | 302)) {
-                    method = Method::GET;
-                    body.clear();
-                    headers.remove(header::CONTENT_TYPE);
-                }
-                url = next;
-                continue;
+            let mut builder = client.request(method.clone(), url.clone()).headers(headers.clone());
+            // No body at all (rather than an empty one) lets the request go out in one write.
+            if !body.is_empty() {
+                builder = builder.body(body.clone());
             }
+            // One deadline for the whole attempt, body included: one timer per request.
+            let attempt = attempt(builder, &self.shared.config, retries);
+            let answer = match tokio::time::timeout_at(Instant::now() + timeout, attempt).await {
+                Err(_) => return Err(self.timed_out(&origin, timeout)),
+                Ok(Err(failure)) => return Err(self.failed(&origin, failure)),
+                Ok(Ok(answer)) => answer,
+            };
+            let status = answer.status();
+            tracing::debug!(method = %method, destination = %origin, status = status.as_u16(), "http request");
             if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
                 self.counters.http_rate_limited += 1;
-                if let Some(wait) = self.retry_wait(response.headers(), retries) {
+            }
+            match answer {
+                Answer::Redirect { status, location } => {
+                    redirects += 1;
+                    if redirects > MAX_REDIRECTS {
+                        return Err(NetworkError::Io(format!("{origin} redirected more than {MAX_REDIRECTS} times")));
+                    }
+                    let next = location.to_str().ok().and_then(|l| url.join(l).ok());
+                    let next = next.ok_or_else(|| NetworkError::Io(format!("{origin} redirected to an unreadable location")))?;
+                    // Credentials stay with the origin they were meant for.
+                    if Origin::of_url(&next).as_ref() != Some(&origin) {
+                        for name in [header::AUTHORIZATION, header::COOKIE, header::PROXY_AUTHORIZATION] {
+                            headers.remove(name);
+                        }
+                    }
+                    if status == StatusCode::SEE_OTHER || (method == Method::POST && matches!(status.as_u16(), 301 | 302)) {
+                        method = Method::GET;
+                        body.clear();
+                        headers.remove(header::CONTENT_TYPE);
+                    }
+                    url = next;
+                }
+                Answer::Retry { status, wait } => {
                     retries += 1;
                     self.counters.http_retries += 1;
                     self.counters.wait_ms += u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
                     tracing::info!(destination = %origin, status = status.as_u16(), wait_ms = wait.as_millis(), retry = retries, "rate limited; retrying");
                     tokio::time::sleep(wait).await;
-                    continue;
                 }
-            }
-            return self.read(&origin, response, deadline, timeout).await;
-        }
-    }
-
-    /// How long to wait before retrying a rate-limited answer, or `None` to hand it to the
-    /// plugin (retries used up, or the remote asks for a longer wait than the host allows).
-    fn retry_wait(&self, headers: &HeaderMap, retries: u32) -> Option<Duration> {
-        let config = &self.shared.config;
-        if retries >= config.max_retries {
-            return None;
-        }
-        let wait = match retry_after(headers) {
-            // Never earlier than asked; a little later so that clients told the same
-            // instant do not return together.
-            Some(asked) => asked + asked.mul_f64(fastrand::f64() * 0.1),
-            None => {
-                let backoff = BASE_BACKOFF.saturating_mul(1 << retries.min(16)).min(config.max_retry_wait);
-                backoff.mul_f64(0.5 + fastrand::f64() * 0.5)
-            }
-        };
-        (wait <= config.max_retry_wait + config.max_retry_wait / 10).then_some(wait)
-    }
-
-    /// Reads the whole body, refusing more than the host's limit.
-    async fn read(
-        &mut self,
-        origin: &Origin,
-        mut response: reqwest::Response,
-        deadline: Instant,
-        timeout: Duration,
-    ) -> Result<HttpResponse, NetworkError> {
-        let cap = self.shared.config.max_response_bytes;
-        if response.content_length().is_some_and(|length| length > cap) {
-            return Err(NetworkError::TooLarge(cap));
-        }
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
-            .collect();
-        let url = response.url().to_string();
-        let mut body = Vec::new();
-        loop {
-            match tokio::time::timeout_at(deadline, response.chunk()).await {
-                Err(_) => return Err(self.timed_out(origin, timeout)),
-                Ok(Err(error)) => return Err(self.failed(origin, error)),
-                Ok(Ok(None)) => break,
-                Ok(Ok(Some(chunk))) => {
-                    self.counters.bytes_received += chunk.len() as u64;
-                    if (body.len() + chunk.len()) as u64 > cap {
-                        return Err(NetworkError::TooLarge(cap));
-                    }
-                    body.extend_from_slice(&chunk);
+                Answer::Final(response) => {
+                    self.counters.bytes_received += response.body.len() as u64;
+                    return Ok(response);
                 }
             }
         }
-        Ok(HttpResponse { status, headers, body, url })
     }
 
     fn timed_out(&self, origin: &Origin, timeout: Duration) -> NetworkError {
@@ -238,7 +270,14 @@ impl Network {
         ))
     }
 
-    fn failed(&mut self, origin: &Origin, error: reqwest::Error) -> NetworkError {
+    fn failed(&mut self, origin: &Origin, failure: Failure) -> NetworkError {
+        let error = match failure {
+            Failure::TooLarge { received, limit } => {
+                self.counters.bytes_received += received;
+                return NetworkError::TooLarge(limit);
+            }
+            Failure::Request(error) => error,
+        };
         if let Some(restricted) = restricted_cause(&error) {
             let message = self.restricted_message(origin, restricted);
             return self.deny(origin, message);
