@@ -644,6 +644,12 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()>
             for instance in plugins.instances()? {
                 let cursor = plugins.cursor(&instance.name)?.unwrap_or_else(|| "(never synced)".to_owned());
                 println!("  instance {}  plugin {}  cursor {cursor}", instance.name, instance.plugin);
+                let grant = plugins.grant(&instance.name);
+                let hosts = if grant.allowed_hosts.is_empty() { "none".to_owned() } else { grant.allowed_hosts.join(", ") };
+                println!(
+                    "    network granted: {hosts}; secrets: {}",
+                    if grant.secrets.is_empty() { "none".to_owned() } else { grant.secrets.join(", ") }
+                );
             }
         }
         PluginCommand::Run { instance } => {

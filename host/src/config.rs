@@ -682,6 +682,34 @@ mod tests {
     }
 
     #[test]
+    fn instance_grants_read_secrets_from_the_file_or_the_environment() {
+        let text = "[plugins.instances.crm]\nallowed_hosts = [\"https://api.example.com\"]\n\
+                    secrets = { token = { env = \"CRM_TOKEN\" }, password = \"hunter22\" }\n";
+        let config = load(text, &[("CRM_TOKEN", "from-the-env")]).unwrap();
+        let crm = &config.plugins.instances["crm"];
+        assert_eq!(crm.secrets["token"].expose(), "from-the-env");
+        assert_eq!(crm.secrets["password"].expose(), "hunter22");
+        assert!(!format!("{config:?}").contains("hunter22"), "secrets stay out of Debug output");
+        let err = load(text, &[]).unwrap_err().to_string();
+        assert!(err.contains("plugins.instances.crm.secrets.token") && err.contains("CRM_TOKEN is not set"), "{err}");
+        let err = load("[plugins.instances.crm]\nallowed_hosts = [\"api.example.com\"]\n", &[]).unwrap_err().to_string();
+        assert!(err.contains(":2: key `plugins.instances.crm.allowed_hosts") && err.contains("scheme://host"), "{err}");
+        let err = load("[plugins.instances.crm]\nsecrets = { token = 42 }\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("plugins.instances.crm.secrets.token") && err.contains("{ env = "), "{err}");
+        let err = load("[plugins.instances.crm]\nsecrets = { token = \"abc\" }\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("at least 6 characters"), "{err}");
+        let err = load("[plugins.instances.crm]\nrate_limit = { requests_per_second = 0 }\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("plugins.instances.crm.rate_limit"), "{err}");
+        let err = load("[plugins.instances.Crm]\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("plugins.instances.Crm"), "{err}");
+        let config =
+            load("", &[("RAPPORT_PLUGINS_NETWORK_MAX_RETRIES", "0"), ("RAPPORT_PLUGINS_NETWORK_EXTRA_CA_FILES", "/a.pem, /b.pem")])
+                .unwrap();
+        assert_eq!(config.plugins.network.max_retries, 0);
+        assert_eq!(config.plugins.network.extra_ca_files, vec![PathBuf::from("/a.pem"), PathBuf::from("/b.pem")]);
+    }
+
+    #[test]
     fn dev_mode_only_on_loopback() {
         let err = load("[api]\nbind = \"0.0.0.0:8080\"\ndev_mode = true\n", &[]).unwrap_err().to_string();
         assert!(err.contains("api.dev_mode"), "{err}");
@@ -696,6 +724,9 @@ mod tests {
         assert!(config.identity.internal_domains.contains("northwind.example"));
         assert!(config.identity.free_mail_domains.contains("gmail.com"));
         assert_eq!(config.plugins.max_operations_per_checkpoint, PluginsConfig::with_dir(PathBuf::new()).max_operations_per_checkpoint);
+        let crm = &config.plugins.instances["crm-eu"];
+        assert_eq!(crm.allowed_hosts[0].to_string(), "https://api.hubapi.com");
+        assert_eq!(crm.rate_limit, Some(RateLimit { requests_per_second: 10.0, burst: 20 }));
     }
 
     #[test]

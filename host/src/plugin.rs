@@ -40,7 +40,7 @@ use self::registry::{InstalledPlugin, Instance, RunFailure, RunRecord, RunStatus
 use self::run::{ActiveRun, RunLimits, RunState};
 use self::sandbox::Sandbox;
 use self::secrets::Secrets;
-use crate::config::{PluginsConfig, hex};
+use crate::config::{PluginsConfig, RateLimit, hex};
 use crate::graph::{Graph, GraphError};
 use crate::metrics::METRICS;
 use crate::net::tls::{self, TlsError};
@@ -179,6 +179,18 @@ pub struct InstallOptions {
     pub config: Option<serde_json::Value>,
     /// Replace an installed plugin of the same name (its instances and cursors stay).
     pub replace: bool,
+}
+
+/// What the operator grants an instance, as shown to users: its destinations and the
+/// names (never the values) of its secrets.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct GrantSummary {
+    /// Destinations the instance may reach (if its plugin's manifest requests them too).
+    pub allowed_hosts: Vec<String>,
+    /// Its request pacing, when the grant sets one.
+    pub rate_limit: Option<RateLimit>,
+    /// The names of its secrets.
+    pub secrets: Vec<String>,
 }
 
 /// Installs plugins and runs them.
@@ -388,6 +400,15 @@ impl PluginHost {
     /// The last committed cursor of an instance.
     pub fn cursor(&self, instance: &str) -> Result<Option<String>, PluginError> {
         Ok(registry::cursor(&self.graph, instance)?)
+    }
+
+    /// What the operator's configuration grants `instance`.
+    pub fn grant(&self, instance: &str) -> GrantSummary {
+        self.config.instances.get(instance).map_or_else(GrantSummary::default, |grant| GrantSummary {
+            allowed_hosts: grant.allowed_hosts.iter().map(ToString::to_string).collect(),
+            rate_limit: grant.rate_limit,
+            secrets: grant.secrets.keys().cloned().collect(),
+        })
     }
 
     /// An instance's runs, newest first.

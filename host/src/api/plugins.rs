@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState, ErrorBody, limit};
-use crate::plugin::PluginError;
 use crate::plugin::registry::{InstalledPlugin, Instance, RunRecord, Trigger};
+use crate::plugin::{GrantSummary, PluginError};
 
 impl From<PluginError> for ApiError {
     fn from(err: PluginError) -> Self {
@@ -19,13 +19,15 @@ impl From<PluginError> for ApiError {
     }
 }
 
-/// An instance with its last committed cursor.
+/// An instance with its last committed cursor and what the operator grants it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct InstanceView {
     #[serde(flatten)]
     instance: Instance,
     /// The last committed cursor (absent before the first checkpoint).
     cursor: Option<String>,
+    /// Network destinations, rate limit and secret names from `rapport.toml`.
+    grant: GrantSummary,
 }
 
 /// Installed plugins and their instances.
@@ -46,7 +48,10 @@ pub(super) async fn list_plugins(State(state): State<AppState>) -> Result<Json<P
         .plugins
         .instances()?
         .into_iter()
-        .map(|instance| Ok(InstanceView { cursor: state.plugins.cursor(&instance.name)?, instance }))
+        .map(|instance| {
+            let grant = state.plugins.grant(&instance.name);
+            Ok(InstanceView { cursor: state.plugins.cursor(&instance.name)?, grant, instance })
+        })
         .collect::<Result<_, PluginError>>()?;
     Ok(Json(PluginList { plugins, instances }))
 }

@@ -286,4 +286,7 @@ fn secrets_reach_their_instance_and_the_remote_but_never_its_reports() {
         let body = server.client.get(format!("{}{path}", server.base)).bearer_auth(TOKEN).send().unwrap().text().unwrap();
         assert!(body.contains("crm") && !body.contains(SECRET), "{path}: {body}");
     }
+    let listed: Value = server.client.get(format!("{}/v1/plugins", server.base)).bearer_auth(TOKEN).send().unwrap().json().unwrap();
+    let crm = listed["instances"].as_array().unwrap().iter().find(|i| i["name"] == "crm").unwrap();
+    assert_eq!(crm["grant"]["secrets"], json!(["api_token"]), "names are shown, values never");
 }
