@@ -149,6 +149,8 @@ fn bodies_over_the_cap_are_refused_and_silent_servers_time_out_without_stopping_
         json!([
             {"id": "at-cap", "http": get(format!("{base}/big?bytes=1000"))},
             {"id": "over-cap", "http": get(format!("{base}/big?bytes=1001"))},
+            {"id": "streamed-at-cap", "http": get(format!("{base}/chunked?bytes=1000"))},
+            {"id": "streamed-over-cap", "http": get(format!("{base}/chunked?bytes=5000"))},
             {"id": "silent", "http": get(format!("{base}/never"))},
             {"id": "silent-short", "http": {"method": "GET", "url": format!("{base}/never"), "timeout_ms": 200}},
             {"id": "after", "http": get(format!("{base}/hello"))},
@@ -157,6 +159,8 @@ fn bodies_over_the_cap_are_refused_and_silent_servers_time_out_without_stopping_
     succeeded(&record);
     assert_eq!(outcomes["at-cap"]["body"].as_str().unwrap().len(), 1000);
     assert_eq!(error(&outcomes["over-cap"]), ("too_large", "1000"));
+    assert_eq!(outcomes["streamed-at-cap"]["body"].as_str().unwrap().len(), 1000);
+    assert_eq!(error(&outcomes["streamed-over-cap"]), ("too_large", "1000"));
     let (kind, message) = error(&outcomes["silent"]);
     assert_eq!(kind, "timeout");
     assert!(message.contains("1000 ms") && message.contains("request_timeout_secs"), "{message}");

@@ -81,6 +81,7 @@ fn router(api: Api) -> axum::Router {
         .route("/hello", get(|| async { "hello" }))
         .route("/redirect", get(|Query(q): Query<HashMap<String, String>>| async move { redirect(&q["to"]) }))
         .route("/big", get(|Query(q): Query<HashMap<String, usize>>| async move { "x".repeat(q["bytes"]) }))
+        .route("/chunked", get(chunked))
         .route("/never", get(std::future::pending::<&'static str>))
         .route("/paced", get(|| async { "ok" }))
         .route("/limited/{key}", get(limited))
@@ -92,6 +93,13 @@ fn router(api: Api) -> axum::Router {
 async fn record(State(api): State<Api>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     api.hits.lock().unwrap().push((request.uri().to_string(), Instant::now()));
     next.run(request).await
+}
+
+/// `bytes` bytes in chunks of 100, with no Content-Length: the reader finds out the size
+/// only by reading.
+async fn chunked(Query(q): Query<HashMap<String, usize>>) -> Response {
+    let chunks = (0..q["bytes"].div_ceil(100)).map(move |i| Ok::<_, std::convert::Infallible>("x".repeat(100.min(q["bytes"] - i * 100))));
+    axum::body::Body::from_stream(futures_util::stream::iter(chunks)).into_response()
 }
 
 fn redirect(to: &str) -> Response {
