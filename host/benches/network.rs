@@ -20,7 +20,7 @@ use support::{peak_rss_mb, setup};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const TCP_BYTES: u64 = 64 << 20;
 const TCP_CHUNK: usize = 64 << 10;
 
@@ -88,7 +88,7 @@ fn main() {
         config.instances.insert("gets".to_owned(), grant.clone());
         config.instances.insert("blast".to_owned(), grant);
     });
-    setup.install("net-probe", "gets", json!({"steps": [{"id": "gets", "repeat": n, "http": {"method": "GET", "url": url}}]}));
+    setup.install("net-probe", "gets", json!({"steps": [{"id": "gets", "gets": {"url": url, "count": n}}]}));
     let blast = json!({"host": "127.0.0.1", "port": echo_port, "bytes": TCP_BYTES, "chunk": TCP_CHUNK});
     setup.install("net-probe", "blast", json!({"steps": [{"id": "blast", "tcp_blast": blast}]}));
 
