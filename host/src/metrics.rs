@@ -37,6 +37,14 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of plugins' network activity.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NetworkLabels {
+    /// `http_request`, `http_rate_limited`, `http_retry`, `denied`, `tcp_connection`,
+    /// `bytes_sent`, `bytes_received`.
+    pub event: &'static str,
+}
+
 /// Every metric the daemon exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -57,6 +65,8 @@ pub struct Metrics {
     pub plugin_runs: Family<OutcomeLabels, Counter>,
     /// Wall-clock duration of plugin runs.
     pub plugin_run_duration: Histogram,
+    /// Plugins' network activity, added up when each run ends.
+    pub plugin_network: Family<NetworkLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -84,6 +94,8 @@ impl Metrics {
         registry.register("rapport_identity_merges", "Identity merges made by resolution", identity_merges.clone());
         registry.register("rapport_plugin_runs", "Plugin runs finished, by outcome", plugin_runs.clone());
         registry.register("rapport_plugin_run_duration_seconds", "Wall-clock duration of plugin runs", plugin_run_duration.clone());
+        let plugin_network = Family::<NetworkLabels, Counter>::default();
+        registry.register("rapport_plugin_network", "Plugins' network requests, refusals and bytes, by event", plugin_network.clone());
         Self {
             registry,
             http_requests,
@@ -94,6 +106,7 @@ impl Metrics {
             identity_merges,
             plugin_runs,
             plugin_run_duration,
+            plugin_network,
         }
     }
 

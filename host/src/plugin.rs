@@ -471,6 +471,18 @@ impl PluginHost {
             let outcome = record.failure.as_ref().map_or("succeeded", RunFailure::kind);
             METRICS.plugin_runs.get_or_create(&crate::metrics::OutcomeLabels { outcome }).inc();
             METRICS.plugin_run_duration.observe(started.elapsed().as_secs_f64());
+            let network = &record.network;
+            for (event, count) in [
+                ("http_request", network.http_requests),
+                ("http_rate_limited", network.http_rate_limited),
+                ("http_retry", network.http_retries),
+                ("denied", network.denied),
+                ("tcp_connection", network.tcp_connections),
+                ("bytes_sent", network.bytes_sent),
+                ("bytes_received", network.bytes_received),
+            ] {
+                METRICS.plugin_network.get_or_create(&crate::metrics::NetworkLabels { event }).inc_by(count);
+            }
             let finished = vec![
                 (registry::run_key(&record.instance, &record.id), Some(registry::encode(&record))),
                 (registry::active_key(&record.instance), None),

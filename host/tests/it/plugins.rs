@@ -190,6 +190,15 @@ fn a_plugin_built_for_a_future_api_is_refused_at_install_naming_both_versions() 
 }
 
 #[test]
+fn a_plugin_built_for_the_released_0_1_0_contract_still_runs() {
+    let server = TestServer::start();
+    install(&server, "api-0-1-0", "legacy", json!({}));
+    let record = run(&server, "legacy");
+    assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
+    assert_eq!(organizations(&server, "legacy", ["legacy-1".to_owned()]), 1);
+}
+
+#[test]
 fn a_plugin_importing_the_filesystem_is_refused_at_install_with_the_offending_imports() {
     let server = TestServer::start();
     let err = try_install(&server, &rapport_fixtures::package("fs-reader")).unwrap_err();

@@ -95,6 +95,8 @@ fn secrets_never_reach_logs_run_records_or_api_responses() {
         assert_eq!(status, 200, "{path}: {body}");
         responses.push(body);
     }
+    let metrics = responses.last().unwrap();
+    assert!(metrics.contains(r#"rapport_plugin_network_total{event="http_request"} 1"#), "{metrics}");
     daemon.stop();
 
     for response in &responses {
