@@ -44,8 +44,11 @@ fn probe(server: &TestServer, instance: &str, steps: Value) -> (RunRecord, HashM
     (record, outcomes)
 }
 
-fn succeeded(record: &RunRecord) {
+/// [`probe`], for steps that must not fail the run.
+fn probe_ok(server: &TestServer, instance: &str, steps: Value) -> (RunRecord, HashMap<String, Value>) {
+    let (record, outcomes) = probe(server, instance, steps);
     assert_eq!(record.status, RunStatus::Succeeded, "{record:#?}");
+    (record, outcomes)
 }
 
 fn get(url: String) -> Value {
@@ -62,7 +65,7 @@ fn a_granted_call_succeeds_and_ungranted_ones_are_denied_saying_what_to_add_wher
     let remote = Remote::start(SECRET);
     let server = server(vec![("probe", grant(&["http://127.0.0.1:*"]))], |_| {});
     let port = remote.http_port;
-    let (record, outcomes) = probe(
+    let (record, outcomes) = probe_ok(
         &server,
         "probe",
         json!([
@@ -71,7 +74,6 @@ fn a_granted_call_succeeds_and_ungranted_ones_are_denied_saying_what_to_add_wher
             {"id": "not-granted", "http": get(format!("http://localhost:{port}/hello"))},
         ]),
     );
-    succeeded(&record);
     assert_eq!(outcomes["granted"]["status"], 200);
     assert_eq!(outcomes["granted"]["body"], "hello");
 
@@ -98,15 +100,13 @@ fn a_name_resolving_to_loopback_needs_the_address_itself_granted() {
     let server = server(vec![("by-name", by_name), ("by-address", by_address)], |_| {});
     let url = format!("http://localhost:{}/hello", remote.http_port);
 
-    let (record, outcomes) = probe(&server, "by-name", json!([{"id": "call", "http": get(url.clone())}]));
-    succeeded(&record);
+    let (_, outcomes) = probe_ok(&server, "by-name", json!([{"id": "call", "http": get(url.clone())}]));
     let (kind, message) = error(&outcomes["call"]);
     assert_eq!(kind, "denied");
     assert!(message.contains("a loopback address") && message.contains("explicit grant"), "{message}");
     assert!(remote.arrivals("/").is_empty());
 
-    let (record, outcomes) = probe(&server, "by-address", json!([{"id": "call", "http": get(url)}]));
-    succeeded(&record);
+    let (_, outcomes) = probe_ok(&server, "by-address", json!([{"id": "call", "http": get(url)}]));
     assert_eq!(outcomes["call"]["status"], 200, "{:?}", outcomes["call"]);
     assert_eq!(remote.arrivals("/hello").len(), 1);
 }
@@ -116,7 +116,7 @@ fn every_redirect_hop_is_checked_like_the_first_url() {
     let remote = Remote::start(SECRET);
     let server = server(vec![("probe", grant(&["http://127.0.0.1:*"]))], |_| {});
     let (base, port) = (&remote.http, remote.http_port);
-    let (record, outcomes) = probe(
+    let (_, outcomes) = probe_ok(
         &server,
         "probe",
         json!([
@@ -124,7 +124,6 @@ fn every_redirect_hop_is_checked_like_the_first_url() {
             {"id": "to-granted", "http": get(format!("{base}/redirect?to={base}/hello"))},
         ]),
     );
-    succeeded(&record);
     let (kind, message) = error(&outcomes["to-ungranted"]);
     assert_eq!(kind, "denied");
     assert!(message.contains(&format!("http://localhost:{port}")), "{message}");
@@ -143,7 +142,7 @@ fn bodies_over_the_cap_are_refused_and_silent_servers_time_out_without_stopping_
         config.network.request_timeout = Duration::from_secs(1);
     });
     let base = &remote.http;
-    let (record, outcomes) = probe(
+    let (_, outcomes) = probe_ok(
         &server,
         "probe",
         json!([
@@ -156,7 +155,6 @@ fn bodies_over_the_cap_are_refused_and_silent_servers_time_out_without_stopping_
             {"id": "after", "http": get(format!("{base}/hello"))},
         ]),
     );
-    succeeded(&record);
     assert_eq!(outcomes["at-cap"]["body"].as_str().unwrap().len(), 1000);
     assert_eq!(error(&outcomes["over-cap"]), ("too_large", "1000"));
     assert_eq!(outcomes["streamed-at-cap"]["body"].as_str().unwrap().len(), 1000);
@@ -175,7 +173,7 @@ fn a_429_is_retried_after_its_retry_after_and_a_long_one_goes_back_to_the_plugin
     let remote = Remote::start(SECRET);
     let server = server(vec![("probe", grant(&["http://127.0.0.1:*"]))], |config| config.network.max_retry_wait = Duration::from_secs(5));
     let base = &remote.http;
-    let (record, outcomes) = probe(
+    let (record, outcomes) = probe_ok(
         &server,
         "probe",
         json!([
@@ -183,7 +181,6 @@ fn a_429_is_retried_after_its_retry_after_and_a_long_one_goes_back_to_the_plugin
             {"id": "long", "http": get(format!("{base}/limited/long?retry_after=3600"))},
         ]),
     );
-    succeeded(&record);
     assert_eq!(outcomes["short"]["status"], 200);
     let arrivals = remote.arrivals("/limited/short");
     assert_eq!(arrivals.len(), 2);
@@ -203,8 +200,8 @@ fn the_token_bucket_paces_requests_at_the_granted_rate() {
     let remote = Remote::start(SECRET);
     let paced = InstanceGrant { rate_limit: Some(RateLimit { requests_per_second: 20.0, burst: 2 }), ..grant(&["http://127.0.0.1:*"]) };
     let server = server(vec![("probe", paced)], |_| {});
-    let (record, outcomes) = probe(&server, "probe", json!([{"id": "paced", "repeat": 8, "http": get(format!("{}/paced", remote.http))}]));
-    succeeded(&record);
+    let (record, outcomes) =
+        probe_ok(&server, "probe", json!([{"id": "paced", "repeat": 8, "http": get(format!("{}/paced", remote.http))}]));
     assert_eq!(outcomes["paced"]["status"], 200);
     let arrivals = remote.arrivals("/paced");
     assert_eq!(arrivals.len(), 8);
@@ -225,7 +222,7 @@ fn tcp_streams_reach_granted_ports_with_tls_verified_against_the_configured_ca()
     let tcp_grant = grant(&[&format!("tcp://127.0.0.1:{tls}"), &format!("tcp://localhost:{tls}"), &format!("tcp://127.0.0.1:{starttls}")]);
     let server = server(vec![("probe", tcp_grant)], |config| config.network.extra_ca_files = vec![ca.clone()]);
     let tcp = |host: &str, port: u16, mode: &str, exchange: Value| json!({"host": host, "port": port, "tls": mode, "exchange": exchange});
-    let (record, outcomes) = probe(
+    let (record, outcomes) = probe_ok(
         &server,
         "probe",
         json!([
@@ -235,7 +232,6 @@ fn tcp_streams_reach_granted_ports_with_tls_verified_against_the_configured_ca()
             {"id": "by-name", "tcp": tcp("localhost", tls, "tls", json!(["named\n"]))},
         ]),
     );
-    succeeded(&record);
     assert_eq!(outcomes["tls"]["lines"], json!(["hello\n", "again\n"]));
     assert_eq!(outcomes["starttls"]["lines"], json!(["OK begin TLS\n", "secure\n"]));
     let (kind, message) = error(&outcomes["ungranted-port"]);
@@ -252,8 +248,7 @@ fn tls_fails_when_the_servers_ca_is_not_trusted() {
     let remote = Remote::start(SECRET);
     let server = server(vec![("probe", grant(&[&format!("tcp://127.0.0.1:{}", remote.tls_echo.port())]))], |_| {});
     let spec = json!({"host": "127.0.0.1", "port": remote.tls_echo.port(), "tls": "tls", "exchange": ["hello\n"]});
-    let (record, outcomes) = probe(&server, "probe", json!([{"id": "tls", "tcp": spec}]));
-    succeeded(&record);
+    let (_, outcomes) = probe_ok(&server, "probe", json!([{"id": "tls", "tcp": spec}]));
     let (kind, message) = error(&outcomes["tls"]);
     assert_eq!(kind, "connect");
     assert!(message.contains("TLS handshake") && message.to_lowercase().contains("certificate"), "{message}");
