@@ -53,11 +53,13 @@ pub(crate) struct Network {
     /// Destinations already logged as denied in this run.
     denied_logged: HashSet<String>,
     pub counters: NetworkCounters,
+    /// TCP connections the plugin holds open now.
+    pub open_connections: usize,
 }
 
 impl Network {
     pub fn new(access: Arc<Access>, shared: NetworkShared) -> Self {
-        Self { access, shared, client: None, denied_logged: HashSet::new(), counters: NetworkCounters::default() }
+        Self { access, shared, client: None, denied_logged: HashSet::new(), counters: NetworkCounters::default(), open_connections: 0 }
     }
 
     pub fn secrets(&self) -> &Secrets {

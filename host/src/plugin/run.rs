@@ -366,6 +366,7 @@ impl bindings::HostConnection for RunState {
 
     async fn drop(&mut self, stream: Resource<PluginStream>) -> wasmtime::Result<()> {
         self.table.delete(stream)?;
+        self.network.open_connections -= 1;
         Ok(())
     }
 }

@@ -230,6 +230,7 @@ fn tcp_streams_reach_granted_ports_with_tls_verified_against_the_configured_ca()
             {"id": "starttls", "tcp": tcp("127.0.0.1", starttls, "starttls", json!(["STARTTLS\n", "<starttls>", "secure\n"]))},
             {"id": "ungranted-port", "tcp": tcp("127.0.0.1", plain, "none", json!(["hello\n"]))},
             {"id": "by-name", "tcp": tcp("localhost", tls, "tls", json!(["named\n"]))},
+            {"id": "hoard", "tcp_hold": {"host": "127.0.0.1", "port": tls, "count": 20}},
         ]),
     );
     assert_eq!(outcomes["tls"]["lines"], json!(["hello\n", "again\n"]));
@@ -239,7 +240,13 @@ fn tcp_streams_reach_granted_ports_with_tls_verified_against_the_configured_ca()
     assert!(message.contains(&format!("add \"tcp://127.0.0.1:{plain}\"")), "{message}");
     // The name resolves to an address a grant names, and the certificate names it too.
     assert_eq!(outcomes["by-name"]["lines"], json!(["named\n"]));
-    assert_eq!(record.network.tcp_connections, 3);
+    // A run holds at most 16 connections; dropping them frees the places.
+    assert_eq!(outcomes["hoard"]["opened"], 16);
+    let (kind, message) = error(&outcomes["hoard"]["refusal"]);
+    assert_eq!(kind, "invalid_request");
+    assert!(message.contains("at most 16 connections"), "{message}");
+    assert_eq!(outcomes["hoard"]["after"], true);
+    assert_eq!(record.network.tcp_connections, 3 + 16 + 1);
     assert!(record.network.bytes_received >= "hello\nagain\nOK begin TLS\nsecure\n".len() as u64);
 }
 

@@ -17,6 +17,9 @@ use crate::plugin::registry::NetworkCounters;
 
 /// Largest single read handed to the plugin.
 const MAX_READ: u32 = 64 << 10;
+/// Connections one run may hold open at once: a line protocol needs one or two, and each
+/// holds a socket of the daemon's.
+const MAX_OPEN_CONNECTIONS: usize = 16;
 
 /// An open connection held in the run's resource table.
 pub struct PluginStream {
@@ -47,6 +50,11 @@ impl Network {
         let parsed = Host::parse(host).ok_or_else(|| NetworkError::InvalidRequest(format!("`{host}` is not a host name or address")))?;
         let origin = Origin { scheme: Scheme::Tcp, host: parsed, port };
         self.authorize(&origin)?;
+        if self.open_connections >= MAX_OPEN_CONNECTIONS {
+            return Err(NetworkError::InvalidRequest(format!(
+                "a run may hold at most {MAX_OPEN_CONNECTIONS} connections open; drop one before opening {origin}"
+            )));
+        }
         let addresses = self.resolve(&origin).await?;
         let timeout = self.shared.config.connect_timeout;
         let connect = async {
@@ -67,6 +75,7 @@ impl Network {
         // Line protocols exchange small messages; Nagle's delay would dominate them.
         let _ = socket.set_nodelay(true);
         self.counters.tcp_connections += 1;
+        self.open_connections += 1;
         let server_name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_owned())
             .map_err(|_| NetworkError::InvalidRequest(format!("`{host}` is not a valid TLS server name")))?;
         let mut stream = PluginStream {
