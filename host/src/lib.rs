@@ -16,5 +16,6 @@ pub mod metrics;
 pub mod net;
 pub mod ops;
 pub mod plugin;
+pub mod schedule;
 pub mod store;
 pub mod telemetry;
