@@ -1,8 +1,9 @@
 //! Network capability benchmark, against servers on 127.0.0.1 started by this process:
 //! N small GETs (default 10k) through a plugin's `http` host call against the same GETs
 //! made directly with reqwest, and TCP echo throughput through a plugin's stream against a
-//! direct socket. The paths alternate for a few rounds and the best round of each counts,
-//! since the machine is shared. Prints its figures; asserts nothing.
+//! direct socket. Both sides run as tasks on the runtime's workers, as the daemon runs
+//! syncs; they alternate for a few rounds and the best round of each counts, since the
+//! machine is shared. Prints its figures; asserts nothing.
 //!
 //! Run with `cargo xtask bench --bench network`; `RAPPORT_BENCH_GETS` changes the 10k.
 
@@ -52,11 +53,11 @@ fn start_servers(runtime: &tokio::runtime::Runtime) -> (String, u16) {
     })
 }
 
-async fn direct_gets(url: &str, n: u64) -> f64 {
+async fn direct_gets(url: String, n: u64) -> f64 {
     let client = reqwest::Client::new();
     let started = Instant::now();
     for _ in 0..n {
-        let body = client.get(url).send().await.unwrap().bytes().await.unwrap();
+        let body = client.get(&url).send().await.unwrap().bytes().await.unwrap();
         assert_eq!(&body[..], b"ok");
     }
     started.elapsed().as_secs_f64()
@@ -95,11 +96,11 @@ fn main() {
     let (mut direct, mut hosted) = (f64::MAX, f64::MAX);
     let (mut socket, mut stream) = (f64::MAX, f64::MAX);
     for _ in 0..ROUNDS {
-        direct = direct.min(setup.runtime.block_on(direct_gets(&url, n)));
+        direct = direct.min(setup.on_workers(direct_gets(url.clone(), n)));
         let (record, seconds) = setup.timed_run("gets");
         assert_eq!(record.network.http_requests, n);
         hosted = hosted.min(seconds);
-        socket = socket.min(setup.runtime.block_on(direct_blast(echo_port)));
+        socket = socket.min(setup.on_workers(direct_blast(echo_port)));
         let (record, seconds) = setup.timed_run("blast");
         assert_eq!(record.network.bytes_received, TCP_BYTES);
         stream = stream.min(seconds);

@@ -35,16 +35,24 @@ pub fn setup(configure: impl FnOnce(&mut PluginsConfig)) -> Setup {
 }
 
 impl Setup {
+    /// Runs `work` as a task on the runtime's workers, where runs go too.
+    pub fn on_workers<T: Send + 'static>(&self, work: impl Future<Output = T> + Send + 'static) -> T {
+        self.runtime.block_on(self.runtime.spawn(work)).unwrap()
+    }
+
     /// Installs test plugin `fixture` (again, for every further instance) as `instance`.
     pub fn install(&self, fixture: &str, instance: &str, config: serde_json::Value) {
         let options = InstallOptions { instance: Some(instance.to_owned()), config: Some(config), replace: true };
         self.runtime.block_on(self.host.install(&rapport_fixtures::package(fixture), options)).unwrap();
     }
 
-    /// One successful run of `instance`, and its seconds.
+    /// One successful run of `instance`, and its seconds. The run is a task on the
+    /// runtime's workers, as the daemon runs syncs.
     pub fn timed_run(&self, instance: &str) -> (RunRecord, f64) {
+        let (host, instance) = (Arc::clone(&self.host), instance.to_owned());
         let started = Instant::now();
-        let record = self.runtime.block_on(self.host.run(instance, Trigger::Cli, |_| {})).unwrap();
+        let run = self.runtime.spawn(async move { host.run(&instance, Trigger::Cli, |_| {}).await });
+        let record = self.runtime.block_on(run).unwrap().unwrap();
         assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
         (record, started.elapsed().as_secs_f64())
     }
