@@ -20,7 +20,7 @@ use rapport::graph::model::{MergeRecord, NodeId, RecordKind, Timestamp, merge_id
 use rapport::graph::{ContextQuery, Graph, IngestBatch, InvalidPolicy};
 use rapport::import::{ImportOptions, import_jsonl};
 use rapport::ops::{ObservationRecord, Operation, SOURCE_RULE, Subject, is_valid_source};
-use rapport::plugin::registry::{RunRecord, Trigger};
+use rapport::plugin::registry::{InstanceSchedule, RunRecord, Trigger};
 use rapport::plugin::{InstallOptions, PluginHost};
 use rapport::store::SledStore;
 use rapport::telemetry::{self, LogFormat};
@@ -249,6 +249,31 @@ enum PluginCommand {
         /// The instance.
         instance: String,
     },
+    /// Set an instance's schedule: it then syncs by itself while the daemon runs.
+    Schedule {
+        /// The instance.
+        instance: String,
+        /// A standard 5-field cron expression: minute hour day-of-month month day-of-week,
+        /// such as "*/15 * * * *" or "30 2 * * 1-5".
+        #[arg(value_name = "CRON", required_unless_present = "none")]
+        cron: Option<String>,
+        /// The time zone the expression is read in (an IANA name).
+        #[arg(long, value_name = "ZONE", default_value = "UTC")]
+        timezone: String,
+        /// Remove the schedule.
+        #[arg(long, conflicts_with = "cron")]
+        none: bool,
+    },
+    /// Let an instance's schedule run it again.
+    Enable {
+        /// The instance.
+        instance: String,
+    },
+    /// Stop an instance's schedule from running it (it still runs when asked).
+    Disable {
+        /// The instance.
+        instance: String,
+    },
     /// Show an instance's runs, newest first.
     Runs {
         /// The instance.
@@ -312,6 +337,9 @@ fn serve_graph(
     // The plugin host spawns runs on the runtime, so it is created inside it.
     let _guard = runtime.enter();
     let plugins = Arc::new(PluginHost::new(Arc::clone(&graph), plugins).context("cannot start the plugin runtime")?);
+    // Scheduled runs happen while the daemon serves; a run missed while it was down
+    // happens once, now.
+    runtime.spawn(Arc::clone(&plugins).run_schedules());
     runtime.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(api.bind).await.with_context(|| format!("cannot listen on {} (api.bind)", api.bind))?;
@@ -643,7 +671,15 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()>
             }
             for instance in plugins.instances()? {
                 let cursor = plugins.cursor(&instance.name)?.unwrap_or_else(|| "(never synced)".to_owned());
-                println!("  instance {}  plugin {}  cursor {cursor}", instance.name, instance.plugin);
+                let schedule = match (&instance.schedule, instance.enabled) {
+                    (None, _) => "no schedule".to_owned(),
+                    (Some(s), true) => {
+                        let next = plugins.plan(&instance.name).and_then(|p| p.next).map_or_else(String::new, |n| format!(", next {n}"));
+                        format!("schedule \"{}\" {}{next}", s.cron, s.timezone)
+                    }
+                    (Some(s), false) => format!("schedule \"{}\" {} (disabled)", s.cron, s.timezone),
+                };
+                println!("  instance {}  plugin {}  cursor {cursor}  {schedule}", instance.name, instance.plugin);
                 let grant = plugins.grant(&instance.name);
                 let hosts = if grant.allowed_hosts.is_empty() { "none".to_owned() } else { grant.allowed_hosts.join(", ") };
                 println!(
@@ -651,6 +687,22 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()>
                     if grant.secrets.is_empty() { "none".to_owned() } else { grant.secrets.join(", ") }
                 );
             }
+        }
+        PluginCommand::Schedule { instance, cron, timezone, none: _ } => {
+            let schedule = cron.map(|cron| InstanceSchedule { cron, timezone });
+            let instance = plugins.configure_schedule(&instance, schedule)?;
+            match &instance.schedule {
+                Some(s) => println!("instance `{}` runs on \"{}\" ({}) while the daemon runs", instance.name, s.cron, s.timezone),
+                None => println!("instance `{}` has no schedule", instance.name),
+            }
+        }
+        PluginCommand::Enable { instance } => {
+            let instance = plugins.set_enabled(&instance, true)?;
+            println!("instance `{}` enabled", instance.name);
+        }
+        PluginCommand::Disable { instance } => {
+            let instance = plugins.set_enabled(&instance, false)?;
+            println!("instance `{}` disabled: its schedule will not run it", instance.name);
         }
         PluginCommand::Run { instance } => {
             let bar = if std::io::stderr().is_terminal() { ProgressBar::new_spinner() } else { ProgressBar::hidden() };

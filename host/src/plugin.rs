@@ -36,7 +36,7 @@ use tracing::Instrument;
 use self::bindings::{ConnectorPre, PluginFailure};
 use self::manifest::{ApiVersion, Manifest, ManifestError, SUPPORTED_API};
 use self::network::{Access, Network, NetworkShared, TokenBucket};
-use self::registry::{InstalledPlugin, Instance, RunFailure, RunRecord, RunStatus, Trigger};
+use self::registry::{InstalledPlugin, Instance, InstanceSchedule, RunFailure, RunRecord, RunStatus, Trigger};
 use self::run::{ActiveRun, RunLimits, RunState};
 use self::sandbox::Sandbox;
 use self::secrets::Secrets;
@@ -44,6 +44,7 @@ use crate::config::{PluginsConfig, RateLimit, hex};
 use crate::graph::{Graph, GraphError};
 use crate::metrics::METRICS;
 use crate::net::tls::{self, TlsError};
+use crate::schedule::{Clock, Plan, Schedule, ScheduleError, Scheduler, SystemClock};
 
 /// A plugin cannot be installed or run.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +126,9 @@ pub enum PluginError {
     /// The TLS trust roots could not be loaded.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// A schedule cannot be read.
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
     /// A stored record does not decode.
     #[error("stored plugin record `{name}` is unreadable: {message}")]
     Corrupt {
@@ -208,6 +212,10 @@ pub struct PluginHost {
     network: NetworkShared,
     /// Request pacing per instance, kept across its runs.
     buckets: Mutex<HashMap<String, Arc<TokenBucket>>>,
+    /// Enabled instances with a schedule.
+    scheduler: Scheduler<String>,
+    /// What schedules run against.
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -257,12 +265,19 @@ impl PluginHost {
     /// Sets up the engine over `graph`. Runs left `running` by a stopped daemon are marked
     /// abandoned: their committed work stays, and the next run resumes after it.
     pub fn new(graph: Arc<Graph>, config: PluginsConfig) -> Result<Self, PluginError> {
+        Self::with_clock(graph, config, Arc::new(SystemClock))
+    }
+
+    /// [`Self::new`], with schedules running against `clock`.
+    pub fn with_clock(graph: Arc<Graph>, config: PluginsConfig, clock: Arc<dyn Clock>) -> Result<Self, PluginError> {
         let sandbox = Sandbox::new(&config)?;
         let network = NetworkShared { config: config.network.clone(), tls: tls::client_config(&config.network.extra_ca_files)? };
         let host = Self {
             graph,
             network,
             buckets: Mutex::new(HashMap::new()),
+            scheduler: Scheduler::default(),
+            clock,
             slots: tokio::sync::Semaphore::new(config.max_concurrent_runs as usize),
             config,
             sandbox,
@@ -284,7 +299,81 @@ impl PluginHost {
             tracing::info!(runs = abandoned.len() / 2, "runs interrupted by a stop marked abandoned");
             host.graph.write_meta(abandoned)?;
         }
+        for instance in host.instances()? {
+            host.schedule(&instance)?;
+        }
         Ok(host)
+    }
+
+    /// Puts an instance on the scheduler (from its persisted plan) or takes it off. A
+    /// stored schedule this host cannot read is logged and left off, not fatal.
+    fn schedule(&self, instance: &Instance) -> Result<(), PluginError> {
+        match instance.schedule.as_ref().filter(|_| instance.enabled) {
+            None => self.scheduler.remove(&instance.name),
+            Some(spec) => match Schedule::parse(&spec.cron, &spec.timezone) {
+                Ok(schedule) => {
+                    let plan = registry::get::<Plan>(&self.graph, &registry::plan_key(&instance.name))?.unwrap_or_default();
+                    self.scheduler.set(instance.name.clone(), schedule, plan);
+                }
+                Err(err) => tracing::warn!(instance = %instance.name, error = %err, "instance not scheduled"),
+            },
+        }
+        Ok(())
+    }
+
+    /// Sets (or, with `None`, removes) an instance's schedule; it is planned from now.
+    pub fn configure_schedule(&self, name: &str, schedule: Option<InstanceSchedule>) -> Result<Instance, PluginError> {
+        if let Some(spec) = &schedule {
+            Schedule::parse(&spec.cron, &spec.timezone)?;
+        }
+        let instance = Instance { schedule, ..self.instance(name)? };
+        self.save_scheduled(&instance)
+    }
+
+    /// Enables or disables an instance's schedule.
+    pub fn set_enabled(&self, name: &str, enabled: bool) -> Result<Instance, PluginError> {
+        let instance = Instance { enabled, ..self.instance(name)? };
+        self.save_scheduled(&instance)
+    }
+
+    /// Stores an instance whose schedule changed, with a fresh plan, and reschedules it.
+    fn save_scheduled(&self, instance: &Instance) -> Result<Instance, PluginError> {
+        self.graph.write_meta(vec![
+            (registry::instance_key(&instance.name), Some(registry::encode(instance))),
+            (registry::plan_key(&instance.name), None),
+        ])?;
+        self.schedule(instance)?;
+        Ok(instance.clone())
+    }
+
+    /// The schedule's plan of an instance: its next and last scheduled run.
+    pub fn plan(&self, instance: &str) -> Option<Plan> {
+        self.scheduler.plan(&instance.to_owned())
+    }
+
+    /// Runs the schedules until the process ends: each due instance starts a run (one
+    /// that is still running from before skips its turn), and every new plan is stored,
+    /// so a restart neither forgets a run nor repeats the ones missed while down.
+    pub async fn run_schedules(self: Arc<Self>) {
+        let host = Arc::clone(&self);
+        self.scheduler
+            .run(self.clock.as_ref(), move |changes| {
+                let plans =
+                    changes.iter().map(|(instance, _, plan)| (registry::plan_key(instance), Some(registry::encode(plan)))).collect();
+                if let Err(err) = host.graph.write_meta(plans) {
+                    tracing::error!(error = %err, "cannot store the schedules' plans");
+                }
+                for (instance, _, _) in changes.into_iter().filter(|(_, due, _)| *due) {
+                    match host.start(&instance, Trigger::Schedule) {
+                        Ok(record) => tracing::info!(%instance, run_id = %record.id, "scheduled run started"),
+                        Err(PluginError::AlreadyRunning(_)) => {
+                            tracing::info!(%instance, "scheduled run skipped: the previous run is still going");
+                        }
+                        Err(err) => tracing::warn!(%instance, error = %err, "scheduled run not started"),
+                    }
+                }
+            })
+            .await;
     }
 
     fn limits(&self) -> RunLimits {
@@ -332,8 +421,14 @@ impl PluginHost {
         }
         std::fs::write(&stored, &wasm).map_err(io(&stored))?;
         let plugin = InstalledPlugin { manifest, component_sha256: digest.clone(), installed_at: Utc::now() };
-        let instance =
-            existing.unwrap_or(Instance { name: instance_name, plugin: plugin.manifest.name.clone(), config, created_at: Utc::now() });
+        let instance = existing.unwrap_or(Instance {
+            name: instance_name,
+            plugin: plugin.manifest.name.clone(),
+            config,
+            created_at: Utc::now(),
+            schedule: None,
+            enabled: true,
+        });
         self.graph.write_meta(vec![
             (registry::plugin_key(&plugin.manifest.name), Some(registry::encode(&plugin))),
             (registry::instance_key(&instance.name), Some(registry::encode(&instance))),

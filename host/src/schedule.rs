@@ -223,14 +223,16 @@ impl<K: Ord + Clone> Scheduler<K> {
         self.jobs().values().filter_map(|(_, plan)| plan.next).min()
     }
 
-    /// Runs forever: at each job's time, `on_change` gets the job, whether it is due (to
-    /// be started) and its new plan (to be persisted). Wakes early when jobs change.
-    pub async fn run(&self, clock: &dyn Clock, mut on_change: impl FnMut(K, bool, Plan)) {
+    /// Runs forever: at each job's time, `on_changes` gets the jobs whose plan changed,
+    /// each with whether it is due (to be started) and its new plan (to be persisted), in
+    /// one batch per wake. Wakes early when jobs change.
+    pub async fn run(&self, clock: &dyn Clock, mut on_changes: impl FnMut(Vec<(K, bool, Plan)>)) {
         loop {
             // Registered before reading the jobs, so a change made meanwhile is not missed.
             let changed = self.changed.notified();
-            for (key, due, plan) in self.due(clock.now()) {
-                on_change(key, due, plan);
+            let changes = self.due(clock.now());
+            if !changes.is_empty() {
+                on_changes(changes);
             }
             match self.next_wake() {
                 Some(when) => {
@@ -313,7 +315,9 @@ mod tests {
         let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
         let driver = {
             let (clock, scheduler) = (std::sync::Arc::clone(&clock), std::sync::Arc::clone(&scheduler));
-            tokio::spawn(async move { scheduler.run(clock.as_ref(), |key, due, plan| events.send((key, due, plan)).unwrap()).await })
+            tokio::spawn(async move {
+                scheduler.run(clock.as_ref(), |changes| changes.into_iter().for_each(|change| events.send(change).unwrap())).await;
+            })
         };
         // Planned at start, not run.
         assert_eq!(received.recv().await.unwrap(), ("crm", false, Plan { next: Some(utc("2026-06-01T09:00:00Z")), last: None }));

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, AppState, ErrorBody, limit};
 use crate::plugin::registry::{InstalledPlugin, Instance, RunRecord, Trigger};
 use crate::plugin::{GrantSummary, PluginError};
+use crate::schedule::Plan;
 
 impl From<PluginError> for ApiError {
     fn from(err: PluginError) -> Self {
@@ -28,6 +29,8 @@ pub(super) struct InstanceView {
     cursor: Option<String>,
     /// Network destinations, rate limit and secret names from `rapport.toml`.
     grant: GrantSummary,
+    /// The next and last scheduled run (absent without an enabled schedule).
+    plan: Option<Plan>,
 }
 
 /// Installed plugins and their instances.
@@ -49,8 +52,8 @@ pub(super) async fn list_plugins(State(state): State<AppState>) -> Result<Json<P
         .instances()?
         .into_iter()
         .map(|instance| {
-            let grant = state.plugins.grant(&instance.name);
-            Ok(InstanceView { cursor: state.plugins.cursor(&instance.name)?, grant, instance })
+            let (grant, plan) = (state.plugins.grant(&instance.name), state.plugins.plan(&instance.name));
+            Ok(InstanceView { cursor: state.plugins.cursor(&instance.name)?, grant, plan, instance })
         })
         .collect::<Result<_, PluginError>>()?;
     Ok(Json(PluginList { plugins, instances }))

@@ -8,6 +8,7 @@
 //! | `cursor/<instance>`     | the cursor, UTF-8 (committed with each checkpoint's operations) |
 //! | `run/<instance>/<id>`   | [`RunRecord`]    (ids are ULIDs: in time order) |
 //! | `active/<instance>`     | the id of its run in progress (so a restart finds interrupted runs without reading the history) |
+//! | `plan/<instance>`       | its schedule's [`Plan`]: next and last scheduled run |
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -18,6 +19,8 @@ use super::manifest::Manifest;
 use super::secrets::Secrets;
 use crate::graph::{Graph, GraphError};
 use crate::ops::FieldError;
+#[cfg(doc)]
+use crate::schedule::Plan;
 
 /// An installed plugin: its manifest and the digest of its component.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -42,6 +45,25 @@ pub struct Instance {
     pub config: serde_json::Value,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// When it syncs by itself, if it does.
+    #[serde(default)]
+    pub schedule: Option<InstanceSchedule>,
+    /// A disabled instance is not run by its schedule (it still runs when asked).
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+/// An instance's schedule: a standard 5-field cron expression in an IANA time zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InstanceSchedule {
+    /// Such as `*/15 * * * *` or `30 2 * * 1-5`.
+    pub cron: String,
+    /// Such as `Europe/Paris`; `UTC` if not given.
+    pub timezone: String,
 }
 
 /// What started a run.
@@ -52,6 +74,8 @@ pub enum Trigger {
     Cli,
     /// `POST /v1/plugins/{instance}/runs`.
     Api,
+    /// The instance's schedule.
+    Schedule,
 }
 
 /// Where a run stands.
@@ -260,6 +284,10 @@ pub(super) fn cursor_key(instance: &str) -> String {
 
 pub(super) fn active_key(instance: &str) -> String {
     format!("active/{instance}")
+}
+
+pub(super) fn plan_key(instance: &str) -> String {
+    format!("plan/{instance}")
 }
 
 pub(super) fn run_key(instance: &str, id: &str) -> String {

@@ -9,6 +9,7 @@ use rapport::graph::model::Timestamp;
 use rapport::graph::{Graph, IdentityRules, IngestBatch, IngestReport, InvalidPolicy};
 use rapport::ops::{Operation, parse_operation};
 use rapport::plugin::PluginHost;
+use rapport::schedule::{Clock, SystemClock};
 use rapport::store::SledStore;
 
 /// The bearer token every test server accepts.
@@ -75,14 +76,26 @@ impl TestServer {
     /// A server whose plugin runtime has the limits `configure` sets.
     pub fn with_plugin_limits(configure: impl FnOnce(&mut PluginsConfig)) -> Self {
         let TempGraph { graph, dir } = temp_graph();
-        Self::build(graph, Some(dir), 1 << 20, configure)
+        Self::build(graph, Some(dir), 1 << 20, configure, Arc::new(SystemClock))
+    }
+
+    /// A server whose schedules run against `clock`, over `graph` (a fresh one if none).
+    pub fn with_clock(graph: Option<TempGraph>, clock: Arc<dyn Clock>) -> Self {
+        let TempGraph { graph, dir } = graph.unwrap_or_else(temp_graph);
+        Self::build(graph, Some(dir), 1 << 20, |_| {}, clock)
     }
 
     pub fn over(graph: Arc<Graph>, dir: Option<tempfile::TempDir>, max_body_bytes: usize) -> Self {
-        Self::build(graph, dir, max_body_bytes, |_| {})
+        Self::build(graph, dir, max_body_bytes, |_| {}, Arc::new(SystemClock))
     }
 
-    fn build(graph: Arc<Graph>, dir: Option<tempfile::TempDir>, max_body_bytes: usize, configure: impl FnOnce(&mut PluginsConfig)) -> Self {
+    fn build(
+        graph: Arc<Graph>,
+        dir: Option<tempfile::TempDir>,
+        max_body_bytes: usize,
+        configure: impl FnOnce(&mut PluginsConfig),
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let config = ApiConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             dev_mode: false,
@@ -95,7 +108,7 @@ impl TestServer {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let plugins = {
             let _inside = runtime.enter();
-            Arc::new(PluginHost::new(Arc::clone(&graph), plugins_config.clone()).unwrap())
+            Arc::new(PluginHost::with_clock(Arc::clone(&graph), plugins_config.clone(), clock).unwrap())
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let state = AppState::new(Arc::clone(&graph), Arc::clone(&plugins), config);

@@ -12,4 +12,5 @@ mod harness;
 mod network;
 mod plugins;
 mod remote;
+mod scheduling;
 mod store;

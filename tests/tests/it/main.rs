@@ -8,5 +8,6 @@ mod crash_import;
 mod crash_plugin;
 mod demo;
 mod harness;
+mod plugin_cli;
 mod secrets;
 mod serve;
