@@ -97,6 +97,8 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(plugins::list_plugins))
         .routes(routes!(plugins::start_run, plugins::list_runs))
         .routes(routes!(plugins::run))
+        .routes(routes!(plugins::set_schedule, plugins::remove_schedule))
+        .routes(routes!(plugins::set_enabled))
 }
 
 /// Routes open to anyone: probes and the API description.

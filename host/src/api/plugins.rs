@@ -5,16 +5,19 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, AppState, ErrorBody, limit};
-use crate::plugin::registry::{InstalledPlugin, Instance, RunRecord, Trigger};
+use super::{ApiError, AppState, ErrorBody, JsonBody, limit};
+use crate::plugin::registry::{InstalledPlugin, Instance, InstanceSchedule, RunRecord, Trigger};
 use crate::plugin::{GrantSummary, PluginError};
-use crate::schedule::Plan;
+use crate::schedule::{Plan, ScheduleError};
 
 impl From<PluginError> for ApiError {
     fn from(err: PluginError) -> Self {
         match err {
             PluginError::UnknownInstance(_) | PluginError::UnknownPlugin(_) => Self::NotFound(err.to_string()),
             PluginError::AlreadyRunning(_) => Self::Conflict(err.to_string()),
+            PluginError::Schedule(err) => {
+                Self::field(if matches!(err, ScheduleError::TimeZone(_)) { "timezone" } else { "cron" }, err.to_string())
+            }
             other => Self::Internal(other.to_string()),
         }
     }
@@ -72,9 +75,7 @@ pub(super) async fn start_run(
 ) -> Result<(StatusCode, Json<RunRecord>), ApiError> {
     // Claiming the run writes its record durably (a flush): not on an async worker.
     let plugins = std::sync::Arc::clone(&state.plugins);
-    let record = tokio::task::spawn_blocking(move || plugins.start(&instance, Trigger::Api))
-        .await
-        .map_err(|err| ApiError::Internal(format!("plugin task failed: {err}")))??;
+    let record = blocking(move || plugins.start(&instance, Trigger::Api)).await?;
     Ok((StatusCode::ACCEPTED, Json(record)))
 }
 
@@ -122,4 +123,60 @@ pub(super) async fn run(
         .run_record(&instance, &run_id)?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("instance `{instance}` has no run {run_id}")))
+}
+
+/// Runs `change` (a durable write) off the async workers.
+async fn blocking<T: Send + 'static>(change: impl FnOnce() -> Result<T, PluginError> + Send + 'static) -> Result<T, ApiError> {
+    Ok(tokio::task::spawn_blocking(change).await.map_err(|err| ApiError::Internal(format!("plugin task failed: {err}")))??)
+}
+
+/// Sets the instance's schedule; it syncs by itself from its next time on.
+#[utoipa::path(put, path = "/v1/plugins/{instance}/schedule", tag = "plugins", params(("instance" = String, Path, description = "Instance name")), request_body = InstanceSchedule, security(("bearer" = [])), responses(
+    (status = 200, body = Instance),
+    (status = 400, description = "the expression or the time zone cannot be read", body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+))]
+pub(super) async fn set_schedule(
+    State(state): State<AppState>,
+    Path(instance): Path<String>,
+    JsonBody(schedule): JsonBody<InstanceSchedule>,
+) -> Result<Json<Instance>, ApiError> {
+    let plugins = std::sync::Arc::clone(&state.plugins);
+    blocking(move || plugins.configure_schedule(&instance, Some(schedule))).await.map(Json)
+}
+
+/// Removes the instance's schedule.
+#[utoipa::path(delete, path = "/v1/plugins/{instance}/schedule", tag = "plugins", params(("instance" = String, Path, description = "Instance name")), security(("bearer" = [])), responses(
+    (status = 200, body = Instance),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+))]
+pub(super) async fn remove_schedule(State(state): State<AppState>, Path(instance): Path<String>) -> Result<Json<Instance>, ApiError> {
+    let plugins = std::sync::Arc::clone(&state.plugins);
+    blocking(move || plugins.configure_schedule(&instance, None)).await.map(Json)
+}
+
+/// Whether the instance's schedule runs it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Enabled {
+    /// `false` keeps the schedule but stops it running the instance.
+    enabled: bool,
+}
+
+/// Enables or disables the instance's schedule (it still runs when asked).
+#[utoipa::path(put, path = "/v1/plugins/{instance}/enabled", tag = "plugins", params(("instance" = String, Path, description = "Instance name")), request_body = Enabled, security(("bearer" = [])), responses(
+    (status = 200, body = Instance),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+))]
+pub(super) async fn set_enabled(
+    State(state): State<AppState>,
+    Path(instance): Path<String>,
+    JsonBody(Enabled { enabled }): JsonBody<Enabled>,
+) -> Result<Json<Instance>, ApiError> {
+    let plugins = std::sync::Arc::clone(&state.plugins);
+    blocking(move || plugins.set_enabled(&instance, enabled)).await.map(Json)
 }

@@ -59,11 +59,17 @@ fn enabled() -> bool {
 
 /// An instance's schedule: a standard 5-field cron expression in an IANA time zone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct InstanceSchedule {
     /// Such as `*/15 * * * *` or `30 2 * * 1-5`.
     pub cron: String,
     /// Such as `Europe/Paris`; `UTC` if not given.
+    #[serde(default = "utc")]
     pub timezone: String,
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
 }
 
 /// What started a run.

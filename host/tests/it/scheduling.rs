@@ -10,7 +10,7 @@ use rapport::plugin::{InstallOptions, PluginHost};
 use rapport::schedule::{Clock, ManualClock};
 use serde_json::json;
 
-use crate::harness::TestServer;
+use crate::harness::{TOKEN, TestServer};
 
 fn utc(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
@@ -102,4 +102,49 @@ fn a_schedule_that_cannot_be_read_is_refused_saying_why() {
     assert!(err.contains("IANA"), "{err}");
     // The schedule in place stays.
     assert!(server.plugins.plan("crm").is_some());
+}
+
+#[test]
+fn a_live_daemons_schedules_are_set_and_switched_over_http() {
+    let clock = Arc::new(ManualClock::new(utc("2026-06-01T08:00:00Z")));
+    let server = TestServer::with_clock(None, Arc::clone(&clock) as Arc<dyn Clock>);
+    daily_at_nine(&server, "crm");
+    let url = |path: &str| format!("{}/v1/plugins/crm/{path}", server.base);
+    let put = |path: &str, body: serde_json::Value| server.client.put(url(path)).bearer_auth(TOKEN).json(&body).send().unwrap();
+    let listed = || -> serde_json::Value {
+        let all: serde_json::Value =
+            server.client.get(format!("{}/v1/plugins", server.base)).bearer_auth(TOKEN).send().unwrap().json().unwrap();
+        all["instances"].as_array().unwrap().iter().find(|i| i["name"] == "crm").unwrap().clone()
+    };
+
+    let response = put("schedule", json!({"cron": "*/30 * * * *", "timezone": "Asia/Tokyo"}));
+    assert_eq!(response.status(), 200);
+    let instance: serde_json::Value = response.json().unwrap();
+    assert_eq!(instance["schedule"], json!({"cron": "*/30 * * * *", "timezone": "Asia/Tokyo"}));
+    assert!(listed()["plan"].is_object(), "an enabled schedule has a plan");
+
+    let response = put("schedule", json!({"cron": "*/30 * * *"}));
+    assert_eq!(response.status(), 400);
+    let error: serde_json::Value = response.json().unwrap();
+    assert_eq!(error["details"][0]["path"], "cron", "{error}");
+    let error: serde_json::Value = put("schedule", json!({"cron": "0 9 * * *", "timezone": "Tokyo"})).json().unwrap();
+    assert_eq!(error["details"][0]["path"], "timezone", "{error}");
+    assert_eq!(listed()["schedule"]["cron"], "*/30 * * * *", "a refused schedule changes nothing");
+
+    let response = put("enabled", json!({"enabled": false}));
+    assert_eq!(response.status(), 200);
+    assert_eq!((listed()["enabled"].clone(), listed()["plan"].clone()), (json!(false), serde_json::Value::Null));
+    assert_eq!(put("enabled", json!({"enabled": "no"})).status(), 400);
+
+    let response = server.client.delete(url("schedule")).bearer_auth(TOKEN).send().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(listed()["schedule"], serde_json::Value::Null);
+    let missing = server
+        .client
+        .put(format!("{}/v1/plugins/nope/enabled", server.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"enabled": true}))
+        .send()
+        .unwrap();
+    assert_eq!(missing.status(), 404);
 }
