@@ -148,3 +148,26 @@ fn a_live_daemons_schedules_are_set_and_switched_over_http() {
         .unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+#[test]
+fn a_run_still_going_when_its_next_time_comes_skips_that_turn() {
+    let clock = Arc::new(ManualClock::new(utc("2026-06-01T08:59:30Z")));
+    let server = TestServer::with_clock(None, Arc::clone(&clock) as Arc<dyn Clock>);
+    let options = InstallOptions { instance: Some("slow".to_owned()), config: Some(json!({"behaviour": "sleep"})), replace: false };
+    server.runtime.block_on(server.plugins.install(&rapport_fixtures::package("hostile"), options)).unwrap();
+    server.plugins.configure_schedule("slow", Some(InstanceSchedule { cron: "0 9 * * *".to_owned(), timezone: "UTC".to_owned() })).unwrap();
+    // A run that sleeps inside the plugin, started by hand, is in progress at 09:00.
+    let manual = {
+        let _inside = server.runtime.enter();
+        server.plugins.start("slow", Trigger::Api).unwrap()
+    };
+    let scheduler = server.runtime.spawn(Arc::clone(&server.plugins).run_schedules());
+    wait_until("planned", || planned_for(&server.plugins, "slow", "2026-06-01T09:00:00Z"));
+
+    clock.set(utc("2026-06-01T09:00:00Z"));
+    wait_until("the turn taken", || planned_for(&server.plugins, "slow", "2026-06-02T09:00:00Z"));
+    let runs = server.plugins.runs("slow").unwrap();
+    assert_eq!(runs.len(), 1, "the scheduled turn was skipped, not queued: {runs:?}");
+    assert_eq!((runs[0].id.as_str(), runs[0].status), (manual.id.as_str(), RunStatus::Running));
+    scheduler.abort();
+}
