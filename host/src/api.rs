@@ -209,10 +209,14 @@ async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
     work: impl FnOnce(&Graph) -> Result<T, E> + Send + 'static,
 ) -> Result<T, ApiError> {
     let graph = Arc::clone(&state.graph);
-    tokio::task::spawn_blocking(move || work(&graph))
-        .await
-        .map_err(|err| ApiError::Internal(format!("graph task failed: {err}")))?
-        .map_err(Into::into)
+    off_workers(move || work(&graph)).await
+}
+
+/// Runs `work` (store reads and durable writes) on the blocking pool, not an async worker.
+async fn off_workers<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|err| ApiError::Internal(format!("store task failed: {err}")))?.map_err(Into::into)
 }
 
 /// A JSON body whose every rejection is an [`ApiError`] naming the bad field's path.

@@ -5,7 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, AppState, ErrorBody, JsonBody, limit};
+use super::{ApiError, AppState, ErrorBody, JsonBody, limit, off_workers};
 use crate::plugin::registry::{InstalledPlugin, Instance, InstanceSchedule, RunRecord, Trigger};
 use crate::plugin::{GrantSummary, PluginError};
 use crate::schedule::{Plan, ScheduleError};
@@ -75,7 +75,7 @@ pub(super) async fn start_run(
 ) -> Result<(StatusCode, Json<RunRecord>), ApiError> {
     // Claiming the run writes its record durably (a flush): not on an async worker.
     let plugins = std::sync::Arc::clone(&state.plugins);
-    let record = blocking(move || plugins.start(&instance, Trigger::Api)).await?;
+    let record = off_workers(move || plugins.start(&instance, Trigger::Api)).await?;
     Ok((StatusCode::ACCEPTED, Json(record)))
 }
 
@@ -125,11 +125,6 @@ pub(super) async fn run(
         .ok_or_else(|| ApiError::NotFound(format!("instance `{instance}` has no run {run_id}")))
 }
 
-/// Runs `change` (a durable write) off the async workers.
-async fn blocking<T: Send + 'static>(change: impl FnOnce() -> Result<T, PluginError> + Send + 'static) -> Result<T, ApiError> {
-    Ok(tokio::task::spawn_blocking(change).await.map_err(|err| ApiError::Internal(format!("plugin task failed: {err}")))??)
-}
-
 /// Sets the instance's schedule; it syncs by itself from its next time on.
 #[utoipa::path(put, path = "/v1/plugins/{instance}/schedule", tag = "plugins", params(("instance" = String, Path, description = "Instance name")), request_body = InstanceSchedule, security(("bearer" = [])), responses(
     (status = 200, body = Instance),
@@ -143,7 +138,7 @@ pub(super) async fn set_schedule(
     JsonBody(schedule): JsonBody<InstanceSchedule>,
 ) -> Result<Json<Instance>, ApiError> {
     let plugins = std::sync::Arc::clone(&state.plugins);
-    blocking(move || plugins.configure_schedule(&instance, Some(schedule))).await.map(Json)
+    off_workers(move || plugins.configure_schedule(&instance, Some(schedule))).await.map(Json)
 }
 
 /// Removes the instance's schedule.
@@ -154,7 +149,7 @@ pub(super) async fn set_schedule(
 ))]
 pub(super) async fn remove_schedule(State(state): State<AppState>, Path(instance): Path<String>) -> Result<Json<Instance>, ApiError> {
     let plugins = std::sync::Arc::clone(&state.plugins);
-    blocking(move || plugins.configure_schedule(&instance, None)).await.map(Json)
+    off_workers(move || plugins.configure_schedule(&instance, None)).await.map(Json)
 }
 
 /// Whether the instance's schedule runs it.
@@ -178,5 +173,5 @@ pub(super) async fn set_enabled(
     JsonBody(Enabled { enabled }): JsonBody<Enabled>,
 ) -> Result<Json<Instance>, ApiError> {
     let plugins = std::sync::Arc::clone(&state.plugins);
-    blocking(move || plugins.set_enabled(&instance, enabled)).await.map(Json)
+    off_workers(move || plugins.set_enabled(&instance, enabled)).await.map(Json)
 }
