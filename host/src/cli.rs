@@ -14,13 +14,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use rapport::api::{self, AppState};
-use rapport::config::{Config, PluginsConfig, hex, token_digest};
+use rapport::config::{Config, PluginsConfig, Secret, hex, token_digest};
 use rapport::demo::{self, WorldSpec};
 use rapport::graph::model::{MergeRecord, NodeId, RecordKind, Timestamp, merge_id_text, parse_merge_id};
 use rapport::graph::{ContextQuery, Graph, IngestBatch, InvalidPolicy};
 use rapport::import::{ImportOptions, import_jsonl};
 use rapport::ops::{ObservationRecord, Operation, SOURCE_RULE, Subject, is_valid_source};
-use rapport::plugin::registry::{InstanceSchedule, RunRecord, Trigger};
+use rapport::net::HostPattern;
+use rapport::plugin::harness::{TestBench, TestOptions};
+use rapport::plugin::registry::{InstanceSchedule, LogLine, RunRecord, Trigger};
 use rapport::plugin::{InstallOptions, PluginHost};
 use rapport::store::SledStore;
 use rapport::telemetry::{self, LogFormat};
@@ -227,7 +229,8 @@ struct DemoArgs {
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
     /// Install a plugin package: a directory with plugin.toml and plugin.wasm (or the .wasm
-    /// file, with plugin.toml beside it). Creates an instance that runs it.
+    /// file, with plugin.toml beside it). Creates an instance that runs it; installing the
+    /// same package again adds another instance.
     Install {
         /// The package directory or its .wasm file.
         path: PathBuf,
@@ -238,10 +241,54 @@ enum PluginCommand {
         /// The instance's configuration: a JSON object, or @FILE to read one.
         #[arg(long, value_name = "JSON|@FILE")]
         instance_config: Option<String>,
-        /// Replace an installed plugin of the same name; its instances keep their cursors.
-        #[arg(long)]
-        replace: bool,
     },
+    /// Replace an installed plugin with a new build. Its instances keep their configuration
+    /// and schedules, and their cursors if the manifest's cursor_format is unchanged.
+    Upgrade {
+        /// The new package directory or its .wasm file.
+        path: PathBuf,
+    },
+    /// Add another instance of an installed plugin (a second account of the same system).
+    Add {
+        /// The installed plugin.
+        plugin: String,
+        /// The new instance's name; it is the source of every record it writes.
+        instance: String,
+        /// Its configuration: a JSON object, or @FILE to read one.
+        #[arg(long, value_name = "JSON|@FILE")]
+        instance_config: Option<String>,
+    },
+    /// Show or change an instance's configuration (secrets belong in rapport.toml).
+    Config {
+        /// The instance.
+        instance: String,
+        /// Set a key; VALUE is read as JSON when it parses (numbers, true, [..]), else as text.
+        #[arg(long, value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Remove a key.
+        #[arg(long, value_name = "KEY")]
+        unset: Vec<String>,
+        /// Replace the whole configuration: a JSON object, or @FILE to read one.
+        #[arg(long, value_name = "JSON|@FILE", conflicts_with_all = ["set", "unset"])]
+        replace: Option<String>,
+    },
+    /// Forget an instance's cursor: its next run syncs everything again.
+    Reset {
+        /// The instance.
+        instance: String,
+    },
+    /// Remove an instance with its cursor, schedule, run history and logs (the records it
+    /// synced stay). The last instance of a plugin takes the plugin with it.
+    Uninstall {
+        /// The instance (with --plugin: the plugin).
+        name: String,
+        /// Remove the plugin named NAME and every instance of it.
+        #[arg(long)]
+        plugin: bool,
+    },
+    /// Run a plugin package once against a throwaway store, without a daemon, and print
+    /// what it emitted, its checkpoints, final cursor and logs.
+    Test(TestArgs),
     /// List installed plugins and their instances with their cursors.
     List,
     /// Run a sync of an instance now, showing its progress.
@@ -282,6 +329,39 @@ enum PluginCommand {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Show the lines a run logged (default: the instance's latest run).
+    Logs {
+        /// The instance.
+        instance: String,
+        /// The run (run_…).
+        run: Option<String>,
+    },
+}
+
+/// `rapport plugin test`.
+#[derive(Debug, clap::Args)]
+struct TestArgs {
+    /// The package directory or its .wasm file.
+    path: PathBuf,
+    /// The instance configuration: a JSON object, or @FILE to read one.
+    #[arg(long, value_name = "JSON|@FILE")]
+    instance_config: Option<String>,
+    /// Start from this cursor (default: none, a first sync).
+    #[arg(long)]
+    cursor: Option<String>,
+    /// Grant a destination (scheme://host[:port]); repeatable. Default: what the manifest
+    /// requests.
+    #[arg(long = "allow", value_name = "PATTERN")]
+    allow: Vec<String>,
+    /// A secret for the run, NAME=VALUE or NAME=env:VARIABLE; repeatable.
+    #[arg(long, value_name = "NAME=VALUE")]
+    secret: Vec<String>,
+    /// Run this many syncs in a row, each from the cursor the previous one left.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// Print each run's full report as one JSON line instead of a summary.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -636,14 +716,18 @@ fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
 }
 
 fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()> {
+    // Testing a package needs no store: it runs over a throwaway one.
+    if let PluginCommand::Test(args) = command {
+        return plugin_test(config, args);
+    }
     let graph = open_graph(config, &config.store.path)?;
     let runtime = runtime()?;
     let _guard = runtime.enter();
     let plugins = PluginHost::new(graph, config.plugins.clone()).context("cannot start the plugin runtime")?;
     match command {
-        PluginCommand::Install { path, instance, instance_config, replace } => {
+        PluginCommand::Install { path, instance, instance_config } => {
             let instance_config = instance_config.map(|text| parse_json_argument(&text)).transpose()?;
-            let options = InstallOptions { instance, config: instance_config, replace };
+            let options = InstallOptions { instance, config: instance_config };
             let (plugin, instance) = runtime
                 .block_on(plugins.install(&path, options))
                 .with_context(|| format!("cannot install the plugin at {}", path.display()))?;
@@ -721,9 +805,119 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()>
                 bail!("the run failed: {failure}");
             }
         }
-        PluginCommand::Runs { instance, limit } => plugins.runs(&instance)?.iter().take(limit).for_each(print_run),
+        PluginCommand::Upgrade { path } => {
+            let upgraded =
+                runtime.block_on(plugins.upgrade(&path)).with_context(|| format!("cannot upgrade with the package at {}", path.display()))?;
+            let plugin = &upgraded.plugin.manifest;
+            println!("upgraded {} {} -> {}", plugin.name, upgraded.previous_version, plugin.version);
+            if upgraded.cursors_reset.is_empty() {
+                println!("cursor format {} unchanged: instances resume where they were", plugin.cursor_format);
+            } else {
+                println!("cursor format changed to {}: {} will sync from the beginning", plugin.cursor_format, upgraded.cursors_reset.join(", "));
+            }
+        }
+        PluginCommand::Add { plugin, instance, instance_config } => {
+            let config = instance_config.map(|text| parse_json_argument(&text)).transpose()?.unwrap_or_else(|| serde_json::json!({}));
+            let instance = plugins.add_instance(&plugin, &instance, config)?;
+            println!("instance `{}` of plugin {} is ready: rapport plugin run {}", instance.name, instance.plugin, instance.name);
+        }
+        PluginCommand::Config { instance, set, unset, replace } => {
+            let current = plugins.instances()?.into_iter().find(|i| i.name == instance);
+            let mut config = current.map(|i| i.config).ok_or_else(|| anyhow::anyhow!("no plugin instance named `{instance}` (see `rapport plugin list`)"))?;
+            let changed = !set.is_empty() || !unset.is_empty() || replace.is_some();
+            if let Some(text) = replace {
+                config = parse_json_argument(&text)?;
+            }
+            let map = config.as_object_mut().context("the instance configuration must be a JSON object")?;
+            for assignment in &set {
+                let (key, value) = assignment.split_once('=').with_context(|| format!("--set {assignment}: expected KEY=VALUE"))?;
+                let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+                map.insert(key.to_owned(), value);
+            }
+            for key in &unset {
+                map.remove(key);
+            }
+            let config = if changed { plugins.configure(&instance, config)?.config } else { config };
+            println!("{}", serde_json::to_string_pretty(&config)?);
+        }
+        PluginCommand::Reset { instance } => {
+            plugins.set_cursor(&instance, None)?;
+            println!("instance `{instance}` will sync from the beginning at its next run");
+        }
+        PluginCommand::Uninstall { name, plugin } => {
+            let removed = if plugin { plugins.uninstall_plugin(&name)? } else { plugins.uninstall_instance(&name)? };
+            for instance in &removed.instances {
+                println!("removed instance `{instance}` (its synced records stay, under source `{instance}`)");
+            }
+            if let Some(plugin) = removed.plugin {
+                println!("removed plugin {plugin}");
+            }
+        }
+        PluginCommand::Test(_) => unreachable!("handled before the store is opened"),
+        PluginCommand::Runs { instance, limit } => plugins.runs(&instance, limit)?.iter().for_each(print_run),
+        PluginCommand::Logs { instance, run } => {
+            let run = match run {
+                Some(run) => run,
+                None => plugins.runs(&instance, 1)?.first().map(|r| r.id.clone()).with_context(|| format!("instance `{instance}` has not run yet"))?,
+            };
+            for line in plugins.logs(&instance, &run)? {
+                print_log_line(&line);
+            }
+        }
     }
     Ok(())
+}
+
+fn plugin_test(config: &Config, args: TestArgs) -> anyhow::Result<()> {
+    let instance_config = args.instance_config.map(|text| parse_json_argument(&text)).transpose()?.unwrap_or_else(|| serde_json::json!({}));
+    let mut options = TestOptions::new(instance_config);
+    options.cursor = args.cursor;
+    options.plugins = config.plugins.clone();
+    if !args.allow.is_empty() {
+        let patterns = args.allow.iter().map(|p| HostPattern::parse(p).map_err(|e| anyhow::anyhow!("--allow {p}: {e}"))).collect::<anyhow::Result<_>>()?;
+        options.allowed_hosts = Some(patterns);
+    }
+    for entry in &args.secret {
+        let (name, value) = entry.split_once('=').with_context(|| format!("--secret {entry}: expected NAME=VALUE or NAME=env:VARIABLE"))?;
+        let value = match value.strip_prefix("env:") {
+            Some(variable) => std::env::var(variable).with_context(|| format!("--secret {name}: environment variable {variable} is not set"))?,
+            None => value.to_owned(),
+        };
+        options.secrets.insert(name.to_owned(), Secret::new(value));
+    }
+    let runtime = runtime()?;
+    let _guard = runtime.enter();
+    let bench = runtime.block_on(TestBench::new(&args.path, options)).with_context(|| format!("cannot load the plugin at {}", args.path.display()))?;
+    let mut failed = None;
+    for _ in 0..args.runs {
+        let report = runtime.block_on(bench.run())?;
+        if args.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            for line in &report.logs {
+                print_log_line(line);
+            }
+            for (n, commit) in report.commits.iter().enumerate() {
+                let cursor = commit.cursor.as_deref().unwrap_or("(unchanged: the tail after the last checkpoint)");
+                println!("commit {}: {} operations, cursor {cursor}", n + 1, commit.operations.len());
+            }
+            print_run(&report.run);
+            println!("final cursor: {}", report.cursor.as_deref().unwrap_or("(none)"));
+        }
+        if let Some(failure) = &report.run.failure {
+            failed = Some(failure.to_string());
+            break;
+        }
+    }
+    match failed {
+        Some(failure) => bail!("the run failed: {failure}"),
+        None => Ok(()),
+    }
+}
+
+fn print_log_line(line: &LogLine) {
+    let fields: Vec<String> = line.fields.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+    println!("{} {:>5} {}{}", line.at.format("%H:%M:%S%.3f"), line.level.to_uppercase(), line.message, fields.concat());
 }
 
 fn parse_json_argument(text: &str) -> anyhow::Result<serde_json::Value> {

@@ -116,6 +116,7 @@ struct RawPlugins {
     run_timeout_secs: Option<u64>,
     host_call_timeout_secs: Option<u64>,
     max_operations_per_checkpoint: Option<usize>,
+    run_history_days: Option<u64>,
     #[serde(default)]
     network: RawNetwork,
     #[serde(default)]
@@ -274,6 +275,8 @@ pub struct PluginsConfig {
     pub host_call_timeout: Duration,
     /// Operations a run may emit between two checkpoints.
     pub max_operations_per_checkpoint: usize,
+    /// How long run records and their logs are kept.
+    pub run_history: Duration,
     /// How network calls are made.
     pub network: NetworkConfig,
     /// What each instance is granted, by instance name.
@@ -291,6 +294,7 @@ impl PluginsConfig {
             run_timeout: Duration::from_secs(30 * 60),
             host_call_timeout: Duration::from_secs(60),
             max_operations_per_checkpoint: 10_000,
+            run_history: Duration::from_secs(30 * 86_400),
             network: NetworkConfig::default(),
             instances: BTreeMap::new(),
         }
@@ -340,6 +344,7 @@ const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("RAPPORT_PLUGINS_RUN_TIMEOUT_SECS", "plugins.run_timeout_secs"),
     ("RAPPORT_PLUGINS_HOST_CALL_TIMEOUT_SECS", "plugins.host_call_timeout_secs"),
     ("RAPPORT_PLUGINS_MAX_OPERATIONS_PER_CHECKPOINT", "plugins.max_operations_per_checkpoint"),
+    ("RAPPORT_PLUGINS_RUN_HISTORY_DAYS", "plugins.run_history_days"),
     ("RAPPORT_PLUGINS_NETWORK_CONNECT_TIMEOUT_SECS", "plugins.network.connect_timeout_secs"),
     ("RAPPORT_PLUGINS_NETWORK_REQUEST_TIMEOUT_SECS", "plugins.network.request_timeout_secs"),
     ("RAPPORT_PLUGINS_NETWORK_MAX_RESPONSE_BYTES", "plugins.network.max_response_bytes"),
@@ -447,6 +452,7 @@ fn apply_env(raw: &mut RawConfig, var: &str, value: &str) -> Result<(), ConfigEr
         "RAPPORT_PLUGINS_MEMORY_LIMIT_BYTES" => raw.plugins.memory_limit_bytes = Some(parsed(value).ok_or_else(not_number)?),
         "RAPPORT_PLUGINS_CPU_BUDGET_MS" => raw.plugins.cpu_budget_ms = Some(parsed(value).ok_or_else(not_number)?),
         "RAPPORT_PLUGINS_RUN_TIMEOUT_SECS" => raw.plugins.run_timeout_secs = Some(parsed(value).ok_or_else(not_number)?),
+        "RAPPORT_PLUGINS_RUN_HISTORY_DAYS" => raw.plugins.run_history_days = Some(parsed(value).ok_or_else(not_number)?),
         "RAPPORT_PLUGINS_HOST_CALL_TIMEOUT_SECS" => raw.plugins.host_call_timeout_secs = Some(parsed(value).ok_or_else(not_number)?),
         "RAPPORT_PLUGINS_MAX_OPERATIONS_PER_CHECKPOINT" => {
             raw.plugins.max_operations_per_checkpoint = Some(parsed(value).ok_or_else(not_number)?)
@@ -555,6 +561,9 @@ fn plugins_config(raw: RawPlugins, store_path: Option<&Path>, env: &[(String, St
     }
     if let Some(n) = positive("plugins.run_timeout_secs", raw.run_timeout_secs)? {
         config.run_timeout = Duration::from_secs(n);
+    }
+    if let Some(n) = positive("plugins.run_history_days", raw.run_history_days)? {
+        config.run_history = Duration::from_secs(n.saturating_mul(86_400));
     }
     if let Some(n) = positive("plugins.host_call_timeout_secs", raw.host_call_timeout_secs)? {
         config.host_call_timeout = Duration::from_secs(n);

@@ -146,6 +146,20 @@ impl Graph {
             .collect()
     }
 
+    /// Metadata values whose names fall in `[start, end)`, in name order (or reverse), at
+    /// most `limit` of them.
+    pub fn meta_range(&self, start: &str, end: &str, reverse: bool, limit: usize) -> Result<Vec<(String, Vec<u8>)>, GraphError> {
+        let range = crate::store::KeyRange::between(keys::meta(start), keys::meta(end));
+        self.store
+            .range(range, reverse)
+            .take(limit)
+            .map(|entry| {
+                let (key, value) = entry?;
+                Ok((String::from_utf8_lossy(&key[1..]).into_owned(), value))
+            })
+            .collect()
+    }
+
     /// Writes metadata values (`None` removes one) in one atomic, durable commit.
     pub fn write_meta(&self, entries: Vec<(String, Option<Vec<u8>>)>) -> Result<(), GraphError> {
         let mut batch = crate::store::WriteBatch::default();

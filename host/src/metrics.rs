@@ -1,5 +1,6 @@
 //! Prometheus metrics: one process-wide registry, named `rapport_<thing>_<unit>[_total]`,
-//! with bounded label values only (routes as matched, outcomes from fixed sets).
+//! with bounded label values only (routes as matched, outcomes from fixed sets, plugin
+//! instances: configured by the operator, a handful per daemon).
 
 use std::sync::LazyLock;
 
@@ -37,12 +38,22 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
-/// Labels of plugins' network activity.
+/// Labels of a plugin instance's counted events.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct NetworkLabels {
-    /// `http_request`, `http_rate_limited`, `http_retry`, `denied`, `tcp_connection`,
-    /// `bytes_sent`, `bytes_received`.
+pub struct InstanceEventLabels {
+    /// The plugin instance.
+    pub instance: String,
+    /// For runs: `succeeded` or the failure's kind. For operations: `applied` or
+    /// `skipped`. For the network: `http_request`, `http_rate_limited` (429 and 503
+    /// answers), `http_retry`, `denied`, `tcp_connection`, `bytes_sent`, `bytes_received`.
     pub event: &'static str,
+}
+
+/// Labels of a plugin instance's samples.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceLabels {
+    /// The plugin instance.
+    pub instance: String,
 }
 
 /// Every metric the daemon exports.
@@ -61,12 +72,19 @@ pub struct Metrics {
     pub ingest_duration: Histogram,
     /// Identity merges made.
     pub identity_merges: Counter,
-    /// Plugin runs finished, by outcome (`succeeded` or the failure's kind).
-    pub plugin_runs: Family<OutcomeLabels, Counter>,
-    /// Wall-clock duration of plugin runs.
-    pub plugin_run_duration: Histogram,
-    /// Plugins' network activity, added up when each run ends.
-    pub plugin_network: Family<NetworkLabels, Counter>,
+    /// Plugin runs finished, by instance and outcome.
+    pub plugin_runs: Family<InstanceEventLabels, Counter>,
+    /// Wall-clock duration of plugin runs, by instance.
+    pub plugin_run_duration: Family<InstanceLabels, Histogram>,
+    /// Operations plugin runs committed or skipped, by instance.
+    pub plugin_operations: Family<InstanceEventLabels, Counter>,
+    /// Plugins' network activity by instance, added up when each run ends.
+    pub plugin_network: Family<InstanceEventLabels, Counter>,
+}
+
+fn run_histogram() -> Histogram {
+    // 10 ms to about 45 minutes.
+    Histogram::new(exponential_buckets(0.01, 2.0, 19))
 }
 
 fn latency_histogram() -> Histogram {
@@ -83,18 +101,19 @@ impl Metrics {
         let ingest_batches = Family::<OutcomeLabels, Counter>::default();
         let ingest_duration = latency_histogram();
         let identity_merges = Counter::default();
-        let plugin_runs = Family::<OutcomeLabels, Counter>::default();
-        // 10 ms to about 45 minutes.
-        let plugin_run_duration = Histogram::new(exponential_buckets(0.01, 2.0, 19));
+        let plugin_runs = Family::<InstanceEventLabels, Counter>::default();
+        let plugin_run_duration = Family::<InstanceLabels, Histogram>::new_with_constructor(run_histogram as fn() -> Histogram);
+        let plugin_operations = Family::<InstanceEventLabels, Counter>::default();
         registry.register("rapport_http_requests", "HTTP requests served", http_requests.clone());
         registry.register("rapport_http_request_duration_seconds", "HTTP request duration", http_duration.clone());
         registry.register("rapport_ingest_operations", "Record operations by outcome", ingest_operations.clone());
         registry.register("rapport_ingest_batches", "Ingest batches by outcome", ingest_batches.clone());
         registry.register("rapport_ingest_batch_duration_seconds", "Time to apply and commit a batch", ingest_duration.clone());
         registry.register("rapport_identity_merges", "Identity merges made by resolution", identity_merges.clone());
-        registry.register("rapport_plugin_runs", "Plugin runs finished, by outcome", plugin_runs.clone());
+        registry.register("rapport_plugin_runs", "Plugin runs finished, by instance and outcome (event)", plugin_runs.clone());
         registry.register("rapport_plugin_run_duration_seconds", "Wall-clock duration of plugin runs", plugin_run_duration.clone());
-        let plugin_network = Family::<NetworkLabels, Counter>::default();
+        registry.register("rapport_plugin_operations", "Operations plugin runs committed or skipped (event)", plugin_operations.clone());
+        let plugin_network = Family::<InstanceEventLabels, Counter>::default();
         registry.register("rapport_plugin_network", "Plugins' network requests, refusals and bytes, by event", plugin_network.clone());
         Self {
             registry,
@@ -106,6 +125,7 @@ impl Metrics {
             identity_merges,
             plugin_runs,
             plugin_run_duration,
+            plugin_operations,
             plugin_network,
         }
     }

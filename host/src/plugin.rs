@@ -7,7 +7,8 @@
 //! - `run`: one run's state and the host functions (`emit`, `checkpoint`, `log`, `secret`).
 //! - `network`: the `http` and `tcp` host interfaces, limited to what the manifest
 //!   requests and the operator grants; `secrets`: an instance's secrets and their redaction.
-//! - [`registry`]: installed plugins, instances, cursors and run records in the store.
+//! - [`registry`]: installed plugins, instances, cursors, run records and logs in the store.
+//! - [`harness`]: a package run once over a throwaway store, reporting what it emitted.
 //!
 //! Exactly-once: operations emitted since the last checkpoint are committed together with
 //! the new cursor and the run's record in one atomic store batch. A run that fails or is
@@ -15,6 +16,7 @@
 //! cursor) emits again; upserts are keyed by `(instance, external id)`, so nothing doubles.
 
 pub mod bindings;
+pub mod harness;
 pub mod manifest;
 mod network;
 pub mod registry;
@@ -29,15 +31,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use chrono::Utc;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use self::bindings::{ConnectorPre, PluginFailure};
 use self::manifest::{ApiVersion, Manifest, ManifestError, SUPPORTED_API};
 use self::network::{Access, Network, NetworkShared, TokenBucket};
-use self::registry::{InstalledPlugin, Instance, InstanceSchedule, RunFailure, RunRecord, RunStatus, Trigger};
+use self::registry::{InstalledPlugin, Instance, InstanceSchedule, LogLine, RunFailure, RunRecord, RunStatus, Trigger};
 use self::run::{ActiveRun, RunLimits, RunState};
+pub use self::run::CommitTrace;
 use self::sandbox::Sandbox;
 use self::secrets::Secrets;
 use crate::config::{PluginsConfig, RateLimit, hex};
@@ -94,9 +96,19 @@ pub enum PluginError {
     /// `describe` failed.
     #[error("calling the plugin's `describe` failed: {0}")]
     Describe(String),
-    /// The plugin name is taken.
-    #[error("plugin `{0}` is already installed (reinstall with --replace)")]
-    AlreadyInstalled(String),
+    /// Another build of the plugin is installed.
+    #[error(
+        "plugin `{name}` {installed} is installed and this package is another build ({offered}): \
+         replace it with `rapport plugin upgrade`"
+    )]
+    AlreadyInstalled {
+        /// The plugin.
+        name: String,
+        /// The installed version.
+        installed: String,
+        /// The package's version.
+        offered: String,
+    },
     /// The instance name is taken by another plugin.
     #[error("instance `{instance}` already runs plugin `{plugin}`: choose another name with --instance")]
     InstanceTaken {
@@ -181,8 +193,17 @@ pub struct InstallOptions {
     pub instance: Option<String>,
     /// The instance's configuration, a JSON object (default: `{}`).
     pub config: Option<serde_json::Value>,
-    /// Replace an installed plugin of the same name (its instances and cursors stay).
-    pub replace: bool,
+}
+
+/// What an upgrade did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Upgraded {
+    /// The plugin as now installed.
+    pub plugin: InstalledPlugin,
+    /// The version it replaced.
+    pub previous_version: String,
+    /// Instances whose cursor was cleared because the cursor format changed.
+    pub cursors_reset: Vec<String>,
 }
 
 /// What the operator grants an instance, as shown to users: its destinations and the
@@ -214,13 +235,71 @@ pub struct PluginHost {
     buckets: Mutex<HashMap<String, Arc<TokenBucket>>>,
     /// Enabled instances with a schedule.
     scheduler: Scheduler<String>,
-    /// What schedules run against.
+    /// What schedules, run records and the history's retention go by.
     clock: Arc<dyn Clock>,
+    /// Run ids: ULIDs of the clock's time, increasing within a millisecond.
+    ids: Mutex<ulid::Generator>,
 }
 
 impl std::fmt::Debug for PluginHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PluginHost").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// How a sync ended: its last committed record, why it failed, the log lines not yet
+/// written, and the commits when traced.
+struct Ended {
+    record: RunRecord,
+    failure: Option<RunFailure>,
+    log_tail: Option<(String, Vec<u8>)>,
+    trace: Option<Vec<CommitTrace>>,
+}
+
+/// Adds a finished run to the per-instance metrics.
+fn count(record: &RunRecord, elapsed: std::time::Duration) {
+    use crate::metrics::{InstanceEventLabels, InstanceLabels};
+    let labels = |event| InstanceEventLabels { instance: record.instance.clone(), event };
+    let outcome = record.failure.as_ref().map_or("succeeded", RunFailure::kind);
+    METRICS.plugin_runs.get_or_create(&labels(outcome)).inc();
+    METRICS.plugin_run_duration.get_or_create(&InstanceLabels { instance: record.instance.clone() }).observe(elapsed.as_secs_f64());
+    METRICS.plugin_operations.get_or_create(&labels("applied")).inc_by(record.operations_applied);
+    METRICS.plugin_operations.get_or_create(&labels("skipped")).inc_by(record.operations_skipped);
+    let network = &record.network;
+    for (event, count) in [
+        ("http_request", network.http_requests),
+        ("http_rate_limited", network.http_rate_limited),
+        ("http_retry", network.http_retries),
+        ("denied", network.denied),
+        ("tcp_connection", network.tcp_connections),
+        ("bytes_sent", network.bytes_sent),
+        ("bytes_received", network.bytes_received),
+    ] {
+        METRICS.plugin_network.get_or_create(&labels(event)).inc_by(count);
+    }
+}
+
+/// What an uninstall removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Uninstalled {
+    /// The instances removed.
+    pub instances: Vec<String>,
+    /// The plugin, when its last instance went.
+    pub plugin: Option<String>,
+}
+
+/// Instances held still while they change (no run may start); released on drop.
+struct Held {
+    running: Arc<Mutex<HashSet<String>>>,
+    names: Vec<String>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut running = lock(&self.running);
+        for name in &self.names {
+            running.remove(name);
+        }
     }
 }
 
@@ -278,6 +357,7 @@ impl PluginHost {
             buckets: Mutex::new(HashMap::new()),
             scheduler: Scheduler::default(),
             clock,
+            ids: Mutex::new(ulid::Generator::new()),
             slots: tokio::sync::Semaphore::new(config.max_concurrent_runs as usize),
             config,
             sandbox,
@@ -301,6 +381,7 @@ impl PluginHost {
         }
         for instance in host.instances()? {
             host.schedule(&instance)?;
+            host.prune_history(&instance.name)?;
         }
         Ok(host)
     }
@@ -387,13 +468,10 @@ impl PluginHost {
 
     /// Installs the plugin package at `path` (a directory holding `plugin.toml` and
     /// `plugin.wasm`, or the `.wasm` file with `plugin.toml` beside it) and creates its
-    /// instance.
+    /// instance. Installing the very same package again only adds the instance, if new;
+    /// a different build of an installed plugin goes through [`Self::upgrade`].
     pub async fn install(&self, path: &Path, options: InstallOptions) -> Result<(InstalledPlugin, Instance), PluginError> {
-        let (manifest_path, wasm_path) = package_files(path)?;
-        let manifest = Manifest::load(&manifest_path)?;
-        if !SUPPORTED_API.supports(manifest.api) {
-            return Err(PluginError::UnsupportedApi { plugin: manifest.api, host: SUPPORTED_API, import: String::new() });
-        }
+        let (manifest, wasm, pre) = self.load_package(path).await?;
         let instance_name = options.instance.unwrap_or_else(|| manifest.name.clone());
         if !manifest::is_valid_name(&instance_name) {
             return Err(PluginError::InvalidName(instance_name));
@@ -402,30 +480,27 @@ impl PluginHost {
         if !config.is_object() {
             return Err(PluginError::InvalidConfig);
         }
-        let wasm = std::fs::read(&wasm_path).map_err(io(&wasm_path))?;
-        let pre = self.sandbox.prepare(&wasm)?;
-        self.check_description(&pre, &manifest).await?;
-
+        let digest = hex(&Sha256::digest(&wasm));
         let previous = registry::get::<InstalledPlugin>(&self.graph, &registry::plugin_key(&manifest.name))?;
-        if previous.is_some() && !options.replace {
-            return Err(PluginError::AlreadyInstalled(manifest.name));
+        if let Some(previous) = previous.as_ref().filter(|p| p.component_sha256 != digest) {
+            return Err(PluginError::AlreadyInstalled { name: manifest.name, installed: previous.manifest.version.clone(), offered: manifest.version });
         }
         let existing = registry::get::<Instance>(&self.graph, &registry::instance_key(&instance_name))?;
         if let Some(existing) = existing.as_ref().filter(|e| e.plugin != manifest.name) {
             return Err(PluginError::InstanceTaken { instance: instance_name, plugin: existing.plugin.clone() });
         }
-        let digest = hex(&Sha256::digest(&wasm));
-        let stored = self.component_path(&manifest.name, &digest);
-        if let Some(dir) = stored.parent() {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-        }
-        std::fs::write(&stored, &wasm).map_err(io(&stored))?;
-        let plugin = InstalledPlugin { manifest, component_sha256: digest.clone(), installed_at: Utc::now() };
+        let plugin = match previous {
+            Some(plugin) => plugin,
+            None => {
+                self.store_component(&manifest.name, &digest, &wasm)?;
+                InstalledPlugin { manifest, component_sha256: digest.clone(), installed_at: self.clock.now() }
+            }
+        };
         let instance = existing.unwrap_or(Instance {
             name: instance_name,
             plugin: plugin.manifest.name.clone(),
             config,
-            created_at: Utc::now(),
+            created_at: self.clock.now(),
             schedule: None,
             enabled: true,
         });
@@ -433,17 +508,61 @@ impl PluginHost {
             (registry::plugin_key(&plugin.manifest.name), Some(registry::encode(&plugin))),
             (registry::instance_key(&instance.name), Some(registry::encode(&instance))),
         ])?;
-        // The replaced component's file goes; runs already holding it in memory finish.
-        if let Some(old) = previous.filter(|p| p.component_sha256 != digest) {
-            let old_path = self.component_path(&plugin.manifest.name, &old.component_sha256);
-            if let Err(err) = std::fs::remove_file(&old_path) {
-                tracing::warn!(path = %old_path.display(), error = %err, "cannot remove the replaced plugin component");
-            }
-            lock(&self.prepared).remove(&old.component_sha256);
-        }
         lock(&self.prepared).insert(digest, pre);
         tracing::info!(plugin = %plugin.manifest.name, version = %plugin.manifest.version, instance = %instance.name, "plugin installed");
         Ok((plugin, instance))
+    }
+
+    /// Replaces an installed plugin with the build at `path`. Its instances keep their
+    /// configuration and schedules; they keep their cursors only if the new manifest's
+    /// `cursor_format` equals the old one, and start over otherwise. Refused while one of
+    /// them runs.
+    pub async fn upgrade(&self, path: &Path) -> Result<Upgraded, PluginError> {
+        let (manifest, wasm, pre) = self.load_package(path).await?;
+        let previous: InstalledPlugin = registry::get(&self.graph, &registry::plugin_key(&manifest.name))?
+            .ok_or_else(|| PluginError::UnknownPlugin(manifest.name.clone()))?;
+        let instances: Vec<Instance> = self.instances()?.into_iter().filter(|i| i.plugin == manifest.name).collect();
+        let _held = self.hold(&instances)?;
+        let digest = hex(&Sha256::digest(&wasm));
+        self.store_component(&manifest.name, &digest, &wasm)?;
+        let cursors_kept = previous.manifest.cursor_format == manifest.cursor_format;
+        let plugin = InstalledPlugin { manifest, component_sha256: digest.clone(), installed_at: self.clock.now() };
+        let mut writes = vec![(registry::plugin_key(&plugin.manifest.name), Some(registry::encode(&plugin)))];
+        let cursors_reset: Vec<String> = if cursors_kept { Vec::new() } else { instances.iter().map(|i| i.name.clone()).collect() };
+        writes.extend(cursors_reset.iter().map(|name| (registry::cursor_key(name), None)));
+        self.graph.write_meta(writes)?;
+        if previous.component_sha256 != digest {
+            self.forget_component(&previous);
+        }
+        lock(&self.prepared).insert(digest, pre);
+        tracing::info!(
+            plugin = %plugin.manifest.name, from = %previous.manifest.version, to = %plugin.manifest.version,
+            cursors_reset = cursors_reset.len(), "plugin upgraded"
+        );
+        Ok(Upgraded { previous_version: previous.manifest.version, plugin, cursors_reset })
+    }
+
+    /// Reads and checks a package: its manifest, the API it needs, its component compiled
+    /// and describing itself as the manifest says.
+    async fn load_package(&self, path: &Path) -> Result<(Manifest, Vec<u8>, ConnectorPre<RunState>), PluginError> {
+        let (manifest_path, wasm_path) = package_files(path)?;
+        let manifest = Manifest::load(&manifest_path)?;
+        if !SUPPORTED_API.supports(manifest.api) {
+            return Err(PluginError::UnsupportedApi { plugin: manifest.api, host: SUPPORTED_API, import: String::new() });
+        }
+        let wasm = std::fs::read(&wasm_path).map_err(io(&wasm_path))?;
+        let pre = self.sandbox.prepare(&wasm)?;
+        self.check_description(&pre, &manifest).await?;
+        Ok((manifest, wasm, pre))
+    }
+
+    /// Writes a component into the plugin directory under its digest.
+    fn store_component(&self, plugin: &str, digest: &str, wasm: &[u8]) -> Result<(), PluginError> {
+        let stored = self.component_path(plugin, digest);
+        if let Some(dir) = stored.parent() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        std::fs::write(&stored, wasm).map_err(io(&stored))
     }
 
     /// Checks that an installed plugin still loads in this host and agrees with its
@@ -497,6 +616,16 @@ impl PluginHost {
         Ok(registry::cursor(&self.graph, instance)?)
     }
 
+    /// Sets (or, with `None`, clears) an instance's cursor: its next run starts there, or
+    /// from the beginning. Refused while it runs.
+    pub fn set_cursor(&self, name: &str, cursor: Option<&str>) -> Result<(), PluginError> {
+        let instance = self.instance(name)?;
+        let _held = self.hold(std::slice::from_ref(&instance))?;
+        self.graph.write_meta(vec![(registry::cursor_key(name), cursor.map(|c| c.as_bytes().to_vec()))])?;
+        tracing::info!(instance = %name, reset = cursor.is_none(), "instance cursor set");
+        Ok(())
+    }
+
     /// What the operator's configuration grants `instance`.
     pub fn grant(&self, instance: &str) -> GrantSummary {
         self.config.instances.get(instance).map_or_else(GrantSummary::default, |grant| GrantSummary {
@@ -506,12 +635,160 @@ impl PluginHost {
         })
     }
 
-    /// An instance's runs, newest first.
-    pub fn runs(&self, instance: &str) -> Result<Vec<RunRecord>, PluginError> {
+    /// An instance's last `limit` runs, newest first.
+    pub fn runs(&self, instance: &str, limit: usize) -> Result<Vec<RunRecord>, PluginError> {
         self.instance(instance)?;
-        let mut runs: Vec<RunRecord> = registry::list(&self.graph, &format!("run/{instance}/"))?;
-        runs.reverse();
-        Ok(runs)
+        // Run ids sort by time; `~` sorts after every id.
+        let newest = self.graph.meta_range(&registry::run_key(instance, ""), &registry::run_key(instance, "~"), true, limit)?;
+        newest.iter().map(|(name, bytes)| registry::decode(name, bytes)).collect()
+    }
+
+    /// The log lines a run kept, in order.
+    pub fn logs(&self, instance: &str, id: &str) -> Result<Vec<LogLine>, PluginError> {
+        let chunks = self.graph.meta_with_prefix(&registry::log_prefix(instance, id))?;
+        let mut lines = Vec::new();
+        for (name, bytes) in chunks {
+            lines.extend(registry::decode::<Vec<LogLine>>(&name, &bytes)?);
+        }
+        Ok(lines)
+    }
+
+    /// Deletes the instance's runs that started longer ago than the retention period
+    /// (`plugins.run_history_days`), with their logs; returns how many.
+    pub fn prune_history(&self, instance: &str) -> Result<usize, PluginError> {
+        let retention = chrono::Duration::from_std(self.config.run_history).unwrap_or(chrono::Duration::MAX);
+        let cutoff = self.clock.now().checked_sub_signed(retention).unwrap_or_default();
+        let cutoff_ms = u64::try_from(cutoff.timestamp_millis()).unwrap_or_default();
+        // Run ids are ULIDs of their start: every id below the cutoff's is older.
+        let below = format!("run_{}", ulid::Ulid::from_parts(cutoff_ms, 0));
+        let old = self.graph.meta_range(&registry::run_key(instance, ""), &registry::run_key(instance, &below), false, usize::MAX)?;
+        let mut deletes = Vec::new();
+        for (name, bytes) in &old {
+            let record: RunRecord = registry::decode(name, bytes)?;
+            if record.status == RunStatus::Running {
+                continue;
+            }
+            deletes.extend(self.graph.meta_with_prefix(&registry::log_prefix(instance, &record.id))?.into_iter().map(|(n, _)| (n, None)));
+            deletes.push((name.clone(), None));
+        }
+        let pruned = old.len();
+        if !deletes.is_empty() {
+            self.graph.write_meta(deletes)?;
+            tracing::debug!(%instance, pruned, "old run records deleted");
+        }
+        Ok(pruned)
+    }
+
+    /// Replaces an instance's configuration (a JSON object); the next run uses it.
+    pub fn configure(&self, name: &str, config: serde_json::Value) -> Result<Instance, PluginError> {
+        if !config.is_object() {
+            return Err(PluginError::InvalidConfig);
+        }
+        let instance = Instance { config, ..self.instance(name)? };
+        self.graph.write_meta(vec![(registry::instance_key(name), Some(registry::encode(&instance)))])?;
+        tracing::info!(instance = %name, "instance configuration changed");
+        Ok(instance)
+    }
+
+    /// Creates another instance of an installed plugin (a second account of the same CRM).
+    pub fn add_instance(&self, plugin: &str, name: &str, config: serde_json::Value) -> Result<Instance, PluginError> {
+        let plugin: InstalledPlugin =
+            registry::get(&self.graph, &registry::plugin_key(plugin))?.ok_or_else(|| PluginError::UnknownPlugin(plugin.to_owned()))?;
+        if !manifest::is_valid_name(name) {
+            return Err(PluginError::InvalidName(name.to_owned()));
+        }
+        if !config.is_object() {
+            return Err(PluginError::InvalidConfig);
+        }
+        if let Some(existing) = registry::get::<Instance>(&self.graph, &registry::instance_key(name))? {
+            return Err(PluginError::InstanceTaken { instance: name.to_owned(), plugin: existing.plugin });
+        }
+        let instance = Instance {
+            name: name.to_owned(),
+            plugin: plugin.manifest.name,
+            config,
+            created_at: self.clock.now(),
+            schedule: None,
+            enabled: true,
+        };
+        self.graph.write_meta(vec![(registry::instance_key(name), Some(registry::encode(&instance)))])?;
+        tracing::info!(instance = %name, plugin = %instance.plugin, "instance created");
+        Ok(instance)
+    }
+
+    /// Removes an instance: its configuration, cursor, schedule, run history and logs.
+    /// The records it synced stay in the graph under its source name. The last instance
+    /// of a plugin takes the plugin (manifest and component) with it. Refused while it runs.
+    pub fn uninstall_instance(&self, name: &str) -> Result<Uninstalled, PluginError> {
+        let instance = self.instance(name)?;
+        let _held = self.hold(std::slice::from_ref(&instance))?;
+        let mut deletes: Vec<(String, Option<Vec<u8>>)> = [
+            registry::instance_key(name),
+            registry::cursor_key(name),
+            registry::plan_key(name),
+            registry::active_key(name),
+        ]
+        .into_iter()
+        .map(|key| (key, None))
+        .collect();
+        for prefix in [format!("run/{name}/"), format!("log/{name}/")] {
+            deletes.extend(self.graph.meta_with_prefix(&prefix)?.into_iter().map(|(key, _)| (key, None)));
+        }
+        let others = self.instances()?.into_iter().filter(|i| i.plugin == instance.plugin && i.name != name).count();
+        let plugin = if others == 0 { registry::get::<InstalledPlugin>(&self.graph, &registry::plugin_key(&instance.plugin))? } else { None };
+        if plugin.is_some() {
+            deletes.push((registry::plugin_key(&instance.plugin), None));
+        }
+        self.graph.write_meta(deletes)?;
+        self.scheduler.remove(&instance.name);
+        lock(&self.buckets).remove(name);
+        if let Some(plugin) = &plugin {
+            self.forget_component(plugin);
+        }
+        tracing::info!(instance = %name, plugin_removed = plugin.is_some(), "instance uninstalled");
+        Ok(Uninstalled { instances: vec![instance.name], plugin: plugin.map(|p| p.manifest.name) })
+    }
+
+    /// Removes a plugin and every instance of it (see [`Self::uninstall_instance`]).
+    pub fn uninstall_plugin(&self, name: &str) -> Result<Uninstalled, PluginError> {
+        registry::get::<InstalledPlugin>(&self.graph, &registry::plugin_key(name))?.ok_or_else(|| PluginError::UnknownPlugin(name.to_owned()))?;
+        let instances: Vec<Instance> = self.instances()?.into_iter().filter(|i| i.plugin == name).collect();
+        // Refuse before removing anything if one of them is running.
+        drop(self.hold(&instances)?);
+        let mut removed = Uninstalled::default();
+        for instance in &instances {
+            let done = self.uninstall_instance(&instance.name)?;
+            removed.instances.extend(done.instances);
+            removed.plugin = removed.plugin.or(done.plugin);
+        }
+        if instances.is_empty() {
+            if let Some(plugin) = registry::get::<InstalledPlugin>(&self.graph, &registry::plugin_key(name))? {
+                self.graph.write_meta(vec![(registry::plugin_key(name), None)])?;
+                self.forget_component(&plugin);
+            }
+            removed.plugin = Some(name.to_owned());
+        }
+        Ok(removed)
+    }
+
+    /// Deletes a removed or replaced component's file; runs holding it in memory finish.
+    fn forget_component(&self, plugin: &InstalledPlugin) {
+        let path = self.component_path(&plugin.manifest.name, &plugin.component_sha256);
+        if let Err(err) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), error = %err, "cannot remove the plugin component");
+        }
+        lock(&self.prepared).remove(&plugin.component_sha256);
+    }
+
+    /// Claims `instances` so no run starts while they change; fails if one is running.
+    fn hold(&self, instances: &[Instance]) -> Result<Held, PluginError> {
+        let mut running = lock(&self.running);
+        if let Some(busy) = instances.iter().find(|i| running.contains(&i.name)) {
+            return Err(PluginError::AlreadyRunning(busy.name.clone()));
+        }
+        let names: Vec<String> = instances.iter().map(|i| i.name.clone()).collect();
+        running.extend(names.iter().cloned());
+        Ok(Held { running: Arc::clone(&self.running), names })
     }
 
     /// One run of an instance.
@@ -533,7 +810,15 @@ impl PluginHost {
         on_commit: impl Fn(&RunRecord) + Send + Sync + 'static,
     ) -> Result<RunRecord, PluginError> {
         let claim = self.claim(instance, trigger)?;
-        Ok(self.execute(claim, Box::new(on_commit)).await)
+        Ok(self.execute(claim, Box::new(on_commit), false).await.0)
+    }
+
+    /// [`Self::run`], also returning every commit's cursor and operations (for the test
+    /// harness; a daemon does not keep them).
+    pub async fn run_traced(&self, instance: &str, trigger: Trigger) -> Result<(RunRecord, Vec<CommitTrace>), PluginError> {
+        let claim = self.claim(instance, trigger)?;
+        let (record, trace) = self.execute(claim, Box::new(|_| {}), true).await;
+        Ok((record, trace.unwrap_or_default()))
     }
 
     /// Starts a run in the background and returns its first record.
@@ -541,12 +826,17 @@ impl PluginHost {
         let claim = self.claim(instance, trigger)?;
         let record = claim.record.clone();
         let host = Arc::clone(self);
-        tokio::spawn(async move { host.execute(claim, Box::new(|_| {})).await });
+        tokio::spawn(async move { host.execute(claim, Box::new(|_| {}), false).await });
         Ok(record)
     }
 
     /// Runs a claimed sync inside its `plugin_run` span and records how it ended.
-    async fn execute(&self, claim: Claim, on_commit: Box<dyn Fn(&RunRecord) + Send + Sync>) -> RunRecord {
+    async fn execute(
+        &self,
+        claim: Claim,
+        on_commit: Box<dyn Fn(&RunRecord) + Send + Sync>,
+        trace: bool,
+    ) -> (RunRecord, Option<Vec<CommitTrace>>) {
         let span = tracing::info_span!(
             "plugin_run",
             plugin = %claim.plugin.manifest.name,
@@ -559,29 +849,17 @@ impl PluginHost {
             let started = Instant::now();
             // The semaphore is never closed; a permit bounds the runs using pool slots.
             let _permit = self.slots.acquire().await.ok();
-            let (mut record, failure) = self.sync(&claim, on_commit).await;
-            record.status = if failure.is_some() { RunStatus::Failed } else { RunStatus::Succeeded };
-            record.failure = failure;
-            record.ended_at = Some(Utc::now());
-            let outcome = record.failure.as_ref().map_or("succeeded", RunFailure::kind);
-            METRICS.plugin_runs.get_or_create(&crate::metrics::OutcomeLabels { outcome }).inc();
-            METRICS.plugin_run_duration.observe(started.elapsed().as_secs_f64());
-            let network = &record.network;
-            for (event, count) in [
-                ("http_request", network.http_requests),
-                ("http_rate_limited", network.http_rate_limited),
-                ("http_retry", network.http_retries),
-                ("denied", network.denied),
-                ("tcp_connection", network.tcp_connections),
-                ("bytes_sent", network.bytes_sent),
-                ("bytes_received", network.bytes_received),
-            ] {
-                METRICS.plugin_network.get_or_create(&crate::metrics::NetworkLabels { event }).inc_by(count);
-            }
-            let finished = vec![
+            let ended = self.sync(&claim, on_commit, trace).await;
+            let mut record = ended.record;
+            record.status = if ended.failure.is_some() { RunStatus::Failed } else { RunStatus::Succeeded };
+            record.failure = ended.failure;
+            record.ended_at = Some(self.clock.now());
+            count(&record, started.elapsed());
+            let mut finished = vec![
                 (registry::run_key(&record.instance, &record.id), Some(registry::encode(&record))),
                 (registry::active_key(&record.instance), None),
             ];
+            finished.extend(ended.log_tail.map(|(name, lines)| (name, Some(lines))));
             let graph = Arc::clone(&self.graph);
             match tokio::task::spawn_blocking(move || graph.write_meta(finished)).await {
                 Ok(Ok(())) => {}
@@ -594,19 +872,25 @@ impl PluginHost {
                 Some(failure) => tracing::warn!(checkpoints = record.checkpoints, applied = record.operations_applied, skipped = record.operations_skipped, duration_ms, %failure, "run failed"),
             }
             drop(claim);
-            record
+            if let Err(err) = self.prune_history(&record.instance) {
+                tracing::warn!(error = %err, "cannot delete old run records");
+            }
+            (record, ended.trace)
         }
         .instrument(span)
         .await
     }
 
     /// The sync itself: the last committed record, and why it failed if it did.
-    async fn sync(&self, claim: &Claim, on_commit: Box<dyn Fn(&RunRecord) + Send + Sync>) -> (RunRecord, Option<RunFailure>) {
+    async fn sync(&self, claim: &Claim, on_commit: Box<dyn Fn(&RunRecord) + Send + Sync>, trace: bool) -> Ended {
         let pre = match self.prepared_for(&claim.plugin) {
             Ok(pre) => pre,
-            Err(err) => return (claim.record.clone(), Some(RunFailure::Host { message: err.to_string() })),
+            Err(err) => {
+                let failure = Some(RunFailure::Host { message: err.to_string() });
+                return Ended { record: claim.record.clone(), failure, log_tail: None, trace: None };
+            }
         };
-        let active = ActiveRun::new(Arc::clone(&self.graph), claim.record.clone(), on_commit);
+        let active = ActiveRun::new(Arc::clone(&self.graph), claim.record.clone(), on_commit, trace);
         let committed = Arc::clone(&active.committed);
         let network = Network::new(self.access(claim), self.network.clone());
         let mut store = RunState::store(&self.sandbox.engine, self.limits(), Some(active), network);
@@ -639,9 +923,12 @@ impl PluginHost {
         {
             lock(&committed).record = record;
         }
-        let mut last = lock(&committed).record.clone();
-        last.network = store.data().network.counters.clone();
-        (last, failure)
+        let mut committed = lock(&committed);
+        let mut record = committed.record.clone();
+        record.network = store.data().network.counters.clone();
+        // Lines logged after the last commit are kept even when its operations are not.
+        let log_tail = committed.log.take_chunk(&mut record);
+        Ended { record, failure, log_tail, trace: committed.trace.take() }
     }
 
     /// What a run of the claimed instance may reach: what its manifest requests, narrowed
@@ -690,22 +977,27 @@ impl PluginHost {
             return Err(PluginError::AlreadyRunning(name.to_owned()));
         }
         let cursor = registry::cursor(&self.graph, name);
+        let now = self.clock.now();
+        let id = lock(&self.ids).generate_from_datetime(now.into()).unwrap_or_else(|_| ulid::Ulid::from_datetime(now.into()));
         let record = RunRecord {
-            id: format!("run_{}", ulid::Ulid::new()),
+            id: format!("run_{id}"),
             instance: name.to_owned(),
             plugin: plugin.manifest.name.clone(),
             plugin_version: plugin.manifest.version.clone(),
             trigger,
             status: RunStatus::Running,
-            started_at: Utc::now(),
+            started_at: now,
             ended_at: None,
             cursor_before: None,
             cursor: None,
             checkpoints: 0,
             operations_applied: 0,
             operations_skipped: 0,
+            operations_deleted: 0,
             skipped_examples: Vec::new(),
             network: Default::default(),
+            log_lines: 0,
+            log_lines_dropped: 0,
             failure: None,
         };
         let mut claim = Claim { running: Arc::clone(&self.running), record, instance, plugin };

@@ -1,16 +1,92 @@
 //! Outbound HTTP through the host: only to destinations the plugin's manifest requests and
-//! the operator grants. The host follows redirects, paces requests and retries 429/503.
+//! the operator grants. The host follows redirects, paces requests to the instance's rate
+//! limit and retries 429/503 answers after their `Retry-After`; an answer it gives up on
+//! (a wait longer than the operator allows) comes back, and [`Response::check`] turns it
+//! into [`PluginError::RateLimited`], which ends the run with its committed pages kept.
 //!
 //! ```ignore
-//! let response = rapport_sdk::http::Request::get("https://api.example.com/v3/contacts")
-//!     .header("authorization", &format!("Bearer {}", rapport_sdk::secret("api_token").unwrap_or_default()))
-//!     .send()?;
+//! use rapport_sdk::http::Client;
+//!
+//! let client = Client::new("https://api.example.com/v3").bearer(&rapport_sdk::secret("api_token").unwrap_or_default());
+//! let contacts: Contacts = client.get("/contacts").query("limit", "100").send()?.check()?.json()?;
 //! ```
 
 use std::time::Duration;
 
-use crate::NetworkError;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::bindings::rapport::connector::http as wit;
+use crate::{NetworkError, PluginError};
+
+/// Requests sharing a base URL and headers (an API's root and its credentials).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    base: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Client {
+    /// A client for the API under `base` (`https://api.example.com/v3`).
+    pub fn new(base: &str) -> Self {
+        Self { base: base.trim_end_matches('/').to_owned(), headers: Vec::new() }
+    }
+
+    /// Adds a header to every request.
+    #[must_use]
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every request.
+    #[must_use]
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+
+    /// A request to `path` under the base URL (an absolute URL is taken as it is, as
+    /// paging links often are).
+    pub fn request(&self, method: &str, path: &str) -> Request {
+        let url = if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_owned()
+        } else {
+            format!("{}/{}", self.base, path.trim_start_matches('/'))
+        };
+        let mut request = Request::new(method, &url);
+        request.headers.clone_from(&self.headers);
+        request
+    }
+
+    /// A `GET` of `path`.
+    pub fn get(&self, path: &str) -> Request {
+        self.request("GET", path)
+    }
+
+    /// A `POST` of `path`.
+    pub fn post(&self, path: &str) -> Request {
+        self.request("POST", path)
+    }
+}
+
+/// `scheme://authority` of an absolute URL.
+fn origin(url: &str) -> &str {
+    let authority_start = url.find("://").map_or(0, |i| i + 3);
+    url[authority_start..].find('/').map_or(url, |end| &url[..authority_start + end])
+}
+
+/// Percent-encodes a query component (everything but RFC 3986's unreserved characters).
+fn encode_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
 
 /// An HTTP request; build it with [`Request::get`] or [`Request::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +114,39 @@ impl Request {
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
         self
+    }
+
+    /// Appends `name=value` to the URL's query, percent-encoded.
+    #[must_use]
+    pub fn query(mut self, name: &str, value: &str) -> Self {
+        let separator = if self.url.contains('?') { '&' } else { '?' };
+        self.url = format!("{}{separator}{}={}", self.url, encode_component(name), encode_component(value));
+        self
+    }
+
+    /// Sends `Authorization: Bearer <token>`.
+    #[must_use]
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+
+    /// Sets a JSON body and its content type.
+    #[must_use]
+    pub fn json(self, body: &impl Serialize) -> Self {
+        // Serializing plain data into memory cannot fail; a map with non-string keys would.
+        let body = serde_json::to_vec(body).unwrap_or_default();
+        self.header("content-type", "application/json").body(body)
+    }
+
+    /// The URL as it will be sent.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Points the request at `url`: absolute, or a path (`/v3/contacts?page=2`) on the
+    /// current URL's origin, as paging links sometimes are.
+    pub(crate) fn set_url(&mut self, url: &str) {
+        self.url = if url.starts_with('/') { format!("{}{url}", origin(&self.url)) } else { url.to_owned() };
     }
 
     /// Sets the body.
@@ -85,5 +194,34 @@ impl Response {
     /// The body as text (invalid UTF-8 replaced).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body read as JSON into `T`; a body that does not fit is invalid data, quoted
+    /// with the path of the bad field.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, PluginError> {
+        let mut deserializer = serde_json::Deserializer::from_slice(&self.body);
+        T::deserialize(&mut deserializer)
+            .map_err(|err| PluginError::InvalidData(format!("{} answered JSON that does not fit: {err}", self.url)))
+    }
+
+    /// Seconds the server asked to wait (`Retry-After` in seconds; a date is not read).
+    pub fn retry_after(&self) -> Option<u32> {
+        self.header("retry-after").and_then(|value| value.trim().parse().ok())
+    }
+
+    /// The response if its status is a success (2xx); otherwise the matching error: 401 and
+    /// 403 are [`PluginError::Auth`], 429 and 503 [`PluginError::RateLimited`] (with the
+    /// server's `Retry-After`), anything else [`PluginError::Remote`] quoting the body's start.
+    pub fn check(self) -> Result<Self, PluginError> {
+        match self.status {
+            200..=299 => Ok(self),
+            401 | 403 => Err(PluginError::Auth(format!("{} answered {}: check the instance's credentials", self.url, self.status))),
+            429 | 503 => Err(PluginError::RateLimited(self.retry_after())),
+            status => {
+                let text = self.text();
+                let quoted: String = text.chars().take(200).collect();
+                Err(PluginError::Remote(format!("{} answered {status}: {quoted}", self.url)))
+            }
+        }
     }
 }

@@ -2,19 +2,31 @@
 //! [`export_connector!`]; build with `cargo build --release --target wasm32-wasip2`.
 //!
 //! ```ignore
+//! use rapport_sdk::record::{Organization, Role};
+//! use rapport_sdk::{Config, Connector, PluginError};
+//!
 //! #[derive(Default)]
 //! struct Crm;
 //!
-//! impl rapport_sdk::Connector for Crm {
-//!     fn sync(&mut self, config: &str, cursor: Option<String>) -> Result<(), rapport_sdk::PluginError> {
-//!         rapport_sdk::emit(&[r#"{"op":"upsert_organization","external_id":"1","name":"Acme"}"#.to_owned()]);
+//! impl Connector for Crm {
+//!     fn sync(&mut self, config: &Config, cursor: Option<String>) -> Result<(), PluginError> {
+//!         let region: String = config.require("region")?;
+//!         rapport_sdk::emit([Organization::new("1", "Acme").role(Role::Client)]);
 //!         rapport_sdk::checkpoint("page-1");
+//!         rapport_sdk::info!(region = region; "synced one page");
 //!         Ok(())
 //!     }
 //! }
 //!
 //! rapport_sdk::export_connector!(Crm);
 //! ```
+//!
+//! - [`record`]: typed builders for every record operation.
+//! - [`http`]: requests over the host's granted HTTP capability, JSON in and out.
+//! - [`paging`]: cursor, offset and `Link`-header paging.
+//! - [`cursor`]: a modification-time cursor with a lookback window and dedup by id.
+//! - [`tcp`]: connections and a line-protocol [`tcp::Stream`] over the host's TCP capability.
+//! - [`time`]: timestamps as APIs give them.
 //!
 //! The contract itself is the WIT in `sdk/wit/`; this crate hides its generated types.
 
@@ -29,8 +41,15 @@ pub mod bindings {
     });
 }
 
+pub mod cursor;
 pub mod http;
+pub mod paging;
+pub mod record;
 pub mod tcp;
+pub mod time;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 
 use bindings::rapport::connector::host;
 use bindings::rapport::connector::types as wit;
@@ -121,17 +140,77 @@ pub fn secret(name: &str) -> Option<String> {
     host::secret(name)
 }
 
-/// A connector plugin. One value is created per sync run.
-pub trait Connector: Default {
-    /// Pulls records after `cursor` (`None` on the first run): [`emit`] operations and
-    /// [`checkpoint`] after each page. `config` is the instance's configuration, a JSON
-    /// object.
-    fn sync(&mut self, config: &str, cursor: Option<String>) -> Result<(), PluginError>;
+/// An instance's configuration: the JSON object the operator set with
+/// `rapport plugin config`. Errors name the key and what it should hold.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config(Map<String, Value>);
+
+impl Config {
+    /// Reads the configuration text the host hands to `sync`.
+    pub fn parse(text: &str) -> Result<Self, PluginError> {
+        match serde_json::from_str(text) {
+            Ok(Value::Object(map)) => Ok(Self(map)),
+            _ => Err(PluginError::Config("the instance configuration is not a JSON object".to_owned())),
+        }
+    }
+
+    /// The value of `key` read as `T`, or `None` when it is not set.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, PluginError> {
+        self.0
+            .get(key)
+            .map(|value| {
+                T::deserialize(value).map_err(|err| PluginError::Config(format!("key `{key}`: {err} (found {value})")))
+            })
+            .transpose()
+    }
+
+    /// The value of `key`, or `default` when it is not set.
+    pub fn get_or<T: DeserializeOwned>(&self, key: &str, default: T) -> Result<T, PluginError> {
+        Ok(self.get(key)?.unwrap_or(default))
+    }
+
+    /// The value of `key`, which must be set.
+    pub fn require<T: DeserializeOwned>(&self, key: &str) -> Result<T, PluginError> {
+        self.get(key)?.ok_or_else(|| {
+            PluginError::Config(format!("key `{key}` is not set: rapport plugin config <instance> --set {key}=<value>"))
+        })
+    }
+
+    /// The whole configuration read into a struct (serde's messages name the field).
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, PluginError> {
+        T::deserialize(Value::Object(self.0.clone())).map_err(|err| PluginError::Config(err.to_string()))
+    }
+
+    /// The raw JSON object.
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.0
+    }
 }
 
-/// Queues record operations (each one JSON document in Rapport's record-operation format);
-/// they are stored at the next [`checkpoint`].
-pub fn emit(operations: &[String]) {
+/// A connector plugin. One value is created per sync run.
+pub trait Connector: Default {
+    /// Checks the configuration before anything else happens (no request is sent when it
+    /// fails). Accepts everything unless overridden.
+    fn check(&mut self, config: &Config) -> Result<(), PluginError> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// Pulls records after `cursor` (`None` on the first run): [`emit`] operations and
+    /// [`checkpoint`] after each page. Everything emitted after the last checkpoint is
+    /// committed when `sync` returns `Ok`, and discarded when it fails.
+    fn sync(&mut self, config: &Config, cursor: Option<String>) -> Result<(), PluginError>;
+}
+
+/// Queues record operations; they are stored at the next [`checkpoint`].
+pub fn emit<O: Into<record::Operation>>(operations: impl IntoIterator<Item = O>) {
+    let documents: Vec<String> = operations.into_iter().map(|operation| operation.into().to_json()).collect();
+    host::emit(&documents);
+}
+
+/// Queues operations already written as JSON documents in Rapport's record-operation
+/// format (the HTTP ingest's); invalid ones are skipped and counted by the host.
+pub fn emit_json(operations: &[String]) {
     host::emit(operations);
 }
 
@@ -146,9 +225,54 @@ pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
     host::log(level, message, &fields);
 }
 
+/// Logs at `level`: `log!(Level::Info, page = 3, items = n; "fetched {}", url)`; the
+/// fields before `;` are optional.
+#[macro_export]
+macro_rules! log {
+    ($level:expr, $($key:ident = $value:expr),+ ; $($format:tt)+) => {
+        $crate::log($level, &format!($($format)+), &[$((stringify!($key), &$value.to_string())),+])
+    };
+    ($level:expr, $($format:tt)+) => {
+        $crate::log($level, &format!($($format)+), &[])
+    };
+}
+
+/// Logs at info level; see [`log!`](crate::log!).
+#[macro_export]
+macro_rules! info {
+    ($($arguments:tt)+) => { $crate::log!($crate::Level::Info, $($arguments)+) };
+}
+
+/// Logs at warn level; see [`log!`](crate::log!).
+#[macro_export]
+macro_rules! warn {
+    ($($arguments:tt)+) => { $crate::log!($crate::Level::Warn, $($arguments)+) };
+}
+
+/// Logs at error level; see [`log!`](crate::log!).
+#[macro_export]
+macro_rules! error {
+    ($($arguments:tt)+) => { $crate::log!($crate::Level::Error, $($arguments)+) };
+}
+
+/// Logs at debug level; see [`log!`](crate::log!).
+#[macro_export]
+macro_rules! debug {
+    ($($arguments:tt)+) => { $crate::log!($crate::Level::Debug, $($arguments)+) };
+}
+
+/// Logs at trace level; see [`log!`](crate::log!).
+#[macro_export]
+macro_rules! trace {
+    ($($arguments:tt)+) => { $crate::log!($crate::Level::Trace, $($arguments)+) };
+}
+
 #[doc(hidden)]
 pub fn __sync<C: Connector>(config: String, cursor: Option<String>) -> Result<(), bindings::rapport::connector::types::PluginError> {
-    C::default().sync(&config, cursor).map_err(Into::into)
+    let config = Config::parse(&config)?;
+    let mut connector = C::default();
+    connector.check(&config)?;
+    connector.sync(&config, cursor).map_err(Into::into)
 }
 
 /// Registers a [`Connector`] as the plugin's implementation. The plugin's name and version

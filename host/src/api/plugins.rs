@@ -100,9 +100,7 @@ pub(super) async fn list_runs(
     Query(query): Query<RunListQuery>,
 ) -> Result<Json<Vec<RunRecord>>, ApiError> {
     let limit = limit(query.limit, 20)?;
-    let mut runs = state.plugins.runs(&instance)?;
-    runs.truncate(limit);
-    Ok(Json(runs))
+    Ok(Json(state.plugins.runs(&instance, limit)?))
 }
 
 /// One run: status, counts, cursor and failure.

@@ -85,9 +85,18 @@ pub struct Manifest {
     /// One line saying what it connects to.
     #[serde(default)]
     pub description: String,
+    /// The version of its cursor's format. An upgrade to a version with the same format
+    /// keeps every instance's cursor; a different one clears them, so the next runs start
+    /// over (upserts make the repeat harmless).
+    #[serde(default = "first_cursor_format")]
+    pub cursor_format: u32,
     /// The network access it asks for; an operator must also grant it per instance.
     #[serde(default)]
     pub network: NetworkRequest,
+}
+
+fn first_cursor_format() -> u32 {
+    1
 }
 
 /// The `[network]` section: what a plugin needs to reach.

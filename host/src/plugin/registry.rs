@@ -9,6 +9,7 @@
 //! | `run/<instance>/<id>`   | [`RunRecord`]    (ids are ULIDs: in time order) |
 //! | `active/<instance>`     | the id of its run in progress (so a restart finds interrupted runs without reading the history) |
 //! | `plan/<instance>`       | its schedule's [`Plan`]: next and last scheduled run |
+//! | `log/<instance>/<id>/<n>` | the run's log lines, the `n`-th chunk (one per commit), a JSON list of [`LogLine`] |
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -243,11 +244,20 @@ pub struct RunRecord {
     pub operations_applied: u64,
     /// Operations dropped as invalid.
     pub operations_skipped: u64,
+    /// Of the operations applied, the deletions.
+    #[serde(default)]
+    pub operations_deleted: u64,
     /// The first few dropped operations, with the path of each bad field.
     pub skipped_examples: Vec<SkippedEmit>,
     /// What it did on the network.
     #[serde(default)]
     pub network: NetworkCounters,
+    /// Log lines kept (see `rapport plugin logs`).
+    #[serde(default)]
+    pub log_lines: u64,
+    /// Log lines past the per-run limit, counted but not kept.
+    #[serde(default)]
+    pub log_lines_dropped: u64,
     /// Why it failed.
     pub failure: Option<RunFailure>,
 }
@@ -276,6 +286,22 @@ pub struct NetworkCounters {
 /// How many dropped operations a run record keeps in full.
 pub const SKIPPED_EXAMPLES: usize = 20;
 
+/// How many log lines a run keeps; later ones are counted only.
+pub const MAX_RUN_LOG_LINES: u64 = 1000;
+
+/// One line a plugin logged during a run, secrets cut out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LogLine {
+    /// When the host received it.
+    pub at: DateTime<Utc>,
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    pub level: String,
+    /// The message.
+    pub message: String,
+    /// Its structured fields.
+    pub fields: Vec<(String, String)>,
+}
+
 pub(super) fn plugin_key(name: &str) -> String {
     format!("plugin/{name}")
 }
@@ -300,12 +326,21 @@ pub(super) fn run_key(instance: &str, id: &str) -> String {
     format!("run/{instance}/{id}")
 }
 
+/// The prefix of a run's log chunks.
+pub(super) fn log_prefix(instance: &str, id: &str) -> String {
+    format!("log/{instance}/{id}/")
+}
+
+pub(super) fn log_key(instance: &str, id: &str, chunk: u32) -> String {
+    format!("{}{chunk:08}", log_prefix(instance, id))
+}
+
 pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain structs to JSON cannot fail: no maps with non-string keys.
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-fn decode<T: DeserializeOwned>(name: &str, bytes: &[u8]) -> Result<T, PluginError> {
+pub(super) fn decode<T: DeserializeOwned>(name: &str, bytes: &[u8]) -> Result<T, PluginError> {
     serde_json::from_slice(bytes).map_err(|e| PluginError::Corrupt { name: name.to_owned(), message: e.to_string() })
 }
 

@@ -16,7 +16,7 @@ use super::bindings::{self, HttpRequest, HttpResponse, Level, NetworkError, TlsM
 use super::lock;
 use super::network::Network;
 use super::network::tcp::PluginStream;
-use super::registry::{self, RunFailure, RunRecord, SKIPPED_EXAMPLES, SkippedEmit};
+use super::registry::{self, LogLine, MAX_RUN_LOG_LINES, RunFailure, RunRecord, SKIPPED_EXAMPLES, SkippedEmit};
 use crate::graph::model::Timestamp;
 use crate::graph::{Graph, GraphError, IngestBatch, InvalidPolicy};
 use crate::ops::{self, Operation};
@@ -64,6 +64,44 @@ pub(super) struct Committed {
     /// A commit whose host call timed out; the runner waits for it before writing the
     /// final record, so a late commit cannot overwrite it.
     pub late: Option<LateCommit>,
+    /// The run's log, kept across its commits.
+    pub log: RunLog,
+    /// Every commit's cursor and operations, when a test harness asked for them.
+    pub trace: Option<Vec<CommitTrace>>,
+}
+
+/// Log lines not yet written, and how many were written or dropped.
+#[derive(Debug, Default)]
+pub(super) struct RunLog {
+    pub pending: Vec<LogLine>,
+    pub chunks: u32,
+    pub kept: u64,
+    pub dropped: u64,
+}
+
+impl RunLog {
+    /// The metadata entry of the pending lines (the next chunk), if there are any; the
+    /// record learns the counts.
+    pub fn take_chunk(&mut self, record: &mut RunRecord) -> Option<(String, Vec<u8>)> {
+        record.log_lines = self.kept;
+        record.log_lines_dropped = self.dropped;
+        if self.pending.is_empty() {
+            return None;
+        }
+        let entry = (registry::log_key(&record.instance, &record.id, self.chunks), registry::encode(&self.pending));
+        self.pending.clear();
+        self.chunks += 1;
+        Some(entry)
+    }
+}
+
+/// One commit of a run, as a test harness reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CommitTrace {
+    /// The checkpoint's cursor; `None` for the tail committed when `sync` returned.
+    pub cursor: Option<String>,
+    /// The operations the plugin emitted since the previous commit, as parsed.
+    pub operations: Vec<Operation>,
 }
 
 /// A sync in progress: where its operations go and what it has done so far.
@@ -80,8 +118,13 @@ pub(super) struct ActiveRun {
 }
 
 impl ActiveRun {
-    pub fn new(graph: Arc<Graph>, record: RunRecord, on_commit: Box<dyn Fn(&RunRecord) + Send + Sync>) -> Self {
-        let committed = Arc::new(Mutex::new(Committed { record: record.clone(), late: None }));
+    pub fn new(graph: Arc<Graph>, record: RunRecord, on_commit: Box<dyn Fn(&RunRecord) + Send + Sync>, trace: bool) -> Self {
+        let committed = Arc::new(Mutex::new(Committed {
+            record: record.clone(),
+            late: None,
+            log: RunLog::default(),
+            trace: trace.then(Vec::new),
+        }));
         Self { graph, pending: Vec::new(), emitted: 0, record, committed, on_commit }
     }
 }
@@ -208,18 +251,24 @@ impl RunState {
             record.checkpoints += 1;
             record.cursor.clone_from(&cursor);
         }
-        let batch = IngestBatch {
-            source: record.instance.clone(),
-            operations,
-            policy: InvalidPolicy::SkipInvalid,
-            meta: cursor.iter().map(|c| (registry::cursor_key(&record.instance), c.as_bytes().to_vec())).collect(),
-            now: Timestamp::now(),
-        };
+        let mut meta: Vec<(String, Vec<u8>)> = cursor.iter().map(|c| (registry::cursor_key(&record.instance), c.as_bytes().to_vec())).collect();
+        {
+            let mut committed = lock(&run.committed);
+            meta.extend(committed.log.take_chunk(&mut record));
+            if let Some(trace) = committed.trace.as_mut() {
+                trace.push(CommitTrace { cursor: cursor.clone(), operations: operations.clone() });
+            }
+        }
+        let deletions: Vec<usize> =
+            operations.iter().enumerate().filter(|(_, op)| matches!(op, Operation::Delete(_))).map(|(index, _)| index).collect();
+        let batch = IngestBatch { source: record.instance.clone(), operations, policy: InvalidPolicy::SkipInvalid, meta, now: Timestamp::now() };
         let graph = Arc::clone(&run.graph);
         let mut commit = tokio::task::spawn_blocking(move || {
             let report = graph.ingest_then(batch, |report| {
                 record.operations_applied += report.applied as u64;
                 record.operations_skipped += report.skipped.len() as u64;
+                let skipped_deletions = report.skipped.iter().filter(|s| deletions.binary_search(&s.index).is_ok()).count();
+                record.operations_deleted += (deletions.len() - skipped_deletions) as u64;
                 for skipped in &report.skipped {
                     let example = SkippedEmit { external_id: skipped.external_id.clone(), errors: skipped.errors.clone() };
                     keep_example(&mut record, example.redacted(&secrets));
@@ -250,6 +299,16 @@ impl RunState {
 fn keep_example(record: &mut RunRecord, example: SkippedEmit) {
     if record.skipped_examples.len() < SKIPPED_EXAMPLES {
         record.skipped_examples.push(example);
+    }
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Trace => "trace",
+        Level::Debug => "debug",
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error => "error",
     }
 }
 
@@ -299,17 +358,27 @@ impl bindings::Host for RunState {
 
     async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
         self.pause_clock();
-        let message: String = message.chars().take(MAX_LOG_CHARS).collect();
-        let fields: Vec<String> = fields.iter().take(32).map(|(k, v)| format!("{k}={v}")).collect();
-        let fields = fields.join(" ");
         let secrets = self.network.secrets();
-        let (message, fields) = (secrets.redact(&message), secrets.redact(&fields));
+        let message: String = message.chars().take(MAX_LOG_CHARS).collect();
+        let message = secrets.redact(&message).into_owned();
+        let fields: Vec<(String, String)> =
+            fields.iter().take(32).map(|(k, v)| (secrets.redact(k).into_owned(), secrets.redact(v).into_owned())).collect();
+        let shown = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
         match level {
-            Level::Trace => tracing::trace!(target: "plugin", %fields, "{message}"),
-            Level::Debug => tracing::debug!(target: "plugin", %fields, "{message}"),
-            Level::Info => tracing::info!(target: "plugin", %fields, "{message}"),
-            Level::Warn => tracing::warn!(target: "plugin", %fields, "{message}"),
-            Level::Error => tracing::error!(target: "plugin", %fields, "{message}"),
+            Level::Trace => tracing::trace!(target: "plugin", fields = %shown, "{message}"),
+            Level::Debug => tracing::debug!(target: "plugin", fields = %shown, "{message}"),
+            Level::Info => tracing::info!(target: "plugin", fields = %shown, "{message}"),
+            Level::Warn => tracing::warn!(target: "plugin", fields = %shown, "{message}"),
+            Level::Error => tracing::error!(target: "plugin", fields = %shown, "{message}"),
+        }
+        if let Some(run) = self.run.as_ref() {
+            let log = &mut lock(&run.committed).log;
+            if log.kept < MAX_RUN_LOG_LINES {
+                log.kept += 1;
+                log.pending.push(LogLine { at: chrono::Utc::now(), level: level_name(level).to_owned(), message, fields });
+            } else {
+                log.dropped += 1;
+            }
         }
         self.resume_clock();
         Ok(())

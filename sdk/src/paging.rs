@@ -1,0 +1,170 @@
+//! Walking a paged JSON API: [`Pages`] sends the first request, then follows the API's
+//! paging style until the last page. Each page's status is checked
+//! ([`crate::http::Response::check`]) and its body read as JSON.
+//!
+//! ```ignore
+//! use rapport_sdk::paging::{Pages, Paging};
+//!
+//! let first = client.get("/contacts").query("limit", "100");
+//! for page in Pages::new(first, Paging::cursor("after", "/paging/next")) {
+//!     let contacts: Vec<Contact> = page?.items("/results")?;
+//!     // emit, then checkpoint
+//! }
+//! ```
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::PluginError;
+use crate::http::{Request, Response};
+
+/// How an API says where the next page is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Paging {
+    /// The body holds the next page's token at a JSON pointer (`/paging/next`); it goes back
+    /// as query parameter `param`. No token (or null, or "") means this was the last page.
+    Cursor {
+        /// The query parameter carrying the token.
+        param: String,
+        /// Where the token is in the body (a JSON pointer).
+        next_at: String,
+    },
+    /// Query parameters `offset` and `limit`; a page with fewer than `limit` items (at the
+    /// JSON pointer `items_at`) is the last.
+    Offset {
+        /// The offset parameter's name.
+        offset_param: String,
+        /// The page size parameter's name.
+        limit_param: String,
+        /// The page size.
+        limit: u64,
+        /// Where the items are in the body.
+        items_at: String,
+    },
+    /// RFC 8288: the `Link` header's `rel="next"` URL; none means the last page.
+    LinkHeader,
+}
+
+impl Paging {
+    /// [`Paging::Cursor`].
+    pub fn cursor(param: &str, next_at: &str) -> Self {
+        Self::Cursor { param: param.to_owned(), next_at: next_at.to_owned() }
+    }
+
+    /// [`Paging::Offset`] with parameters `offset` and `limit`.
+    pub fn offset(limit: u64, items_at: &str) -> Self {
+        Self::Offset { offset_param: "offset".to_owned(), limit_param: "limit".to_owned(), limit, items_at: items_at.to_owned() }
+    }
+}
+
+/// One page: the response and its body as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The response (status 2xx).
+    pub response: Response,
+    /// Its body.
+    pub body: Value,
+}
+
+impl Page {
+    /// The value at a JSON pointer (`/results`, `/data/items`), if present.
+    pub fn at(&self, pointer: &str) -> Option<&Value> {
+        self.body.pointer(pointer)
+    }
+
+    /// The array at a JSON pointer read into `T`s; a missing array is an empty page, an item
+    /// that does not fit is invalid data naming its index and field.
+    pub fn items<T: DeserializeOwned>(&self, pointer: &str) -> Result<Vec<T>, PluginError> {
+        let Some(items) = self.at(pointer) else { return Ok(Vec::new()) };
+        let Value::Array(items) = items else {
+            return Err(PluginError::InvalidData(format!("{}: `{pointer}` is not an array", self.response.url)));
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| {
+                T::deserialize(item).map_err(|err| PluginError::InvalidData(format!("{}: {pointer}/{index}: {err}", self.response.url)))
+            })
+            .collect()
+    }
+}
+
+/// The pages of a listing, fetched one at a time as the iteration goes.
+#[derive(Debug)]
+pub struct Pages {
+    first: Request,
+    next: Option<Request>,
+    paging: Paging,
+    offset: u64,
+}
+
+impl Pages {
+    /// Pages starting with `first` (holding the filters, without paging parameters for
+    /// [`Paging::Offset`], which adds them).
+    pub fn new(first: Request, paging: Paging) -> Self {
+        let next = match &paging {
+            Paging::Offset { offset_param, limit_param, limit, .. } => {
+                first.clone().query(offset_param, "0").query(limit_param, &limit.to_string())
+            }
+            Paging::Cursor { .. } | Paging::LinkHeader => first.clone(),
+        };
+        Self { first, next: Some(next), paging, offset: 0 }
+    }
+
+    /// The request for the page after `page`, if there is one.
+    fn after(&mut self, page: &Page) -> Option<Request> {
+        match &self.paging {
+            Paging::Cursor { param, next_at } => match page.at(next_at) {
+                Some(Value::String(token)) if !token.is_empty() => Some(self.first.clone().query(param, token)),
+                Some(Value::Number(token)) => Some(self.first.clone().query(param, &token.to_string())),
+                _ => None,
+            },
+            Paging::Offset { offset_param, limit_param, limit, items_at } => {
+                let count = page.at(items_at).and_then(Value::as_array).map_or(0, Vec::len) as u64;
+                self.offset += count;
+                (count >= *limit && count > 0)
+                    .then(|| self.first.clone().query(offset_param, &self.offset.to_string()).query(limit_param, &limit.to_string()))
+            }
+            Paging::LinkHeader => {
+                let link = page.response.header("link")?;
+                next_link(link).map(|url| {
+                    let mut request = self.first.clone();
+                    request.set_url(&url);
+                    request
+                })
+            }
+        }
+    }
+}
+
+impl Iterator for Pages {
+    type Item = Result<Page, PluginError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let request = self.next.take()?;
+        let fetched = request.send().map_err(PluginError::from).and_then(Response::check).and_then(|response| {
+            let body = if response.body.is_empty() { Value::Null } else { response.json()? };
+            Ok(Page { response, body })
+        });
+        match fetched {
+            Ok(page) => {
+                self.next = self.after(&page);
+                Some(Ok(page))
+            }
+            Err(err) => Some(Err(err)),
+        }
+    }
+}
+
+/// The `rel="next"` target of an RFC 8288 `Link` header value.
+pub fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|link| {
+        let (target, params) = link.trim().split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        let is_next = params.split(';').any(|param| {
+            let Some((name, value)) = param.split_once('=') else { return false };
+            name.trim().eq_ignore_ascii_case("rel") && value.trim().trim_matches('"').split_whitespace().any(|rel| rel.eq_ignore_ascii_case("next"))
+        });
+        is_next.then(|| target.to_owned())
+    })
+}
