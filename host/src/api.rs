@@ -97,6 +97,10 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(plugins::list_plugins))
         .routes(routes!(plugins::start_run, plugins::list_runs))
         .routes(routes!(plugins::run))
+        .routes(routes!(plugins::uninstall))
+        .routes(routes!(plugins::set_config))
+        .routes(routes!(plugins::reset_cursor))
+        .routes(routes!(plugins::run_logs))
         .routes(routes!(plugins::set_schedule, plugins::remove_schedule))
         .routes(routes!(plugins::set_enabled))
 }

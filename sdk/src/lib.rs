@@ -276,18 +276,19 @@ pub fn __sync<C: Connector>(config: String, cursor: Option<String>) -> Result<()
 }
 
 /// Registers a [`Connector`] as the plugin's implementation. The plugin's name and version
-/// are its crate's, which must match its `plugin.toml`.
+/// are its crate's, which must match its `plugin.toml`; `name = "…"` sets another name
+/// (a crate `rapport-plugin-crm` publishing plugin `crm`).
 #[macro_export]
 macro_rules! export_connector {
     ($connector:ty) => {
+        $crate::export_connector!($connector, name = env!("CARGO_PKG_NAME"));
+    };
+    ($connector:ty, name = $name:expr) => {
         struct __RapportExport;
 
         impl $crate::bindings::Guest for __RapportExport {
             fn describe() -> $crate::bindings::Description {
-                $crate::bindings::Description {
-                    name: env!("CARGO_PKG_NAME").to_owned(),
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
-                }
+                $crate::bindings::Description { name: ($name).to_owned(), version: env!("CARGO_PKG_VERSION").to_owned() }
             }
 
             fn sync(

@@ -42,7 +42,7 @@ impl Setup {
 
     /// Installs test plugin `fixture` (again, for every further instance) as `instance`.
     pub fn install(&self, fixture: &str, instance: &str, config: serde_json::Value) {
-        let options = InstallOptions { instance: Some(instance.to_owned()), config: Some(config), replace: true };
+        let options = InstallOptions { instance: Some(instance.to_owned()), config: Some(config) };
         self.runtime.block_on(self.host.install(&rapport_fixtures::package(fixture), options)).unwrap();
     }
 

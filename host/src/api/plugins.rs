@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState, ErrorBody, JsonBody, limit, off_workers};
-use crate::plugin::registry::{InstalledPlugin, Instance, InstanceSchedule, RunRecord, Trigger};
-use crate::plugin::{GrantSummary, PluginError};
+use crate::plugin::registry::{InstalledPlugin, Instance, InstanceSchedule, LogLine, RunRecord, Trigger};
+use crate::plugin::{GrantSummary, PluginError, Uninstalled};
 use crate::schedule::{Plan, ScheduleError};
 
 impl From<PluginError> for ApiError {
@@ -15,6 +15,7 @@ impl From<PluginError> for ApiError {
         match err {
             PluginError::UnknownInstance(_) | PluginError::UnknownPlugin(_) => Self::NotFound(err.to_string()),
             PluginError::AlreadyRunning(_) => Self::Conflict(err.to_string()),
+            PluginError::InvalidConfig => Self::field("", err.to_string()),
             PluginError::Schedule(err) => {
                 Self::field(if matches!(err, ScheduleError::TimeZone(_)) { "timezone" } else { "cron" }, err.to_string())
             }
@@ -172,4 +173,68 @@ pub(super) async fn set_enabled(
 ) -> Result<Json<Instance>, ApiError> {
     let plugins = std::sync::Arc::clone(&state.plugins);
     off_workers(move || plugins.set_enabled(&instance, enabled)).await.map(Json)
+}
+
+/// Replaces the instance's configuration (a JSON object); its next run uses it. Secrets
+/// belong in `rapport.toml`, not here: the configuration is shown by `GET /v1/plugins`.
+#[utoipa::path(put, path = "/v1/plugins/{instance}/config", tag = "plugins", params(("instance" = String, Path, description = "Instance name")), request_body(content = Object, description = "The instance configuration"), security(("bearer" = [])), responses(
+    (status = 200, body = Instance),
+    (status = 400, description = "the body is not a JSON object", body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+))]
+pub(super) async fn set_config(
+    State(state): State<AppState>,
+    Path(instance): Path<String>,
+    JsonBody(config): JsonBody<serde_json::Value>,
+) -> Result<Json<Instance>, ApiError> {
+    if !config.is_object() {
+        return Err(ApiError::field("", "expected a JSON object"));
+    }
+    let plugins = std::sync::Arc::clone(&state.plugins);
+    off_workers(move || plugins.configure(&instance, config)).await.map(Json)
+}
+
+/// Forgets the instance's cursor: its next run syncs everything again.
+#[utoipa::path(delete, path = "/v1/plugins/{instance}/cursor", tag = "plugins", params(("instance" = String, Path, description = "Instance name")), security(("bearer" = [])), responses(
+    (status = 204, description = "the cursor is cleared"),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+    (status = 409, description = "a run of this instance is in progress", body = ErrorBody),
+))]
+pub(super) async fn reset_cursor(State(state): State<AppState>, Path(instance): Path<String>) -> Result<StatusCode, ApiError> {
+    let plugins = std::sync::Arc::clone(&state.plugins);
+    off_workers(move || plugins.set_cursor(&instance, None)).await.map(|()| StatusCode::NO_CONTENT)
+}
+
+/// Removes the instance with its cursor, schedule, run history and logs; the records it
+/// synced stay. The last instance of a plugin takes the plugin with it.
+#[utoipa::path(delete, path = "/v1/plugins/{instance}", tag = "plugins", params(("instance" = String, Path, description = "Instance name")), security(("bearer" = [])), responses(
+    (status = 200, body = Uninstalled),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+    (status = 409, description = "a run of this instance is in progress", body = ErrorBody),
+))]
+pub(super) async fn uninstall(State(state): State<AppState>, Path(instance): Path<String>) -> Result<Json<Uninstalled>, ApiError> {
+    let plugins = std::sync::Arc::clone(&state.plugins);
+    off_workers(move || plugins.uninstall_instance(&instance)).await.map(Json)
+}
+
+/// The lines a run logged, in order (at most 1,000 per run; the run record counts the rest).
+#[utoipa::path(get, path = "/v1/plugins/{instance}/runs/{run_id}/logs", tag = "plugins", params(
+    ("instance" = String, Path, description = "Instance name"),
+    ("run_id" = String, Path, description = "Run id (run_…)"),
+), security(("bearer" = [])), responses(
+    (status = 200, body = Vec<LogLine>),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+))]
+pub(super) async fn run_logs(
+    State(state): State<AppState>,
+    Path((instance, run_id)): Path<(String, String)>,
+) -> Result<Json<Vec<LogLine>>, ApiError> {
+    if state.plugins.run_record(&instance, &run_id)?.is_none() {
+        return Err(ApiError::NotFound(format!("instance `{instance}` has no run {run_id}")));
+    }
+    Ok(Json(state.plugins.logs(&instance, &run_id)?))
 }

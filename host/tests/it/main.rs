@@ -9,6 +9,7 @@ mod api;
 mod demo;
 mod graph;
 mod harness;
+mod lifecycle;
 mod network;
 mod plugins;
 mod remote;

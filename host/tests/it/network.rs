@@ -31,7 +31,7 @@ fn server(grants: Vec<(&str, InstanceGrant)>, configure: impl FnOnce(&mut Plugin
 /// Installs `net-probe` as `instance` with `steps`, runs it, and returns the run and each
 /// step's recorded outcome by step id.
 fn probe(server: &TestServer, instance: &str, steps: Value) -> (RunRecord, HashMap<String, Value>) {
-    let options = InstallOptions { instance: Some(instance.to_owned()), config: Some(json!({ "steps": steps })), replace: true };
+    let options = InstallOptions { instance: Some(instance.to_owned()), config: Some(json!({ "steps": steps })) };
     server.runtime.block_on(server.plugins.install(&rapport_fixtures::package("net-probe"), options)).unwrap();
     let record = server.runtime.block_on(server.plugins.run(instance, Trigger::Cli, |_| {})).unwrap();
     let mut outcomes = HashMap::new();

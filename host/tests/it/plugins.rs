@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::harness::{TOKEN, TestServer};
 
 fn install(server: &TestServer, fixture: &str, instance: &str, config: Value) {
-    let options = InstallOptions { instance: Some(instance.to_owned()), config: Some(config), replace: false };
+    let options = InstallOptions { instance: Some(instance.to_owned()), config: Some(config) };
     server.runtime.block_on(server.plugins.install(&rapport_fixtures::package(fixture), options)).unwrap();
 }
 
@@ -255,17 +255,3 @@ fn compiled_code_is_cached_on_disk_and_a_damaged_cache_file_is_recompiled() {
     assert_ne!(std::fs::read(artifact).unwrap(), bytes);
 }
 
-#[test]
-fn reinstalling_needs_replace_and_keeps_the_instance_and_its_cursor() {
-    let server = TestServer::start();
-    install(&server, "pager", "crm", json!({"pages": 2}));
-    assert_eq!(run(&server, "crm").cursor.as_deref(), Some("1"));
-    let package = rapport_fixtures::package("pager");
-    let err = server.runtime.block_on(server.plugins.install(&package, InstallOptions::default())).unwrap_err();
-    assert!(matches!(err, PluginError::AlreadyInstalled(ref name) if name == "pager"), "{err}");
-    let options = InstallOptions { instance: Some("crm".to_owned()), config: Some(json!({"pages": 5})), replace: true };
-    server.runtime.block_on(server.plugins.install(&rapport_fixtures::package("pager"), options)).unwrap();
-    assert_eq!(server.plugins.cursor("crm").unwrap().as_deref(), Some("1"));
-    let instance = server.plugins.instances().unwrap().into_iter().find(|i| i.name == "crm").unwrap();
-    assert_eq!(instance.config, json!({"pages": 2}), "an existing instance keeps its configuration");
-}

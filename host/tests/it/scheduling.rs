@@ -17,7 +17,7 @@ fn utc(text: &str) -> DateTime<Utc> {
 }
 
 fn daily_at_nine(server: &TestServer, instance: &str) {
-    let options = InstallOptions { instance: Some(instance.to_owned()), config: Some(json!({"pages": 1, "page_size": 5})), replace: true };
+    let options = InstallOptions { instance: Some(instance.to_owned()), config: Some(json!({"pages": 1, "page_size": 5})) };
     server.runtime.block_on(server.plugins.install(&rapport_fixtures::package("pager"), options)).unwrap();
     let schedule = InstanceSchedule { cron: "0 9 * * *".to_owned(), timezone: "UTC".to_owned() };
     server.plugins.configure_schedule(instance, Some(schedule)).unwrap();
@@ -34,7 +34,7 @@ fn wait_until(what: &str, done: impl Fn() -> bool) {
 }
 
 fn scheduled_runs(host: &PluginHost, instance: &str) -> Vec<RunRecord> {
-    host.runs(instance).unwrap().into_iter().filter(|r| r.trigger == Trigger::Schedule && r.status != RunStatus::Running).collect()
+    host.runs(instance, 1000).unwrap().into_iter().filter(|r| r.trigger == Trigger::Schedule && r.status != RunStatus::Running).collect()
 }
 
 fn planned_for(host: &PluginHost, instance: &str, when: &str) -> bool {
@@ -49,7 +49,7 @@ fn instances_run_at_their_time_and_a_disabled_one_does_not() {
     daily_at_nine(&server, "control");
     let scheduler = server.runtime.spawn(Arc::clone(&server.plugins).run_schedules());
     wait_until("both planned", || ["crm", "control"].iter().all(|i| planned_for(&server.plugins, i, "2026-06-01T09:00:00Z")));
-    assert!(server.plugins.runs("crm").unwrap().is_empty(), "planned, not run");
+    assert!(server.plugins.runs("crm", 1000).unwrap().is_empty(), "planned, not run");
 
     clock.set(utc("2026-06-01T09:00:00Z"));
     wait_until("both ran", || ["crm", "control"].iter().all(|i| scheduled_runs(&server.plugins, i).len() == 1));
@@ -153,7 +153,7 @@ fn a_live_daemons_schedules_are_set_and_switched_over_http() {
 fn a_run_still_going_when_its_next_time_comes_skips_that_turn() {
     let clock = Arc::new(ManualClock::new(utc("2026-06-01T08:59:30Z")));
     let server = TestServer::with_clock(None, Arc::clone(&clock) as Arc<dyn Clock>);
-    let options = InstallOptions { instance: Some("slow".to_owned()), config: Some(json!({"behaviour": "sleep"})), replace: false };
+    let options = InstallOptions { instance: Some("slow".to_owned()), config: Some(json!({"behaviour": "sleep"})) };
     server.runtime.block_on(server.plugins.install(&rapport_fixtures::package("hostile"), options)).unwrap();
     server.plugins.configure_schedule("slow", Some(InstanceSchedule { cron: "0 9 * * *".to_owned(), timezone: "UTC".to_owned() })).unwrap();
     // A run that sleeps inside the plugin, started by hand, is in progress at 09:00.
@@ -166,7 +166,7 @@ fn a_run_still_going_when_its_next_time_comes_skips_that_turn() {
 
     clock.set(utc("2026-06-01T09:00:00Z"));
     wait_until("the turn taken", || planned_for(&server.plugins, "slow", "2026-06-02T09:00:00Z"));
-    let runs = server.plugins.runs("slow").unwrap();
+    let runs = server.plugins.runs("slow", 1000).unwrap();
     assert_eq!(runs.len(), 1, "the scheduled turn was skipped, not queued: {runs:?}");
     assert_eq!((runs[0].id.as_str(), runs[0].status), (manual.id.as_str(), RunStatus::Running));
     scheduler.abort();

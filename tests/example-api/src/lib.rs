@@ -183,7 +183,7 @@ async fn list(State(shared): State<Shared>, headers: HeaderMap, query: Result<Qu
         data.served.failed += 1;
         return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "internal"}))).into_response();
     }
-    let from = after.unwrap_or((since, String::new()));
+    let from = after.clone().unwrap_or((since, String::new()));
     let mut page: Vec<&Contact> = data
         .ordered
         .range(from.clone()..)

@@ -96,7 +96,7 @@ fn secrets_never_reach_logs_run_records_or_api_responses() {
         responses.push(body);
     }
     let metrics = responses.last().unwrap();
-    assert!(metrics.contains(r#"rapport_plugin_network_total{event="http_request"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"rapport_plugin_network_total{instance="probe",event="http_request"} 1"#), "{metrics}");
     daemon.stop();
 
     for response in &responses {
