@@ -8,6 +8,7 @@ mod crash_import;
 mod crash_plugin;
 mod demo;
 mod harness;
+mod example_connector;
 mod plugin_cli;
 mod secrets;
 mod serve;
