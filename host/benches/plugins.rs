@@ -12,7 +12,7 @@ mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{peak_rss_mb, setup};
+use support::{child, child_path, report_child, setup};
 
 use rapport::config::DEFAULT_CACHE_BYTES;
 use rapport::graph::model::Timestamp;
@@ -45,29 +45,18 @@ fn in_process(n: u64) {
             .ingest(IngestBatch { source: "bench".to_owned(), operations, policy: InvalidPolicy::SkipInvalid, meta, now: Timestamp::now() })
             .unwrap();
     }
-    println!("{:.3} {:.1}", started.elapsed().as_secs_f64(), peak_rss_mb());
+    report_child(started.elapsed().as_secs_f64());
 }
 
 fn through_plugin(n: u64) {
     let setup = setup(|_| {});
     setup.install("pager", "bench", json!({"pages": n.div_ceil(PAGE), "page_size": PAGE}));
-    let (_, seconds) = setup.timed_run("bench");
-    println!("{seconds:.3} {:.1}", peak_rss_mb());
-}
-
-/// Runs this benchmark in a child process for one path; returns (seconds, peak RSS MB).
-fn child(path: &str, n: u64) -> (f64, f64) {
-    let output = std::process::Command::new(std::env::current_exe().unwrap()).args(["--child", path, &n.to_string()]).output().unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    let mut figures = text.split_whitespace().map(|f| f.parse::<f64>().unwrap_or(f64::NAN));
-    (figures.next().unwrap_or(f64::NAN), figures.next().unwrap_or(f64::NAN))
+    report_child(setup.timed_run("bench").1);
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--child") {
-        let n = args[i + 2].parse().unwrap();
-        match args[i + 1].as_str() {
+    if let Some((path, n)) = child_path() {
+        match path.as_str() {
             "plugin" => through_plugin(n),
             _ => in_process(n),
         }

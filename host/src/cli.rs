@@ -19,8 +19,8 @@ use rapport::demo::{self, WorldSpec};
 use rapport::graph::model::{MergeRecord, NodeId, RecordKind, Timestamp, merge_id_text, parse_merge_id};
 use rapport::graph::{ContextQuery, Graph, IngestBatch, InvalidPolicy};
 use rapport::import::{ImportOptions, import_jsonl};
-use rapport::ops::{ObservationRecord, Operation, SOURCE_RULE, Subject, is_valid_source};
 use rapport::net::HostPattern;
+use rapport::ops::{ObservationRecord, Operation, SOURCE_RULE, Subject, is_valid_source};
 use rapport::plugin::harness::{TestBench, TestOptions};
 use rapport::plugin::registry::{InstanceSchedule, LogLine, RunRecord, Trigger};
 use rapport::plugin::{InstallOptions, PluginHost};
@@ -806,14 +806,19 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()>
             }
         }
         PluginCommand::Upgrade { path } => {
-            let upgraded =
-                runtime.block_on(plugins.upgrade(&path)).with_context(|| format!("cannot upgrade with the package at {}", path.display()))?;
+            let upgraded = runtime
+                .block_on(plugins.upgrade(&path))
+                .with_context(|| format!("cannot upgrade with the package at {}", path.display()))?;
             let plugin = &upgraded.plugin.manifest;
             println!("upgraded {} {} -> {}", plugin.name, upgraded.previous_version, plugin.version);
             if upgraded.cursors_reset.is_empty() {
                 println!("cursor format {} unchanged: instances resume where they were", plugin.cursor_format);
             } else {
-                println!("cursor format changed to {}: {} will sync from the beginning", plugin.cursor_format, upgraded.cursors_reset.join(", "));
+                println!(
+                    "cursor format changed to {}: {} will sync from the beginning",
+                    plugin.cursor_format,
+                    upgraded.cursors_reset.join(", ")
+                );
             }
         }
         PluginCommand::Add { plugin, instance, instance_config } => {
@@ -823,7 +828,9 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()>
         }
         PluginCommand::Config { instance, set, unset, replace } => {
             let current = plugins.instances()?.into_iter().find(|i| i.name == instance);
-            let mut config = current.map(|i| i.config).ok_or_else(|| anyhow::anyhow!("no plugin instance named `{instance}` (see `rapport plugin list`)"))?;
+            let mut config = current
+                .map(|i| i.config)
+                .ok_or_else(|| anyhow::anyhow!("no plugin instance named `{instance}` (see `rapport plugin list`)"))?;
             let changed = !set.is_empty() || !unset.is_empty() || replace.is_some();
             if let Some(text) = replace {
                 config = parse_json_argument(&text)?;
@@ -858,7 +865,11 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()>
         PluginCommand::Logs { instance, run } => {
             let run = match run {
                 Some(run) => run,
-                None => plugins.runs(&instance, 1)?.first().map(|r| r.id.clone()).with_context(|| format!("instance `{instance}` has not run yet"))?,
+                None => plugins
+                    .runs(&instance, 1)?
+                    .first()
+                    .map(|r| r.id.clone())
+                    .with_context(|| format!("instance `{instance}` has not run yet"))?,
             };
             for line in plugins.logs(&instance, &run)? {
                 print_log_line(&line);
@@ -874,20 +885,28 @@ fn plugin_test(config: &Config, args: TestArgs) -> anyhow::Result<()> {
     options.cursor = args.cursor;
     options.plugins = config.plugins.clone();
     if !args.allow.is_empty() {
-        let patterns = args.allow.iter().map(|p| HostPattern::parse(p).map_err(|e| anyhow::anyhow!("--allow {p}: {e}"))).collect::<anyhow::Result<_>>()?;
+        let patterns = args
+            .allow
+            .iter()
+            .map(|p| HostPattern::parse(p).map_err(|e| anyhow::anyhow!("--allow {p}: {e}")))
+            .collect::<anyhow::Result<_>>()?;
         options.allowed_hosts = Some(patterns);
     }
     for entry in &args.secret {
         let (name, value) = entry.split_once('=').with_context(|| format!("--secret {entry}: expected NAME=VALUE or NAME=env:VARIABLE"))?;
         let value = match value.strip_prefix("env:") {
-            Some(variable) => std::env::var(variable).with_context(|| format!("--secret {name}: environment variable {variable} is not set"))?,
+            Some(variable) => {
+                std::env::var(variable).with_context(|| format!("--secret {name}: environment variable {variable} is not set"))?
+            }
             None => value.to_owned(),
         };
         options.secrets.insert(name.to_owned(), Secret::new(value));
     }
     let runtime = runtime()?;
     let _guard = runtime.enter();
-    let bench = runtime.block_on(TestBench::new(&args.path, options)).with_context(|| format!("cannot load the plugin at {}", args.path.display()))?;
+    let bench = runtime
+        .block_on(TestBench::new(&args.path, options))
+        .with_context(|| format!("cannot load the plugin at {}", args.path.display()))?;
     let mut failed = None;
     for _ in 0..args.runs {
         let report = runtime.block_on(bench.run())?;

@@ -38,8 +38,8 @@ use self::bindings::{ConnectorPre, PluginFailure};
 use self::manifest::{ApiVersion, Manifest, ManifestError, SUPPORTED_API};
 use self::network::{Access, Network, NetworkShared, TokenBucket};
 use self::registry::{InstalledPlugin, Instance, InstanceSchedule, LogLine, RunFailure, RunRecord, RunStatus, Trigger};
-use self::run::{ActiveRun, RunLimits, RunState};
 pub use self::run::CommitTrace;
+use self::run::{ActiveRun, RunLimits, RunState};
 use self::sandbox::Sandbox;
 use self::secrets::Secrets;
 use crate::config::{PluginsConfig, RateLimit, hex};
@@ -483,7 +483,11 @@ impl PluginHost {
         let digest = hex(&Sha256::digest(&wasm));
         let previous = registry::get::<InstalledPlugin>(&self.graph, &registry::plugin_key(&manifest.name))?;
         if let Some(previous) = previous.as_ref().filter(|p| p.component_sha256 != digest) {
-            return Err(PluginError::AlreadyInstalled { name: manifest.name, installed: previous.manifest.version.clone(), offered: manifest.version });
+            return Err(PluginError::AlreadyInstalled {
+                name: manifest.name,
+                installed: previous.manifest.version.clone(),
+                offered: manifest.version,
+            });
         }
         let existing = registry::get::<Instance>(&self.graph, &registry::instance_key(&instance_name))?;
         if let Some(existing) = existing.as_ref().filter(|e| e.plugin != manifest.name) {
@@ -722,20 +726,17 @@ impl PluginHost {
     pub fn uninstall_instance(&self, name: &str) -> Result<Uninstalled, PluginError> {
         let instance = self.instance(name)?;
         let _held = self.hold(std::slice::from_ref(&instance))?;
-        let mut deletes: Vec<(String, Option<Vec<u8>>)> = [
-            registry::instance_key(name),
-            registry::cursor_key(name),
-            registry::plan_key(name),
-            registry::active_key(name),
-        ]
-        .into_iter()
-        .map(|key| (key, None))
-        .collect();
+        let mut deletes: Vec<(String, Option<Vec<u8>>)> =
+            [registry::instance_key(name), registry::cursor_key(name), registry::plan_key(name), registry::active_key(name)]
+                .into_iter()
+                .map(|key| (key, None))
+                .collect();
         for prefix in [format!("run/{name}/"), format!("log/{name}/")] {
             deletes.extend(self.graph.meta_with_prefix(&prefix)?.into_iter().map(|(key, _)| (key, None)));
         }
         let others = self.instances()?.into_iter().filter(|i| i.plugin == instance.plugin && i.name != name).count();
-        let plugin = if others == 0 { registry::get::<InstalledPlugin>(&self.graph, &registry::plugin_key(&instance.plugin))? } else { None };
+        let plugin =
+            if others == 0 { registry::get::<InstalledPlugin>(&self.graph, &registry::plugin_key(&instance.plugin))? } else { None };
         if plugin.is_some() {
             deletes.push((registry::plugin_key(&instance.plugin), None));
         }
@@ -751,7 +752,8 @@ impl PluginHost {
 
     /// Removes a plugin and every instance of it (see [`Self::uninstall_instance`]).
     pub fn uninstall_plugin(&self, name: &str) -> Result<Uninstalled, PluginError> {
-        registry::get::<InstalledPlugin>(&self.graph, &registry::plugin_key(name))?.ok_or_else(|| PluginError::UnknownPlugin(name.to_owned()))?;
+        registry::get::<InstalledPlugin>(&self.graph, &registry::plugin_key(name))?
+            .ok_or_else(|| PluginError::UnknownPlugin(name.to_owned()))?;
         let instances: Vec<Instance> = self.instances()?.into_iter().filter(|i| i.plugin == name).collect();
         // Refuse before removing anything if one of them is running.
         drop(self.hold(&instances)?);

@@ -158,9 +158,7 @@ impl Config {
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, PluginError> {
         self.0
             .get(key)
-            .map(|value| {
-                T::deserialize(value).map_err(|err| PluginError::Config(format!("key `{key}`: {err} (found {value})")))
-            })
+            .map(|value| T::deserialize(value).map_err(|err| PluginError::Config(format!("key `{key}`: {err} (found {value})"))))
             .transpose()
     }
 
@@ -171,9 +169,8 @@ impl Config {
 
     /// The value of `key`, which must be set.
     pub fn require<T: DeserializeOwned>(&self, key: &str) -> Result<T, PluginError> {
-        self.get(key)?.ok_or_else(|| {
-            PluginError::Config(format!("key `{key}` is not set: rapport plugin config <instance> --set {key}=<value>"))
-        })
+        self.get(key)?
+            .ok_or_else(|| PluginError::Config(format!("key `{key}` is not set: rapport plugin config <instance> --set {key}=<value>")))
     }
 
     /// The whole configuration read into a struct (serde's messages name the field).

@@ -163,7 +163,8 @@ pub fn next_link(header: &str) -> Option<String> {
         let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
         let is_next = params.split(';').any(|param| {
             let Some((name, value)) = param.split_once('=') else { return false };
-            name.trim().eq_ignore_ascii_case("rel") && value.trim().trim_matches('"').split_whitespace().any(|rel| rel.eq_ignore_ascii_case("next"))
+            name.trim().eq_ignore_ascii_case("rel")
+                && value.trim().trim_matches('"').split_whitespace().any(|rel| rel.eq_ignore_ascii_case("next"))
         });
         is_next.then(|| target.to_owned())
     })

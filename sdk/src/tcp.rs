@@ -98,7 +98,10 @@ impl Stream {
     pub fn read_exact(&mut self, count: usize) -> Result<Vec<u8>, NetworkError> {
         while self.buffer.len() - self.start < count {
             if !self.fill()? {
-                return Err(NetworkError::Io(format!("the peer closed the connection {} bytes short", count - (self.buffer.len() - self.start))));
+                return Err(NetworkError::Io(format!(
+                    "the peer closed the connection {} bytes short",
+                    count - (self.buffer.len() - self.start)
+                )));
             }
         }
         let bytes = self.buffer[self.start..self.start + count].to_vec();

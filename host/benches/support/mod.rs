@@ -58,6 +58,29 @@ impl Setup {
     }
 }
 
+/// Runs this benchmark again in a child process for one path, so its peak RSS is its own;
+/// returns the (seconds, peak RSS MB) it printed. The child finds its path in
+/// [`child_path`].
+pub fn child(path: &str, n: u64) -> (f64, f64) {
+    let output = std::process::Command::new(std::env::current_exe().unwrap()).args(["--child", path, &n.to_string()]).output().unwrap();
+    assert!(output.status.success(), "the {path} child failed: {}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut figures = text.split_whitespace().map(|f| f.parse::<f64>().unwrap_or(f64::NAN));
+    (figures.next().unwrap_or(f64::NAN), figures.next().unwrap_or(f64::NAN))
+}
+
+/// In a child process started by [`child`], its path and size.
+pub fn child_path() -> Option<(String, u64)> {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == "--child")?;
+    Some((args.get(i + 1)?.clone(), args.get(i + 2)?.parse().ok()?))
+}
+
+/// What a child prints: its seconds and peak RSS.
+pub fn report_child(seconds: f64) {
+    println!("{seconds:.3} {:.1}", peak_rss_mb());
+}
+
 /// This process's peak resident set size, in MB (`VmHWM`).
 pub fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -119,12 +119,8 @@ pub(super) struct ActiveRun {
 
 impl ActiveRun {
     pub fn new(graph: Arc<Graph>, record: RunRecord, on_commit: Box<dyn Fn(&RunRecord) + Send + Sync>, trace: bool) -> Self {
-        let committed = Arc::new(Mutex::new(Committed {
-            record: record.clone(),
-            late: None,
-            log: RunLog::default(),
-            trace: trace.then(Vec::new),
-        }));
+        let committed =
+            Arc::new(Mutex::new(Committed { record: record.clone(), late: None, log: RunLog::default(), trace: trace.then(Vec::new) }));
         Self { graph, pending: Vec::new(), emitted: 0, record, committed, on_commit }
     }
 }
@@ -251,7 +247,8 @@ impl RunState {
             record.checkpoints += 1;
             record.cursor.clone_from(&cursor);
         }
-        let mut meta: Vec<(String, Vec<u8>)> = cursor.iter().map(|c| (registry::cursor_key(&record.instance), c.as_bytes().to_vec())).collect();
+        let mut meta: Vec<(String, Vec<u8>)> =
+            cursor.iter().map(|c| (registry::cursor_key(&record.instance), c.as_bytes().to_vec())).collect();
         {
             let mut committed = lock(&run.committed);
             meta.extend(committed.log.take_chunk(&mut record));
@@ -261,7 +258,8 @@ impl RunState {
         }
         let deletions: Vec<usize> =
             operations.iter().enumerate().filter(|(_, op)| matches!(op, Operation::Delete(_))).map(|(index, _)| index).collect();
-        let batch = IngestBatch { source: record.instance.clone(), operations, policy: InvalidPolicy::SkipInvalid, meta, now: Timestamp::now() };
+        let batch =
+            IngestBatch { source: record.instance.clone(), operations, policy: InvalidPolicy::SkipInvalid, meta, now: Timestamp::now() };
         let graph = Arc::clone(&run.graph);
         let mut commit = tokio::task::spawn_blocking(move || {
             let report = graph.ingest_then(batch, |report| {

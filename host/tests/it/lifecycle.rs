@@ -61,10 +61,12 @@ fn a_changed_configuration_is_what_the_next_run_gets() {
     assert!(matches!(server.plugins.configure("crm", json!([1])), Err(PluginError::InvalidConfig)));
 
     // Over HTTP: a JSON object replaces it; anything else is a 400.
-    let response = server.client.put(format!("{}/v1/plugins/crm/config", server.base)).bearer_auth(TOKEN).json(&json!({"pages": 5})).send().unwrap();
+    let response =
+        server.client.put(format!("{}/v1/plugins/crm/config", server.base)).bearer_auth(TOKEN).json(&json!({"pages": 5})).send().unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(server.plugins.instances().unwrap()[0].config, json!({"pages": 5}));
-    let response = server.client.put(format!("{}/v1/plugins/crm/config", server.base)).bearer_auth(TOKEN).json(&json!("pages")).send().unwrap();
+    let response =
+        server.client.put(format!("{}/v1/plugins/crm/config", server.base)).bearer_auth(TOKEN).json(&json!("pages")).send().unwrap();
     assert_eq!(response.status(), 400);
     let response = server.client.put(format!("{}/v1/plugins/nope/config", server.base)).bearer_auth(TOKEN).json(&json!({})).send().unwrap();
     assert_eq!(response.status(), 404);

@@ -254,4 +254,3 @@ fn compiled_code_is_cached_on_disk_and_a_damaged_cache_file_is_recompiled() {
     assert_ne!(inode(), damaged, "the damaged artifact was replaced");
     assert_ne!(std::fs::read(artifact).unwrap(), bytes);
 }
-

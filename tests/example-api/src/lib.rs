@@ -138,13 +138,18 @@ fn read_token(token: &str) -> Option<(i64, String)> {
     Some((millis.parse().ok()?, id.to_owned()))
 }
 
-async fn list(State(shared): State<Shared>, headers: HeaderMap, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn list(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let mut data = lock(&shared);
     data.served.requests += 1;
     let authorized = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {}", shared.0));
     if !authorized {
         data.served.refused += 1;
-        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "unauthorized", "message": "send Authorization: Bearer <token>"}))).into_response();
+        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "unauthorized", "message": "send Authorization: Bearer <token>"})))
+            .into_response();
     }
     if data.throttle_every.is_some_and(|every| data.served.requests % every == 0) {
         data.served.throttled += 1;

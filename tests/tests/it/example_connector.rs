@@ -88,7 +88,8 @@ fn an_incremental_run_emits_only_changes_including_late_ones_inside_the_lookback
     assert_eq!(people(&full).len(), 30);
     let newest = api.contact("ct-000029").unwrap().updated_at;
 
-    let touched = |id: &str, at: chrono::DateTime<chrono::Utc>| Contact { updated_at: at, title: "Changed".to_owned(), ..api.contact(id).unwrap() };
+    let touched =
+        |id: &str, at: chrono::DateTime<chrono::Utc>| Contact { updated_at: at, title: "Changed".to_owned(), ..api.contact(id).unwrap() };
     let mut fresh = contacts(32, 3).split_off(30);
     for contact in &mut fresh {
         contact.updated_at = newest + Duration::minutes(5);
@@ -116,7 +117,8 @@ fn rapport_plugin_test_runs_a_package_without_a_daemon() {
     let config = json!({"base_url": api.url(), "page_size": 4}).to_string();
     let base = ["plugin", "test", package.to_str().unwrap(), "--instance-config", &config, "--allow", &api.url()];
 
-    let output = rapport(&dir.path().join("unused")).args(base).args(["--secret", &format!("api_token={TOKEN}"), "--json"]).output().unwrap();
+    let output =
+        rapport(&dir.path().join("unused")).args(base).args(["--secret", &format!("api_token={TOKEN}"), "--json"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["run"]["status"], "succeeded");

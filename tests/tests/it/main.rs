@@ -7,8 +7,9 @@
 mod crash_import;
 mod crash_plugin;
 mod demo;
-mod harness;
 mod example_connector;
+mod harness;
 mod plugin_cli;
+mod plugin_guide;
 mod secrets;
 mod serve;
