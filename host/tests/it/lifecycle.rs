@@ -165,7 +165,7 @@ fn a_run_keeps_its_log_lines_and_they_are_served() {
     assert_eq!(lines[0].fields, [("from_page".to_owned(), "0".to_owned()), ("pages".to_owned(), "2".to_owned())]);
     let served = server.get_json(&format!("/v1/plugins/crm/runs/{}/logs", record.id));
     assert_eq!(served[0]["message"], "syncing");
-    assert_eq!(server.get(&format!("/v1/plugins/crm/runs/run_nope/logs")).status(), 404);
+    assert_eq!(server.get("/v1/plugins/crm/runs/run_nope/logs").status(), 404);
 }
 
 fn utc(text: &str) -> DateTime<Utc> {

@@ -151,7 +151,7 @@ async fn list(
         return (StatusCode::UNAUTHORIZED, Json(json!({"error": "unauthorized", "message": "send Authorization: Bearer <token>"})))
             .into_response();
     }
-    if data.throttle_every.is_some_and(|every| data.served.requests % every == 0) {
+    if data.throttle_every.is_some_and(|every| data.served.requests.is_multiple_of(every)) {
         data.served.throttled += 1;
         return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], Json(json!({"error": "rate_limited"}))).into_response();
     }
