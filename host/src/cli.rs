@@ -220,6 +220,10 @@ struct DemoArgs {
     /// Load the world and exit without serving.
     #[arg(long)]
     load_only: bool,
+    /// The demo plugin's package (plugins/demo built for wasm32-wasip2, with its
+    /// plugin.toml), through which the world is loaded; `cargo xtask demo` builds it.
+    #[arg(long, value_name = "DIR", env = "RAPPORT_DEMO_PACKAGE", required_unless_present = "export")]
+    package: Option<PathBuf>,
     /// Write the world as JSON Lines files (one per source, for `rapport import`) into
     /// this directory and exit, without loading it.
     #[arg(long, value_name = "DIR", conflicts_with = "load_only")]
@@ -679,21 +683,19 @@ fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", marker.display()))?;
     config.identity.internal_domains.insert(demo::INTERNAL_DOMAIN.to_owned());
     let graph = open_graph(&config, &args.data)?;
-    let (batches, counts) = demo::generate(WorldSpec { seed: args.seed, scale: args.scale, now });
-    let total: usize = batches.iter().map(|b| b.operations.len()).sum();
-    let bar = if std::io::stderr().is_terminal() { progress_bar(total as u64, "operations") } else { ProgressBar::hidden() };
+    let plugins = PluginsConfig::with_dir(args.data.join("plugins"));
+    let package = args.package.as_deref().context("--package is required")?;
     let started = Instant::now();
-    demo::load(&graph, batches, config.import_batch_size, |done| bar.set_position(done as u64))?;
-    bar.finish_and_clear();
+    load_demo_through_plugin(&graph, &plugins, package, &args, now)?;
+    let stats = graph.stats()?;
     println!(
-        "loaded the demo world in {:.1}s: {} organizations, {} people ({} employees), {} deals, {} interactions, {} observations",
+        "loaded the demo world in {:.1}s through the demo plugin (instances crm, mail, support): {} organizations, {} people, {} deals, {} interactions, {} observations",
         started.elapsed().as_secs_f64(),
-        counts.organizations,
-        counts.people,
-        counts.employees,
-        counts.deals,
-        counts.interactions,
-        counts.observations
+        stats.organizations,
+        stats.people,
+        stats.deals,
+        stats.interactions,
+        stats.observations
     );
     if args.load_only {
         return Ok(());
@@ -705,7 +707,6 @@ fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         bail!("the demo serves without authentication, so it only binds to loopback; {} is not", api.bind);
     }
     let silent = graph.search(RecordKind::Organization, demo::planted::SILENT_KEY_CLIENT, 1)?;
-    let plugins = PluginsConfig::with_dir(args.data.join("plugins"));
     serve_graph(graph, plugins, api, move |addr| {
         print_line(&format!("rapport demo ready: open http://{addr}/v1/organizations"));
         if let Some(id) = silent.first() {
@@ -713,6 +714,40 @@ fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         }
         print_line("  press Ctrl-C to stop");
     })
+}
+
+/// Installs the demo plugin once per source of the world and runs each instance, showing
+/// its progress and its run.
+fn load_demo_through_plugin(
+    graph: &Arc<Graph>,
+    plugins: &PluginsConfig,
+    package: &Path,
+    args: &DemoArgs,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    let _guard = runtime.enter();
+    let host = PluginHost::new(Arc::clone(graph), plugins.clone()).context("cannot start the plugin runtime")?;
+    for source in ["crm", "mail", "support"] {
+        let config = serde_json::json!({"source": source, "seed": args.seed, "scale": args.scale, "now": now.to_rfc3339()});
+        let options = InstallOptions { instance: Some(source.to_owned()), config: Some(config) };
+        runtime
+            .block_on(host.install(package, options))
+            .with_context(|| format!("cannot install the demo plugin from {} (build it with `cargo xtask demo`)", package.display()))?;
+        let bar = if std::io::stderr().is_terminal() { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        let shown = bar.clone();
+        let record = runtime.block_on(host.run(source, Trigger::Cli, move |r: &RunRecord| {
+            shown.set_message(format!("{source}: {} operations applied", r.operations_applied));
+        }))?;
+        bar.finish_and_clear();
+        print!("{source:>8}: ");
+        print_run(&record);
+        if let Some(failure) = &record.failure {
+            bail!("the demo plugin's {source} run failed: {failure}");
+        }
+    }
+    Ok(())
 }
 
 fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()> {

@@ -38,6 +38,33 @@ enum Task {
     },
 }
 
+/// The workspace's root directory.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_owned)
+}
+
+/// Where cargo builds: `CARGO_TARGET_DIR`, or `target/` in the workspace.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
+/// Builds the demo plugin (`plugins/demo`) for `wasm32-wasip2` and lays out its package
+/// under the target directory; returns the package directory.
+fn build_demo_plugin() -> anyhow::Result<PathBuf> {
+    prepare_wasm_target()?;
+    let mut build = cargo();
+    build.args(["build", "--release", "--target", "wasm32-wasip2", "--package", "demo"]);
+    run(build).context("building the demo plugin")?;
+    let target = target_dir();
+    let package = target.join("demo-plugin");
+    std::fs::create_dir_all(&package).with_context(|| format!("cannot create {}", package.display()))?;
+    let wasm = target.join("wasm32-wasip2/release/demo.wasm");
+    std::fs::copy(&wasm, package.join("plugin.wasm")).with_context(|| format!("cannot copy {}", wasm.display()))?;
+    std::fs::copy(workspace_root().join("plugins/demo/plugin.toml"), package.join("plugin.toml"))
+        .context("cannot copy the demo plugin's manifest")?;
+    Ok(package)
+}
+
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
 }
@@ -60,8 +87,7 @@ fn prepare_python() -> anyhow::Result<PathBuf> {
     if has_validator(&system) {
         return Ok(system);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
-    let venv = std::path::absolute(target.join("tools").join("python"))?;
+    let venv = std::path::absolute(target_dir().join("tools").join("python"))?;
     let python = venv.join("bin").join("python");
     if !has_validator(&python) {
         let mut create = Command::new("python3");
@@ -102,8 +128,10 @@ fn main() -> ExitCode {
 fn try_main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Task::Demo { args } => {
+            let package = build_demo_plugin()?;
             let mut command = cargo();
-            command.args(["run", "--release", "--package", "rapport-host", "--bin", "rapport", "--", "demo"]).args(args);
+            command.args(["run", "--release", "--package", "rapport-host", "--bin", "rapport", "--", "demo", "--package"]);
+            command.arg(package).args(args);
             run(command)
         }
         Task::Bench { args } => {

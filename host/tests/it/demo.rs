@@ -1,12 +1,13 @@
-//! The demo world's planted situations, seen through the API.
-
-use std::sync::Arc;
+//! The demo world's planted situations, loaded through the demo plugin (one instance per
+//! source, as `rapport demo` does) and seen through the API.
 
 use rapport::demo::{self, WorldSpec, planted};
 use rapport::graph::model::RecordKind;
-use serde_json::Value;
+use rapport::plugin::InstallOptions;
+use rapport::plugin::registry::{RunStatus, Trigger};
+use serde_json::{Value, json};
 
-use crate::harness::{TestServer, temp_graph};
+use crate::harness::TestServer;
 
 const NOW: &str = "2026-06-01T00:00:00Z";
 
@@ -20,11 +21,16 @@ fn context_of(server: &TestServer, name: &str) -> Value {
 
 #[test]
 fn planted_situations_are_visible_through_the_api() {
-    let t = temp_graph();
     let now = chrono::DateTime::parse_from_rfc3339(NOW).unwrap().to_utc();
-    let (batches, counts) = demo::generate(WorldSpec { seed: 42, scale: 1, now });
-    demo::load(&t.graph, batches, 1000, |_| {}).unwrap();
-    let server = TestServer::over(Arc::clone(&t.graph), None, 1 << 20);
+    let (_, counts) = demo::generate(WorldSpec { seed: 42, scale: 1, now });
+    let server = TestServer::start();
+    for source in ["crm", "mail", "support"] {
+        let config = json!({"source": source, "seed": 42, "scale": 1, "now": NOW, "page_size": 5000});
+        let options = InstallOptions { instance: Some(source.to_owned()), config: Some(config) };
+        server.runtime.block_on(server.plugins.install(&rapport_fixtures::package("demo"), options)).unwrap();
+        let run = server.runtime.block_on(server.plugins.run(source, Trigger::Cli, |_| {})).unwrap();
+        assert_eq!((run.status, run.operations_skipped), (RunStatus::Succeeded, 0), "{run:?}");
+    }
 
     let stats = server.get_json("/v1/stats");
     assert_eq!(stats["interactions"], counts.interactions);
@@ -49,7 +55,7 @@ fn planted_situations_are_visible_through_the_api() {
 
     let review = server.get_json("/v1/duplicates");
     let flagged = review["items"].as_array().unwrap().iter().any(|c| {
-        let support_contact = t.graph.resolve("support", RecordKind::Person, planted::REVIEW_CONTACT).unwrap().unwrap().to_string();
+        let support_contact = server.graph.resolve("support", RecordKind::Person, planted::REVIEW_CONTACT).unwrap().unwrap().to_string();
         c["a"] == support_contact.as_str() || c["b"] == support_contact.as_str()
     });
     assert!(flagged, "the same-name contact is on the review list: {review}");

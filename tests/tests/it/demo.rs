@@ -1,5 +1,6 @@
-//! The README's demo: `rapport demo` generates the world, serves it on loopback without a
-//! token, and points at a planted situation.
+//! The README's demo: `rapport demo` loads the world through the demo plugin (one instance
+//! per source, each run shown), serves it on loopback without a token, and points at a
+//! planted situation.
 
 use serde_json::Value;
 
@@ -11,7 +12,13 @@ fn the_demo_serves_the_world_on_loopback_without_a_token() {
     let data = dir.path().join("demo");
     let mut command = std::process::Command::new(binary());
     command.args(["demo", "--bind", "127.0.0.1:0", "--now", "2026-06-01T00:00:00Z", "--data"]).arg(&data).env("RUST_LOG", "warn");
+    command.arg("--package").arg(rapport_fixtures::package("demo"));
     let daemon = Daemon::spawn(&mut command, "rapport demo ready: open ");
+    let shown = daemon.output();
+    for source in ["crm", "mail", "support"] {
+        assert!(shown.lines().any(|l| l.trim_start().starts_with(&format!("{source}: run_")) && l.contains("Succeeded")), "{shown}");
+    }
+    assert!(shown.contains("through the demo plugin"), "{shown}");
     let client = reqwest::blocking::Client::new();
     let found: Value = client.get(daemon.url("/v1/organizations/search?q=halcyon")).send().unwrap().json().unwrap();
     let id = found["items"][0]["id"].as_str().expect("the planted client is there").to_owned();
@@ -24,13 +31,21 @@ fn the_demo_serves_the_world_on_loopback_without_a_token() {
     let other = dir.path().join("precious");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::write(other.join("notes.txt"), "keep me").unwrap();
-    let output = std::process::Command::new(binary()).args(["demo", "--load-only", "--data"]).arg(&other).output().unwrap();
+    let output = std::process::Command::new(binary())
+        .args(["demo", "--load-only", "--data"])
+        .arg(&other)
+        .arg("--package")
+        .arg(rapport_fixtures::package("demo"))
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("is not a demo store"));
     assert!(other.join("notes.txt").exists());
     let again = std::process::Command::new(binary())
         .args(["demo", "--load-only", "--now", "2026-06-01T00:00:00Z", "--data"])
         .arg(&data)
+        .arg("--package")
+        .arg(rapport_fixtures::package("demo"))
         .output()
         .unwrap();
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));

@@ -44,6 +44,8 @@ pub struct Daemon {
     pub child: Child,
     pub base: String,
     stdout: BufReader<ChildStdout>,
+    /// What it printed before its banner.
+    printed: String,
 }
 
 impl Daemon {
@@ -59,7 +61,7 @@ impl Daemon {
         let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
         // Owned by the daemon from here on, so a failed start still kills and reaps it.
-        let mut daemon = Self { child, base: String::new(), stdout };
+        let mut daemon = Self { child, base: String::new(), stdout, printed: String::new() };
         let mut line = String::new();
         loop {
             line.clear();
@@ -72,7 +74,13 @@ impl Daemon {
                 daemon.base = url[..end].to_owned();
                 return daemon;
             }
+            daemon.printed.push_str(&line);
         }
+    }
+
+    /// What it printed on stdout before its banner.
+    pub fn output(&self) -> &str {
+        &self.printed
     }
 
     /// Asks the daemon to stop (SIGTERM) and waits for it.
