@@ -90,3 +90,33 @@ impl Watermark {
         crate::checkpoint(&self.cursor());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_overlap_is_skipped_and_changes_come_through() {
+        let window = Duration::from_secs(60);
+        let mut mark = Watermark::resume(None, window).unwrap();
+        assert_eq!(mark.query_from(), None);
+        let t = |s: i64| Timestamp::from_secs(1_800_000_000 + s);
+        assert!(mark.observe("a", t(0)) && mark.observe("b", t(100)) && mark.observe("c", t(100)));
+        let cursor = mark.cursor();
+
+        let mut next = Watermark::resume(Some(&cursor), window).unwrap();
+        assert_eq!(next.query_from(), Some(t(40)), "the high-water mark minus the window");
+        assert!(!next.observe("b", t(100)) && !next.observe("c", t(100)), "already emitted");
+        assert!(next.observe("d", t(100)), "same timestamp, new record");
+        assert!(next.observe("b", t(130)), "changed again");
+        assert!(next.observe("e", t(90)), "committed late, inside the window");
+        // `a` fell out of the window: the cursor forgets it.
+        assert!(!next.cursor().contains("\"a\""));
+    }
+
+    #[test]
+    fn an_unreadable_cursor_says_so() {
+        let err = Watermark::resume(Some("page-3"), Duration::ZERO).unwrap_err();
+        assert!(matches!(&err, PluginError::InvalidData(m) if m.contains("not a watermark")), "{err:?}");
+    }
+}

@@ -225,3 +225,32 @@ impl Response {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_built_from_the_base_and_query_parts_are_encoded() {
+        let client = Client::new("https://api.example.com/v3/").bearer("t0ken");
+        let request = client.get("/contacts").query("updated since", "2026-01-01T00:00:00+01:00");
+        assert_eq!(request.url(), "https://api.example.com/v3/contacts?updated%20since=2026-01-01T00%3A00%3A00%2B01%3A00");
+        assert_eq!(client.get("https://other.example.com/x").url(), "https://other.example.com/x");
+        assert_eq!(origin("https://api.example.com:8443/v3/contacts?x=1"), "https://api.example.com:8443");
+        assert_eq!(origin("https://api.example.com"), "https://api.example.com");
+    }
+
+    #[test]
+    fn statuses_become_the_errors_a_run_reports() {
+        let response = |status: u16, headers: &[(&str, &str)]| Response {
+            status,
+            headers: headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect(),
+            body: b"{\"error\":\"nope\"}".to_vec(),
+            url: "https://api.example.com/x".to_owned(),
+        };
+        assert!(response(204, &[]).check().is_ok());
+        assert!(matches!(response(401, &[]).check(), Err(PluginError::Auth(_))));
+        assert_eq!(response(429, &[("Retry-After", "30")]).check(), Err(PluginError::RateLimited(Some(30))));
+        assert!(matches!(response(500, &[]).check(), Err(PluginError::Remote(m)) if m.contains("answered 500: {\"error\":\"nope\"}")));
+    }
+}

@@ -169,3 +169,55 @@ pub fn next_link(header: &str) -> Option<String> {
         is_next.then(|| target.to_owned())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(url: &str, headers: &[(&str, &str)], body: Value) -> Page {
+        let headers = headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
+        Page { response: Response { status: 200, headers, body: body.to_string().into_bytes(), url: url.to_owned() }, body }
+    }
+
+    #[test]
+    fn link_headers_name_the_next_page() {
+        let header = r#"<https://api.example.com/items?page=1>; rel="prev", <https://api.example.com/items?page=3>; rel="next""#;
+        assert_eq!(next_link(header).as_deref(), Some("https://api.example.com/items?page=3"));
+        assert_eq!(next_link(r#"</items?page=2>; rel="next last""#).as_deref(), Some("/items?page=2"));
+        assert_eq!(next_link(r#"<https://api.example.com/items?page=1>; rel="prev""#), None);
+        assert_eq!(next_link("garbage"), None);
+    }
+
+    #[test]
+    fn each_style_finds_the_following_request_or_the_end() {
+        let first = Request::get("https://api.example.com/v1/items").query("q", "a b");
+        let mut cursor = Pages::new(first.clone(), Paging::cursor("after", "/paging/next"));
+        let next = cursor.after(&page("https://api.example.com/v1/items", &[], serde_json::json!({"paging": {"next": "t/2"}})));
+        assert_eq!(next.map(|r| r.url().to_owned()).as_deref(), Some("https://api.example.com/v1/items?q=a%20b&after=t%2F2"));
+        assert!(cursor.after(&page("https://api.example.com/v1/items", &[], serde_json::json!({"paging": null}))).is_none());
+
+        let mut offset = Pages::new(first.clone(), Paging::offset(2, "/items"));
+        assert_eq!(offset.next.as_ref().map(Request::url), Some("https://api.example.com/v1/items?q=a%20b&offset=0&limit=2"));
+        let full = offset.after(&page("u", &[], serde_json::json!({"items": [1, 2]})));
+        assert_eq!(full.map(|r| r.url().to_owned()).as_deref(), Some("https://api.example.com/v1/items?q=a%20b&offset=2&limit=2"));
+        assert!(offset.after(&page("u", &[], serde_json::json!({"items": [3]}))).is_none(), "a short page is the last");
+
+        let mut link = Pages::new(first, Paging::LinkHeader);
+        let relative = link.after(&page("https://api.example.com/v1/items", &[("link", r#"</v1/items?page=2>; rel="next""#)], Value::Null));
+        assert_eq!(relative.map(|r| r.url().to_owned()).as_deref(), Some("https://api.example.com/v1/items?page=2"));
+        assert!(link.after(&page("https://api.example.com/v1/items", &[], Value::Null)).is_none());
+    }
+
+    #[test]
+    fn items_that_do_not_fit_name_their_index() {
+        let listing = page("https://api.example.com/v1/items", &[], serde_json::json!({"results": [{"id": 1}, {"id": "x"}]}));
+        #[derive(Debug, serde::Deserialize)]
+        struct Item {
+            #[allow(dead_code)]
+            id: u32,
+        }
+        let err = listing.items::<Item>("/results").unwrap_err();
+        assert!(matches!(&err, PluginError::InvalidData(m) if m.contains("/results/1")), "{err:?}");
+        assert!(listing.items::<Item>("/missing").unwrap().is_empty());
+    }
+}

@@ -621,3 +621,24 @@ impl Link {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_serialize_in_the_ingest_format_without_empty_fields() {
+        let org: Operation = Organization::new("c-1", "Acme").domain("acme.com").role(Role::Client).into();
+        assert_eq!(
+            org.to_json(),
+            r#"{"op":"upsert_organization","external_id":"c-1","name":"Acme","domains":["acme.com"],"roles":["client"]}"#
+        );
+        let delete: Operation = Delete::new(RecordKind::Person, "p-1").into();
+        assert_eq!(delete.to_json(), r#"{"op":"delete","kind":"person","external_id":"p-1"}"#);
+        let note: Operation = Observation::about_person("n-1", "p-1", "Prefers calls").tag("communication-preference").into();
+        assert_eq!(
+            note.to_json(),
+            r#"{"op":"add_observation","external_id":"n-1","about":{"person":"p-1"},"text":"Prefers calls","tags":["communication-preference"]}"#
+        );
+    }
+}

@@ -79,3 +79,19 @@ impl<'de> Deserialize<'de> for Timestamp {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_and_print_as_rfc_3339() {
+        let t = Timestamp::parse("2026-03-08T09:30:00.250+02:00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-03-08T07:30:00.250Z");
+        assert_eq!(Timestamp::parse("2026-03-08T07:30:00Z").unwrap().to_rfc3339(), "2026-03-08T07:30:00Z");
+        assert_eq!(Timestamp::parse("yesterday"), None);
+        let read: Vec<Timestamp> = serde_json::from_str(r#"["2026-03-08T07:30:00Z", 1772955000000]"#).unwrap();
+        assert_eq!(read[0], read[1]);
+        assert!(serde_json::from_str::<Timestamp>(r#""soon""#).unwrap_err().to_string().contains("RFC 3339"));
+    }
+}
