@@ -23,7 +23,7 @@ use rapport::ops::operation_from_value;
 use rapport::store::SledStore;
 use rapport_example_api::{ExampleApi, contacts};
 use serde_json::{Value, json};
-use support::{child, child_path, report_child, setup};
+use support::{compare, report_child, run_child, setup};
 
 const TOKEN: &str = "bench-token-123";
 const PAGE: usize = 200;
@@ -94,18 +94,10 @@ fn in_process(n: u64) {
 }
 
 fn main() {
-    if let Some((path, n)) = child_path() {
-        match path.as_str() {
-            "plugin" => through_plugin(n),
-            _ => in_process(n),
-        }
+    if run_child(through_plugin, in_process) {
         return;
     }
     let n = count();
     println!("rapport example sync benchmark: {n} contacts (2 operations each) in pages of {PAGE} from the example API on 127.0.0.1");
-    let (direct_s, direct_rss) = child("direct", n);
-    let (plugin_s, plugin_rss) = child("plugin", n);
-    println!("reqwest + in-process ingest: {:.0} contacts/s ({direct_s:.1}s), peak RSS {direct_rss:.0} MB", n as f64 / direct_s);
-    println!("example plugin, end to end: {:.0} contacts/s ({plugin_s:.1}s), peak RSS {plugin_rss:.0} MB", n as f64 / plugin_s);
-    println!("ratio: plugin / in-process throughput = {:.2}", direct_s / plugin_s);
+    compare(n, "contacts", "reqwest + in-process ingest", "example plugin, end to end");
 }

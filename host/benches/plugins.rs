@@ -12,7 +12,7 @@ mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{child, child_path, report_child, setup};
+use support::{compare, report_child, run_child, setup};
 
 use rapport::config::DEFAULT_CACHE_BYTES;
 use rapport::graph::model::Timestamp;
@@ -55,11 +55,7 @@ fn through_plugin(n: u64) {
 }
 
 fn main() {
-    if let Some((path, n)) = child_path() {
-        match path.as_str() {
-            "plugin" => through_plugin(n),
-            _ => in_process(n),
-        }
+    if run_child(through_plugin, in_process) {
         return;
     }
     let n = records();
@@ -85,11 +81,7 @@ fn main() {
     drop(setup);
 
     // 3. N records through the plugin against in-process ingest, each in its own process.
-    let (direct_s, direct_rss) = child("direct", n);
-    let (plugin_s, plugin_rss) = child("plugin", n);
-    println!("in-process ingest: {:.0} records/s ({direct_s:.1}s), peak RSS {direct_rss:.0} MB", n as f64 / direct_s);
-    println!("through the plugin: {:.0} records/s ({plugin_s:.1}s), peak RSS {plugin_rss:.0} MB", n as f64 / plugin_s);
-    println!("ratio: plugin / in-process throughput = {:.2} (target >= 0.5)", direct_s / plugin_s);
+    compare(n, "records", "in-process ingest", "through the plugin (target: ratio >= 0.5)");
 }
 
 fn micros(d: Duration) -> f64 {

@@ -59,9 +59,9 @@ impl Setup {
 }
 
 /// Runs this benchmark again in a child process for one path, so its peak RSS is its own;
-/// returns the (seconds, peak RSS MB) it printed. The child finds its path in
-/// [`child_path`].
-pub fn child(path: &str, n: u64) -> (f64, f64) {
+/// returns the (seconds, peak RSS MB) it printed. The child runs its path in
+/// [`run_child`].
+fn child(path: &str, n: u64) -> (f64, f64) {
     let output = std::process::Command::new(std::env::current_exe().unwrap()).args(["--child", path, &n.to_string()]).output().unwrap();
     assert!(output.status.success(), "the {path} child failed: {}", String::from_utf8_lossy(&output.stderr));
     let text = String::from_utf8_lossy(&output.stdout);
@@ -69,11 +69,28 @@ pub fn child(path: &str, n: u64) -> (f64, f64) {
     (figures.next().unwrap_or(f64::NAN), figures.next().unwrap_or(f64::NAN))
 }
 
-/// In a child process started by [`child`], its path and size.
-pub fn child_path() -> Option<(String, u64)> {
+/// In a child process started by [`child`], runs its path (`plugin` or `direct`) and
+/// returns `true`; in the parent, `false`.
+pub fn run_child(plugin: fn(u64), direct: fn(u64)) -> bool {
     let args: Vec<String> = std::env::args().collect();
-    let i = args.iter().position(|a| a == "--child")?;
-    Some((args.get(i + 1)?.clone(), args.get(i + 2)?.parse().ok()?))
+    let Some(i) = args.iter().position(|a| a == "--child") else { return false };
+    let n = args[i + 2].parse().unwrap();
+    if args[i + 1] == "plugin" {
+        plugin(n)
+    } else {
+        direct(n)
+    }
+    true
+}
+
+/// Runs the direct and the plugin path over `n` items, each in a child process, and prints
+/// their throughput, peak RSS and the ratio.
+pub fn compare(n: u64, unit: &str, direct_label: &str, plugin_label: &str) {
+    let (direct_s, direct_rss) = child("direct", n);
+    let (plugin_s, plugin_rss) = child("plugin", n);
+    println!("{direct_label}: {:.0} {unit}/s ({direct_s:.1}s), peak RSS {direct_rss:.0} MB", n as f64 / direct_s);
+    println!("{plugin_label}: {:.0} {unit}/s ({plugin_s:.1}s), peak RSS {plugin_rss:.0} MB", n as f64 / plugin_s);
+    println!("ratio: plugin / in-process throughput = {:.2}", direct_s / plugin_s);
 }
 
 /// What a child prints: its seconds and peak RSS.
