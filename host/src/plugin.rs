@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
@@ -660,27 +661,13 @@ impl PluginHost {
     /// Deletes the instance's runs that started longer ago than the retention period
     /// (`plugins.run_history_days`), with their logs; returns how many.
     pub fn prune_history(&self, instance: &str) -> Result<usize, PluginError> {
+        registry::prune_runs(&self.graph, instance, self.history_cutoff())
+    }
+
+    /// When the oldest run worth keeping started.
+    fn history_cutoff(&self) -> DateTime<Utc> {
         let retention = chrono::Duration::from_std(self.config.run_history).unwrap_or(chrono::Duration::MAX);
-        let cutoff = self.clock.now().checked_sub_signed(retention).unwrap_or_default();
-        let cutoff_ms = u64::try_from(cutoff.timestamp_millis()).unwrap_or_default();
-        // Run ids are ULIDs of their start: every id below the cutoff's is older.
-        let below = format!("run_{}", ulid::Ulid::from_parts(cutoff_ms, 0));
-        let old = self.graph.meta_range(&registry::run_key(instance, ""), &registry::run_key(instance, &below), false, usize::MAX)?;
-        let mut deletes = Vec::new();
-        for (name, bytes) in &old {
-            let record: RunRecord = registry::decode(name, bytes)?;
-            if record.status == RunStatus::Running {
-                continue;
-            }
-            deletes.extend(self.graph.meta_with_prefix(&registry::log_prefix(instance, &record.id))?.into_iter().map(|(n, _)| (n, None)));
-            deletes.push((name.clone(), None));
-        }
-        let pruned = old.len();
-        if !deletes.is_empty() {
-            self.graph.write_meta(deletes)?;
-            tracing::debug!(%instance, pruned, "old run records deleted");
-        }
-        Ok(pruned)
+        self.clock.now().checked_sub_signed(retention).unwrap_or_default()
     }
 
     /// Replaces an instance's configuration (a JSON object); the next run uses it.
@@ -862,10 +849,15 @@ impl PluginHost {
                 (registry::active_key(&record.instance), None),
             ];
             finished.extend(ended.log_tail.map(|(name, lines)| (name, Some(lines))));
-            let graph = Arc::clone(&self.graph);
-            match tokio::task::spawn_blocking(move || graph.write_meta(finished)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::error!(error = %err, "cannot store the run's final record"),
+            let (graph, instance, cutoff) = (Arc::clone(&self.graph), record.instance.clone(), self.history_cutoff());
+            let stored = tokio::task::spawn_blocking(move || {
+                graph.write_meta(finished)?;
+                // The history's retention is applied as each run ends.
+                registry::prune_runs(&graph, &instance, cutoff)
+            });
+            match stored.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => tracing::error!(error = %err, "cannot store the run's final record or prune the history"),
                 Err(err) => tracing::error!(error = %err, "the task storing the run's final record failed"),
             }
             let duration_ms = started.elapsed().as_millis();
@@ -874,9 +866,6 @@ impl PluginHost {
                 Some(failure) => tracing::warn!(checkpoints = record.checkpoints, applied = record.operations_applied, skipped = record.operations_skipped, duration_ms, %failure, "run failed"),
             }
             drop(claim);
-            if let Err(err) = self.prune_history(&record.instance) {
-                tracing::warn!(error = %err, "cannot delete old run records");
-            }
             (record, ended.trace)
         }
         .instrument(span)

@@ -352,6 +352,31 @@ pub(super) fn list<T: DeserializeOwned>(graph: &Graph, prefix: &str) -> Result<V
     graph.meta_with_prefix(prefix)?.iter().map(|(name, bytes)| decode(name, bytes)).collect()
 }
 
+/// Deletes the instance's finished runs that started before `cutoff`, with their logs;
+/// returns how many.
+pub(super) fn prune_runs(graph: &Graph, instance: &str, cutoff: DateTime<Utc>) -> Result<usize, PluginError> {
+    // Run ids are ULIDs of their start: every id below the cutoff's is older.
+    let cutoff_ms = u64::try_from(cutoff.timestamp_millis()).unwrap_or_default();
+    let below = format!("run_{}", ulid::Ulid::from_parts(cutoff_ms, 0));
+    let old = graph.meta_range(&run_key(instance, ""), &run_key(instance, &below), false, usize::MAX)?;
+    let mut deletes = Vec::new();
+    let mut pruned = 0;
+    for (name, bytes) in &old {
+        let record: RunRecord = decode(name, bytes)?;
+        if record.status == RunStatus::Running {
+            continue;
+        }
+        deletes.extend(graph.meta_with_prefix(&log_prefix(instance, &record.id))?.into_iter().map(|(n, _)| (n, None)));
+        deletes.push((name.clone(), None));
+        pruned += 1;
+    }
+    if !deletes.is_empty() {
+        graph.write_meta(deletes)?;
+        tracing::debug!(%instance, pruned, "old run records deleted");
+    }
+    Ok(pruned)
+}
+
 pub(super) fn cursor(graph: &Graph, instance: &str) -> Result<Option<String>, GraphError> {
     Ok(graph.meta(&cursor_key(instance))?.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
 }
