@@ -86,6 +86,7 @@ fn secrets_never_reach_logs_run_records_or_api_responses() {
         "/v1/plugins",
         &format!("/v1/plugins/{INSTANCE}/runs"),
         &format!("/v1/plugins/{INSTANCE}/runs/{id}"),
+        &format!("/v1/plugins/{INSTANCE}/runs/{id}/logs"),
         "/v1/organizations/search?q=fingerprint",
         "/v1/stats",
         "/metrics",
@@ -95,6 +96,8 @@ fn secrets_never_reach_logs_run_records_or_api_responses() {
         assert_eq!(status, 200, "{path}: {body}");
         responses.push(body);
     }
+    let stored_log = &responses[4];
+    assert!(stored_log.contains("using secret") && stored_log.contains("[redacted]"), "the run's stored log: {stored_log}");
     let metrics = responses.last().unwrap();
     assert!(metrics.contains(r#"rapport_plugin_network_total{instance="probe",event="http_request"} 1"#), "{metrics}");
     daemon.stop();
