@@ -7,23 +7,44 @@
 //! and timestamp), so the overlap is skipped, not emitted twice; a record changed again
 //! comes back with a newer timestamp and is emitted.
 //!
+//! [`Watermark::sync_pages`] does the whole loop — skip what was emitted, emit the rest,
+//! checkpoint after each page:
+//!
 //! ```ignore
-//! let mut mark = Watermark::resume(cursor.as_deref(), Duration::from_secs(300))?;
-//! let first = client.get("/contacts").query("updated_since", &mark.query_from().map(|t| t.to_rfc3339()).unwrap_or_default());
-//! for page in Pages::new(first, Paging::cursor("after", "/paging/next")) {
-//!     let fresh: Vec<Contact> = page?.items::<Contact>("/results")?.into_iter().filter(|c| mark.observe(&c.id, c.updated_at)).collect();
-//!     rapport_sdk::emit(fresh.iter().map(to_operation));
-//!     mark.checkpoint();
+//! impl Versioned for Contact {
+//!     fn id(&self) -> &str { &self.id }
+//!     fn modified(&self) -> Timestamp { self.updated_at }
 //! }
+//!
+//! let mut mark = Watermark::resume(cursor.as_deref(), Duration::from_secs(300))?;
+//! let mut first = client.get("/contacts");
+//! if let Some(from) = mark.query_from() {
+//!     first = first.query("updated_since", &from.to_rfc3339());
+//! }
+//! mark.sync_pages(Pages::new(first, Paging::cursor("after", "/paging/next")), "/results", Contact::operations)?;
 //! ```
+//!
+//! Written by hand, the loop is `observe` for each record, `emit` the new ones, and
+//! `checkpoint` after each page.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::PluginError;
+use crate::paging::Pages;
+use crate::record::Operation;
 use crate::time::Timestamp;
+
+/// A remote record with an id and a modification time.
+pub trait Versioned {
+    /// Its id in the remote.
+    fn id(&self) -> &str;
+    /// When it last changed.
+    fn modified(&self) -> Timestamp;
+}
 
 /// The cursor format: the high-water mark and the records seen inside the lookback window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -88,6 +109,26 @@ impl Watermark {
     /// Commits what was emitted since the last checkpoint with this cursor.
     pub fn checkpoint(&mut self) {
         crate::checkpoint(&self.cursor());
+    }
+
+    /// Syncs a listing: reads each page's items at the JSON pointer `items_at`, skips the
+    /// ones already emitted, emits the operations `to_operations` makes of the others, and
+    /// checkpoints after each page. Returns how many items were emitted.
+    pub fn sync_pages<T, O>(&mut self, pages: Pages, items_at: &str, mut to_operations: impl FnMut(T) -> O) -> Result<u64, PluginError>
+    where
+        T: DeserializeOwned + Versioned,
+        O: IntoIterator,
+        O::Item: Into<Operation>,
+    {
+        let mut emitted = 0;
+        for page in pages {
+            let items: Vec<T> = page?.items(items_at)?;
+            let fresh: Vec<T> = items.into_iter().filter(|item| self.observe(item.id(), item.modified())).collect();
+            emitted += fresh.len() as u64;
+            crate::emit(fresh.into_iter().flat_map(&mut to_operations));
+            self.checkpoint();
+        }
+        Ok(emitted)
     }
 }
 

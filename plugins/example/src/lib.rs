@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use rapport_sdk::cursor::Watermark;
+use rapport_sdk::cursor::{Versioned, Watermark};
 use rapport_sdk::http::Client;
 use rapport_sdk::paging::{Pages, Paging};
 use rapport_sdk::record::{Operation, Organization, Person, Role};
@@ -33,6 +33,16 @@ struct Contact {
     title: String,
     company: Company,
     updated_at: Timestamp,
+}
+
+impl Versioned for Contact {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn modified(&self) -> Timestamp {
+        self.updated_at
+    }
 }
 
 impl Contact {
@@ -67,16 +77,8 @@ impl Connector for Example {
             first = first.query("updated_since", &from.to_rfc3339());
         }
         rapport_sdk::info!(since = mark.query_from().map_or_else(|| "the beginning".to_owned(), |t| t.to_rfc3339()); "syncing contacts");
-        let (mut pages, mut emitted) = (0_u64, 0_u64);
-        for page in Pages::new(first, Paging::cursor("after", "/paging/next")) {
-            let contacts: Vec<Contact> = page?.items("/results")?;
-            let fresh: Vec<Contact> = contacts.into_iter().filter(|c| mark.observe(&c.id, c.updated_at)).collect();
-            emitted += fresh.len() as u64;
-            rapport_sdk::emit(fresh.into_iter().flat_map(Contact::operations));
-            mark.checkpoint();
-            pages += 1;
-        }
-        rapport_sdk::info!(pages = pages, contacts = emitted; "contacts synced");
+        let emitted = mark.sync_pages(Pages::new(first, Paging::cursor("after", "/paging/next")), "/results", Contact::operations)?;
+        rapport_sdk::info!(contacts = emitted; "contacts synced");
         Ok(())
     }
 }

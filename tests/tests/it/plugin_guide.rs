@@ -63,9 +63,9 @@ fn the_plugin_guide_works_as_written() {
     assert!(output.status.success(), "the guide failed:\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
 
     // Step 5: the test run synced all 500 contacts (an organization and a person each) in
-    // pages of 100 and logged each page.
-    assert!(stdout.contains("Succeeded") && stdout.contains("1000 applied"), "{stdout}");
-    assert!(stdout.contains("page fetched contacts=100"), "{stdout}");
+    // pages of 100, a checkpoint each, and logged it.
+    assert!(stdout.contains("Succeeded") && stdout.contains("1000 applied") && stdout.contains("5 checkpoints"), "{stdout}");
+    assert!(stdout.contains("contacts synced contacts=500"), "{stdout}");
     assert!(stdout.contains("final cursor: {\"high\""), "{stdout}");
     // Step 6: installed, run (the same 1000 operations into the real store), logs shown,
     // scheduled and listed.
