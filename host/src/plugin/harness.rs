@@ -78,7 +78,6 @@ impl TestReport {
 #[derive(Debug)]
 pub struct TestBench {
     host: PluginHost,
-    graph: Arc<Graph>,
     _dir: tempfile::TempDir,
 }
 
@@ -97,13 +96,13 @@ impl TestBench {
             secrets: options.secrets,
         };
         plugins.instances.insert(TEST_INSTANCE.to_owned(), grant);
-        let host = PluginHost::new(Arc::clone(&graph), plugins)?;
+        let host = PluginHost::new(graph, plugins)?;
         let install = InstallOptions { instance: Some(TEST_INSTANCE.to_owned()), config: Some(options.config) };
         host.install(path, install).await?;
         if let Some(cursor) = options.cursor {
             host.set_cursor(TEST_INSTANCE, Some(&cursor))?;
         }
-        Ok(Self { host, graph, _dir: dir })
+        Ok(Self { host, _dir: dir })
     }
 
     /// Runs a sync from the instance's current cursor, as the next scheduled run would.
@@ -112,15 +111,5 @@ impl TestBench {
         let logs = self.host.logs(TEST_INSTANCE, &run.id)?;
         let cursor = self.host.cursor(TEST_INSTANCE)?;
         Ok(TestReport { run, commits, cursor, logs })
-    }
-
-    /// The graph the runs wrote, for queries.
-    pub fn graph(&self) -> &Graph {
-        &self.graph
-    }
-
-    /// The plugin host, to change the instance between runs.
-    pub fn host(&self) -> &PluginHost {
-        &self.host
     }
 }

@@ -238,11 +238,6 @@ impl ExampleApi {
         format!("http://{}", self.address)
     }
 
-    /// Its address.
-    pub fn address(&self) -> SocketAddr {
-        self.address
-    }
-
     /// Adds or replaces contacts (by id).
     pub fn upsert(&self, contacts: impl IntoIterator<Item = Contact>) {
         let mut data = lock(&self.shared);
