@@ -20,6 +20,30 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
+/// Builder methods for optional fields: `text name;` takes anything that becomes a
+/// `String`, `value name: Type;` takes the value itself.
+macro_rules! setters {
+    () => {};
+    ($(#[$doc:meta])* text $field:ident; $($rest:tt)*) => {
+        $(#[$doc])*
+        #[must_use]
+        pub fn $field(mut self, value: impl Into<String>) -> Self {
+            self.$field = Some(value.into());
+            self
+        }
+        setters!($($rest)*);
+    };
+    ($(#[$doc:meta])* value $field:ident: $type:ty; $($rest:tt)*) => {
+        $(#[$doc])*
+        #[must_use]
+        pub fn $field(mut self, value: $type) -> Self {
+            self.$field = Some(value);
+            self
+        }
+        setters!($($rest)*);
+    };
+}
+
 /// One change to emit; built from the records below with `.into()`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -142,25 +166,15 @@ impl Organization {
         self
     }
 
-    /// Where the relationship stands.
-    #[must_use]
-    pub fn lifecycle(mut self, lifecycle: Lifecycle) -> Self {
-        self.lifecycle = Some(lifecycle);
-        self
-    }
+    setters! {
+        /// Where the relationship stands.
+        value lifecycle: Lifecycle;
 
-    /// The employee (a [`Person`] of this source, by external id) who owns the account.
-    #[must_use]
-    pub fn owner(mut self, person: impl Into<String>) -> Self {
-        self.owner = Some(person.into());
-        self
-    }
+        /// The employee (a [`Person`] of this source, by external id) who owns the account.
+        text owner;
 
-    /// When the source last saw the record.
-    #[must_use]
-    pub fn seen_at(mut self, at: Timestamp) -> Self {
-        self.seen_at = Some(at);
-        self
+        /// When the source last saw the record.
+        value seen_at: Timestamp;
     }
 }
 
@@ -223,11 +237,9 @@ impl Person {
         self
     }
 
-    /// The job title.
-    #[must_use]
-    pub fn title(mut self, title: impl Into<String>) -> Self {
-        self.title = Some(title.into());
-        self
+    setters! {
+        /// The job title.
+        text title;
     }
 
     /// Marks the person as one of our employees (a relationship holder).
@@ -250,11 +262,9 @@ impl Person {
         self
     }
 
-    /// When the source last saw the record.
-    #[must_use]
-    pub fn seen_at(mut self, at: Timestamp) -> Self {
-        self.seen_at = Some(at);
-        self
+    setters! {
+        /// When the source last saw the record.
+        value seen_at: Timestamp;
     }
 }
 
@@ -319,39 +329,21 @@ impl Deal {
         self
     }
 
-    /// The pipeline.
-    #[must_use]
-    pub fn pipeline(mut self, pipeline: impl Into<String>) -> Self {
-        self.pipeline = Some(pipeline.into());
-        self
-    }
+    setters! {
+        /// The pipeline.
+        text pipeline;
 
-    /// When the current stage was entered.
-    #[must_use]
-    pub fn stage_entered_at(mut self, at: Timestamp) -> Self {
-        self.stage_entered_at = Some(at);
-        self
-    }
+        /// When the current stage was entered.
+        value stage_entered_at: Timestamp;
 
-    /// Open (the default), won or lost.
-    #[must_use]
-    pub fn status(mut self, status: DealStatus) -> Self {
-        self.status = Some(status);
-        self
-    }
+        /// Open (the default), won or lost.
+        value status: DealStatus;
 
-    /// When it was closed.
-    #[must_use]
-    pub fn closed_at(mut self, at: Timestamp) -> Self {
-        self.closed_at = Some(at);
-        self
-    }
+        /// When it was closed.
+        value closed_at: Timestamp;
 
-    /// When the source last saw the record.
-    #[must_use]
-    pub fn seen_at(mut self, at: Timestamp) -> Self {
-        self.seen_at = Some(at);
-        self
+        /// When the source last saw the record.
+        value seen_at: Timestamp;
     }
 }
 
@@ -446,46 +438,24 @@ impl Interaction {
         self
     }
 
-    /// Who reached out.
-    #[must_use]
-    pub fn direction(mut self, direction: Direction) -> Self {
-        self.direction = Some(direction);
-        self
-    }
+    setters! {
+        /// Who reached out.
+        value direction: Direction;
 
-    /// The length of a meeting or call.
-    #[must_use]
-    pub fn duration_secs(mut self, seconds: u32) -> Self {
-        self.duration_secs = Some(seconds);
-        self
-    }
+        /// The length of a meeting or call.
+        value duration_secs: u32;
 
-    /// The organization, when the source knows it (otherwise derived from participants).
-    #[must_use]
-    pub fn organization(mut self, organization: impl Into<String>) -> Self {
-        self.organization = Some(organization.into());
-        self
-    }
+        /// The organization, when the source knows it (otherwise derived from participants).
+        text organization;
 
-    /// The conversation thread's id in the source.
-    #[must_use]
-    pub fn thread(mut self, thread: impl Into<String>) -> Self {
-        self.thread = Some(thread.into());
-        self
-    }
+        /// The conversation thread's id in the source.
+        text thread;
 
-    /// The subject line or title (bodies are never stored).
-    #[must_use]
-    pub fn subject(mut self, subject: impl Into<String>) -> Self {
-        self.subject = Some(subject.into());
-        self
-    }
+        /// The subject line or title (bodies are never stored).
+        text subject;
 
-    /// For tickets: when it was resolved.
-    #[must_use]
-    pub fn resolved_at(mut self, at: Timestamp) -> Self {
-        self.resolved_at = Some(at);
-        self
+        /// For tickets: when it was resolved.
+        value resolved_at: Timestamp;
     }
 }
 
@@ -541,11 +511,9 @@ impl Observation {
         self
     }
 
-    /// When it was observed.
-    #[must_use]
-    pub fn observed_at(mut self, at: Timestamp) -> Self {
-        self.observed_at = Some(at);
-        self
+    setters! {
+        /// When it was observed.
+        value observed_at: Timestamp;
     }
 }
 
@@ -607,18 +575,12 @@ impl Link {
         Self { relation, person: person.into(), organization: organization.into(), since: None, until: None }
     }
 
-    /// Since when.
-    #[must_use]
-    pub fn since(mut self, at: Timestamp) -> Self {
-        self.since = Some(at);
-        self
-    }
+    setters! {
+        /// Since when.
+        value since: Timestamp;
 
-    /// Until when.
-    #[must_use]
-    pub fn until(mut self, at: Timestamp) -> Self {
-        self.until = Some(at);
-        self
+        /// Until when.
+        value until: Timestamp;
     }
 }
 
