@@ -761,7 +761,7 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()>
     let plugins = PluginHost::new(graph, config.plugins.clone()).context("cannot start the plugin runtime")?;
     match command {
         PluginCommand::Install { path, instance, instance_config } => {
-            let instance_config = instance_config.map(|text| parse_json_argument(&text)).transpose()?;
+            let instance_config = instance_config.map(|text| parse_json_argument("--instance-config", &text)).transpose()?;
             let options = InstallOptions { instance, config: instance_config };
             let (plugin, instance) = runtime
                 .block_on(plugins.install(&path, options))
@@ -857,7 +857,10 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()>
             }
         }
         PluginCommand::Add { plugin, instance, instance_config } => {
-            let config = instance_config.map(|text| parse_json_argument(&text)).transpose()?.unwrap_or_else(|| serde_json::json!({}));
+            let config = instance_config
+                .map(|text| parse_json_argument("--instance-config", &text))
+                .transpose()?
+                .unwrap_or_else(|| serde_json::json!({}));
             let instance = plugins.add_instance(&plugin, &instance, config)?;
             println!("instance `{}` of plugin {} is ready: rapport plugin run {}", instance.name, instance.plugin, instance.name);
         }
@@ -868,7 +871,7 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()>
                 .ok_or_else(|| anyhow::anyhow!("no plugin instance named `{instance}` (see `rapport plugin list`)"))?;
             let changed = !set.is_empty() || !unset.is_empty() || replace.is_some();
             if let Some(text) = replace {
-                config = parse_json_argument(&text)?;
+                config = parse_json_argument("--replace", &text)?;
             }
             let map = config.as_object_mut().context("the instance configuration must be a JSON object")?;
             for assignment in &set {
@@ -915,7 +918,11 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()>
 }
 
 fn plugin_test(config: &Config, args: TestArgs) -> anyhow::Result<()> {
-    let instance_config = args.instance_config.map(|text| parse_json_argument(&text)).transpose()?.unwrap_or_else(|| serde_json::json!({}));
+    let instance_config = args
+        .instance_config
+        .map(|text| parse_json_argument("--instance-config", &text))
+        .transpose()?
+        .unwrap_or_else(|| serde_json::json!({}));
     let mut options = TestOptions::new(instance_config);
     options.cursor = args.cursor;
     options.plugins = config.plugins.clone();
@@ -974,10 +981,11 @@ fn print_log_line(line: &LogLine) {
     println!("{} {:>5} {}{}", line.at.format("%H:%M:%S%.3f"), line.level.to_uppercase(), line.message, fields.concat());
 }
 
-fn parse_json_argument(text: &str) -> anyhow::Result<serde_json::Value> {
+/// The JSON of option `flag`: its text, or the file named after `@`.
+fn parse_json_argument(flag: &str, text: &str) -> anyhow::Result<serde_json::Value> {
     let (text, origin) = match text.strip_prefix('@') {
         Some(path) => (std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?, path.to_owned()),
-        None => (text.to_owned(), "--instance-config".to_owned()),
+        None => (text.to_owned(), flag.to_owned()),
     };
     serde_json::from_str(&text).with_context(|| format!("{origin} is not valid JSON"))
 }
