@@ -734,20 +734,31 @@ fn load_demo_through_plugin(
         runtime
             .block_on(host.install(package, options))
             .with_context(|| format!("cannot install the demo plugin from {} (build it with `cargo xtask demo`)", package.display()))?;
-        let bar = if std::io::stderr().is_terminal() { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
-        bar.enable_steady_tick(std::time::Duration::from_millis(100));
-        let shown = bar.clone();
-        let record = runtime.block_on(host.run(source, Trigger::Cli, move |r: &RunRecord| {
-            shown.set_message(format!("{source}: {} operations applied", r.operations_applied));
-        }))?;
-        bar.finish_and_clear();
-        print!("{source:>8}: ");
-        print_run(&record);
-        if let Some(failure) = &record.failure {
-            bail!("the demo plugin's {source} run failed: {failure}");
-        }
+        run_shown(&runtime, &host, source, &format!("{source:>8}: "))?;
     }
     Ok(())
+}
+
+/// Runs a sync of `instance` with a spinner showing its progress, then prints the run
+/// after `prefix`; a failed run is an error.
+fn run_shown(runtime: &tokio::runtime::Runtime, host: &PluginHost, instance: &str, prefix: &str) -> anyhow::Result<()> {
+    let bar = if std::io::stderr().is_terminal() { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar.set_message(format!("syncing {instance}"));
+    let (shown, name) = (bar.clone(), instance.to_owned());
+    let record = runtime.block_on(host.run(instance, Trigger::Cli, move |r: &RunRecord| {
+        shown.set_message(format!(
+            "{name}: {} checkpoints, {} operations applied, {} skipped",
+            r.checkpoints, r.operations_applied, r.operations_skipped
+        ));
+    }))?;
+    bar.finish_and_clear();
+    print!("{prefix}");
+    print_run(&record);
+    match &record.failure {
+        Some(failure) => bail!("the run of {instance} failed: {failure}"),
+        None => Ok(()),
+    }
 }
 
 fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()> {
@@ -823,23 +834,7 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()>
             let instance = plugins.set_enabled(&instance, false)?;
             println!("instance `{}` disabled: its schedule will not run it", instance.name);
         }
-        PluginCommand::Run { instance } => {
-            let bar = if std::io::stderr().is_terminal() { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
-            bar.enable_steady_tick(std::time::Duration::from_millis(100));
-            bar.set_message(format!("syncing {instance}"));
-            let shown = bar.clone();
-            let record = runtime.block_on(plugins.run(&instance, Trigger::Cli, move |r: &RunRecord| {
-                shown.set_message(format!(
-                    "{} checkpoints, {} operations applied, {} skipped",
-                    r.checkpoints, r.operations_applied, r.operations_skipped
-                ));
-            }))?;
-            bar.finish_and_clear();
-            print_run(&record);
-            if let Some(failure) = &record.failure {
-                bail!("the run failed: {failure}");
-            }
-        }
+        PluginCommand::Run { instance } => run_shown(&runtime, &plugins, &instance, "")?,
         PluginCommand::Upgrade { path } => {
             let upgraded = runtime
                 .block_on(plugins.upgrade(&path))
@@ -865,10 +860,7 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()>
             println!("instance `{}` of plugin {} is ready: rapport plugin run {}", instance.name, instance.plugin, instance.name);
         }
         PluginCommand::Config { instance, set, unset, replace } => {
-            let current = plugins.instances()?.into_iter().find(|i| i.name == instance);
-            let mut config = current
-                .map(|i| i.config)
-                .ok_or_else(|| anyhow::anyhow!("no plugin instance named `{instance}` (see `rapport plugin list`)"))?;
+            let mut config = plugins.instance(&instance)?.config;
             let changed = !set.is_empty() || !unset.is_empty() || replace.is_some();
             if let Some(text) = replace {
                 config = parse_json_argument("--replace", &text)?;

@@ -474,13 +474,7 @@ impl PluginHost {
     pub async fn install(&self, path: &Path, options: InstallOptions) -> Result<(InstalledPlugin, Instance), PluginError> {
         let (manifest, wasm, pre) = self.load_package(path).await?;
         let instance_name = options.instance.unwrap_or_else(|| manifest.name.clone());
-        if !manifest::is_valid_name(&instance_name) {
-            return Err(PluginError::InvalidName(instance_name));
-        }
-        let config = options.config.unwrap_or_else(|| serde_json::json!({}));
-        if !config.is_object() {
-            return Err(PluginError::InvalidConfig);
-        }
+        let fresh = self.new_instance(instance_name, &manifest.name, options.config.unwrap_or_else(|| serde_json::json!({})))?;
         let digest = hex(&Sha256::digest(&wasm));
         let previous = registry::get::<InstalledPlugin>(&self.graph, &registry::plugin_key(&manifest.name))?;
         if let Some(previous) = previous.as_ref().filter(|p| p.component_sha256 != digest) {
@@ -490,9 +484,9 @@ impl PluginHost {
                 offered: manifest.version,
             });
         }
-        let existing = registry::get::<Instance>(&self.graph, &registry::instance_key(&instance_name))?;
+        let existing = registry::get::<Instance>(&self.graph, &registry::instance_key(&fresh.name))?;
         if let Some(existing) = existing.as_ref().filter(|e| e.plugin != manifest.name) {
-            return Err(PluginError::InstanceTaken { instance: instance_name, plugin: existing.plugin.clone() });
+            return Err(PluginError::InstanceTaken { instance: fresh.name, plugin: existing.plugin.clone() });
         }
         let plugin = match previous {
             Some(plugin) => plugin,
@@ -501,14 +495,7 @@ impl PluginHost {
                 InstalledPlugin { manifest, component_sha256: digest.clone(), installed_at: self.clock.now() }
             }
         };
-        let instance = existing.unwrap_or(Instance {
-            name: instance_name,
-            plugin: plugin.manifest.name.clone(),
-            config,
-            created_at: self.clock.now(),
-            schedule: None,
-            enabled: true,
-        });
+        let instance = existing.unwrap_or(fresh);
         self.graph.write_meta(vec![
             (registry::plugin_key(&plugin.manifest.name), Some(registry::encode(&plugin))),
             (registry::instance_key(&instance.name), Some(registry::encode(&instance))),
@@ -685,26 +672,25 @@ impl PluginHost {
     pub fn add_instance(&self, plugin: &str, name: &str, config: serde_json::Value) -> Result<Instance, PluginError> {
         let plugin: InstalledPlugin =
             registry::get(&self.graph, &registry::plugin_key(plugin))?.ok_or_else(|| PluginError::UnknownPlugin(plugin.to_owned()))?;
-        if !manifest::is_valid_name(name) {
-            return Err(PluginError::InvalidName(name.to_owned()));
+        let instance = self.new_instance(name.to_owned(), &plugin.manifest.name, config)?;
+        if let Some(existing) = registry::get::<Instance>(&self.graph, &registry::instance_key(name))? {
+            return Err(PluginError::InstanceTaken { instance: name.to_owned(), plugin: existing.plugin });
+        }
+        self.graph.write_meta(vec![(registry::instance_key(name), Some(registry::encode(&instance)))])?;
+        tracing::info!(instance = %name, plugin = %instance.plugin, "instance created");
+        Ok(instance)
+    }
+
+    /// A new instance of `plugin`, unscheduled and enabled, once its name and configuration
+    /// are checked.
+    fn new_instance(&self, name: String, plugin: &str, config: serde_json::Value) -> Result<Instance, PluginError> {
+        if !manifest::is_valid_name(&name) {
+            return Err(PluginError::InvalidName(name));
         }
         if !config.is_object() {
             return Err(PluginError::InvalidConfig);
         }
-        if let Some(existing) = registry::get::<Instance>(&self.graph, &registry::instance_key(name))? {
-            return Err(PluginError::InstanceTaken { instance: name.to_owned(), plugin: existing.plugin });
-        }
-        let instance = Instance {
-            name: name.to_owned(),
-            plugin: plugin.manifest.name,
-            config,
-            created_at: self.clock.now(),
-            schedule: None,
-            enabled: true,
-        };
-        self.graph.write_meta(vec![(registry::instance_key(name), Some(registry::encode(&instance)))])?;
-        tracing::info!(instance = %name, plugin = %instance.plugin, "instance created");
-        Ok(instance)
+        Ok(Instance { name, plugin: plugin.to_owned(), config, created_at: self.clock.now(), schedule: None, enabled: true })
     }
 
     /// Removes an instance: its configuration, cursor, schedule, run history and logs.
@@ -785,7 +771,8 @@ impl PluginHost {
         registry::get(&self.graph, &registry::run_key(instance, id))
     }
 
-    fn instance(&self, name: &str) -> Result<Instance, PluginError> {
+    /// One instance.
+    pub fn instance(&self, name: &str) -> Result<Instance, PluginError> {
         registry::get(&self.graph, &registry::instance_key(name))?.ok_or_else(|| PluginError::UnknownInstance(name.to_owned()))
     }
 
