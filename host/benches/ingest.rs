@@ -131,9 +131,9 @@ fn http_ingest(batches: Vec<SourceBatch>) -> (usize, Duration) {
     let graph = Arc::new(Graph::new(Arc::new(SledStore::open(dir.path(), cache_bytes()).unwrap()), rules()));
     let config = ApiConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
-        dev_mode: false,
         token_digests: vec![token_digest("bench")],
         max_body_bytes: 64 << 20,
+        ..ApiConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();

@@ -6,6 +6,7 @@
 //! drift apart. Every error leaves through [`ApiError`], one JSON shape for clients.
 
 mod error;
+mod extract;
 mod identity;
 mod plugins;
 mod queries;
@@ -15,19 +16,19 @@ use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
-use tracing::{Instrument, info, info_span};
+use tracing::{Instrument, info, info_span, warn};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::{ApiError, ErrorBody};
+use extract::{JsonBody, Path, Query};
 
 use crate::config::{ApiConfig, token_digest};
 use crate::graph::model::{BadNodeId, NodeId, RecordKind, Timestamp};
@@ -139,13 +140,51 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API until `shutdown` resolves.
+/// Serves the API until `shutdown` resolves, then lets the requests in progress finish.
+///
+/// At most `api.max_connections` connections are served at once (the others wait in the
+/// listen queue), and a client that is slow to send its headers, or idle between requests,
+/// for longer than `api.header_read_timeout_secs` is disconnected, so slow clients cannot
+/// hold the server.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let config = Arc::clone(&state.config);
+    let service = hyper_util::service::TowerToHyperService::new(router(state));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
+    let places = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let place = tokio::select! {
+            place = Arc::clone(&places).acquire_owned() => place.map_err(std::io::Error::other)?,
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    warn!(error = %err, "cannot accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service.clone()));
+        tokio::spawn(async move {
+            // A client that goes away or times out ends its connection only.
+            let _ = connection.await;
+            drop(place);
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
 }
 
 async fn trace_request(request: Request, next: Next) -> Response {
@@ -157,26 +196,41 @@ async fn trace_request(request: Request, next: Next) -> Response {
     let elapsed = started.elapsed();
     span.in_scope(|| info!(status = response.status().as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request served"));
     let metrics = &*METRICS;
-    let route = RouteLabels { method: method.to_string(), route: path };
+    let route = RouteLabels { method: method_label(&method).to_owned(), route: path };
     metrics.http_duration.get_or_create(&route).observe(elapsed.as_secs_f64());
     let labels = RequestLabels { method: route.method, route: route.route, status: response.status().as_u16() };
     metrics.http_requests.get_or_create(&labels).inc();
     response
 }
 
+/// The method as a metric label: the standard methods by name, anything else as `other`,
+/// so made-up methods cannot create new series.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    const STANDARD: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"];
+    STANDARD.into_iter().find(|m| *m == method.as_str()).unwrap_or("other")
+}
+
 async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
     if !state.config.dev_mode {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|token| token_digest(token.trim()));
-        if !presented.is_some_and(|digest| state.config.token_digests.contains(&digest)) {
+        let presented = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token).map(token_digest);
+        if !presented.is_some_and(|digest| state.config.token_digests.iter().any(|known| same_digest(known, &digest))) {
             return Err(ApiError::Unauthorized);
         }
     }
     Ok(next.run(request).await)
+}
+
+/// The token of an `Authorization: Bearer …` value; the scheme is case-insensitive
+/// (RFC 9110, section 11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// Compares two digests in time independent of where they differ.
+fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let difference = a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(difference) == 0
 }
 
 /// Liveness: the process answers.
@@ -223,28 +277,6 @@ async fn off_workers<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
     tokio::task::spawn_blocking(work).await.map_err(|err| ApiError::Internal(format!("store task failed: {err}")))?.map_err(Into::into)
 }
 
-/// A JSON body whose every rejection is an [`ApiError`] naming the bad field's path.
-struct JsonBody<T>(T);
-
-impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
-        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge(state.config.max_body_bytes)
-            } else {
-                ApiError::field("", rejection.body_text())
-            }
-        })?;
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(de).map(Self).map_err(|err| {
-            let path = err.path().to_string();
-            ApiError::field(if path == "." { "" } else { &path }, err.into_inner().to_string())
-        })
-    }
-}
-
 /// A page of results.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Page<T> {
@@ -274,9 +306,13 @@ fn parse_time(text: Option<&str>, field: &str) -> Result<Option<Timestamp>, ApiE
     .transpose()
 }
 
-fn limit(requested: Option<usize>, default: usize) -> Result<usize, ApiError> {
+/// Largest page or count a request may ask for.
+const MAX_LIMIT: usize = 1000;
+
+/// A page size or count given as `field`, 1 to [`MAX_LIMIT`].
+fn limit(requested: Option<usize>, default: usize, field: &str) -> Result<usize, ApiError> {
     match requested.unwrap_or(default) {
-        n @ 1..=1000 => Ok(n),
-        _ => Err(ApiError::field("limit", "expected 1 to 1000")),
+        n @ 1..=MAX_LIMIT => Ok(n),
+        _ => Err(ApiError::field(field, "expected 1 to 1000")),
     }
 }

@@ -53,6 +53,10 @@ pub struct Cli {
     /// Log level when RUST_LOG is not set (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
     log_level: String,
+    /// Fail on RAPPORT_* environment variables that set nothing (misspelled), instead of
+    /// warning about them.
+    #[arg(long, global = true)]
+    strict: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -222,7 +226,9 @@ struct DemoArgs {
     load_only: bool,
     /// The demo plugin's package (plugins/demo built for wasm32-wasip2, with its
     /// plugin.toml), through which the world is loaded; `cargo xtask demo` builds it.
-    #[arg(long, value_name = "DIR", env = "RAPPORT_DEMO_PACKAGE", required_unless_present = "export")]
+    /// Default: `demo-plugin/` beside the binary or in its build's target directory; without
+    /// one, the world is loaded natively instead.
+    #[arg(long, value_name = "DIR", env = "RAPPORT_DEMO_PACKAGE")]
     package: Option<PathBuf>,
     /// Write the world as JSON Lines files (one per source, for `rapport import`) into
     /// this directory and exit, without loading it.
@@ -377,7 +383,17 @@ enum TokenCommand {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry::init(cli.log_format, &cli.log_level);
-    let config = || Config::load(cli.config.as_deref()).context("invalid configuration");
+    let config = || {
+        let config = Config::load(cli.config.as_deref()).context("invalid configuration")?;
+        if cli.strict && !config.unknown_variables.is_empty() {
+            let list = config.unknown_variables.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ");
+            bail!("invalid configuration (--strict):\n  {list}");
+        }
+        for unknown in &config.unknown_variables {
+            tracing::warn!("{unknown}");
+        }
+        Ok::<_, anyhow::Error>(config)
+    };
     match cli.command {
         Command::Serve => serve(config()?),
         Command::Import(args) => import(&config()?, args),
@@ -396,10 +412,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn open_graph(config: &Config, dir: &Path) -> anyhow::Result<Arc<Graph>> {
-    let store = SledStore::open(dir, config.store.cache_bytes)
-        .with_context(|| format!("cannot open the store at {} (is another rapport process using it?)", dir.display()))?;
-    Ok(Arc::new(Graph::new(Arc::new(store), config.identity.clone())))
+/// Opens the graph in `dir`, which the `setting` names (`store.path`, `--data`).
+fn open_graph(config: &Config, dir: &Path, setting: &str) -> anyhow::Result<Arc<Graph>> {
+    let store = SledStore::open(dir, config.store.cache_bytes).with_context(|| format!("cannot open the graph ({setting})"))?;
+    Ok(Arc::new(Graph::new(Arc::new(store), config.identity.clone()).with_limits(config.records)))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -425,31 +441,42 @@ fn serve_graph(
     // happens once, now.
     runtime.spawn(Arc::clone(&plugins).run_schedules());
     runtime.block_on(async move {
+        let shutdown = shutdown_signal();
         let listener =
             tokio::net::TcpListener::bind(api.bind).await.with_context(|| format!("cannot listen on {} (api.bind)", api.bind))?;
         let addr = listener.local_addr().context("listener has no address")?;
         banner(addr);
         tracing::info!(%addr, dev_mode = api.dev_mode, "api listening");
-        api::serve(listener, AppState::new(graph, plugins, api), shutdown_signal()).await.context("the API server failed")
+        api::serve(listener, AppState::new(graph, plugins, api), shutdown).await.context("the API server failed")
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed now, not when first awaited,
+/// so a signal sent as soon as the banner is out is not lost.
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(unix)]
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    async move {
+        #[cfg(unix)]
+        {
+            async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(signal) => drop(signal.recv().await),
+                    // Without a handler this signal never ends the daemon; the other may.
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = next(&mut term) => {},
+                () = next(&mut interrupt) => {},
+            }
         }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down");
 }
 
 fn print_line(line: &str) {
@@ -459,7 +486,7 @@ fn print_line(line: &str) {
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
-    let graph = open_graph(&config, &config.store.path)?;
+    let graph = open_graph(&config, &config.store.path, "store.path")?;
     serve_graph(graph, config.plugins, config.api, |addr| print_line(&format!("rapport listening on http://{addr}")))
 }
 
@@ -473,7 +500,7 @@ fn progress_bar(total: u64, unit: &str) -> ProgressBar {
 }
 
 fn import(config: &Config, args: ImportArgs) -> anyhow::Result<()> {
-    let graph = open_graph(config, &config.store.path)?;
+    let graph = open_graph(config, &config.store.path, "store.path")?;
     if !is_valid_source(&args.source) {
         bail!("--source `{}`: {SOURCE_RULE}", args.source);
     }
@@ -558,7 +585,7 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 fn graph_command(config: &Config, command: GraphCommand) -> anyhow::Result<()> {
-    let graph = open_graph(config, &config.store.path)?;
+    let graph = open_graph(config, &config.store.path, "store.path")?;
     match command {
         GraphCommand::Show { id } => {
             let id = parse_id(&id)?;
@@ -599,7 +626,7 @@ fn graph_command(config: &Config, command: GraphCommand) -> anyhow::Result<()> {
 }
 
 fn merges_command(config: &Config, command: MergesCommand) -> anyhow::Result<()> {
-    let graph = open_graph(config, &config.store.path)?;
+    let graph = open_graph(config, &config.store.path, "store.path")?;
     let now = Timestamp::now();
     let show = |m: &MergeRecord| {
         let state = if m.undone_at.is_some() { "undone" } else { "active" };
@@ -626,7 +653,7 @@ fn merges_command(config: &Config, command: MergesCommand) -> anyhow::Result<()>
 }
 
 fn observe(config: &Config, args: ObserveArgs) -> anyhow::Result<()> {
-    let graph = open_graph(config, &config.store.path)?;
+    let graph = open_graph(config, &config.store.path, "store.path")?;
     let external_id = ulid::Ulid::new().to_string();
     let report = graph.ingest(IngestBatch {
         source: "cli".to_owned(),
@@ -682,14 +709,25 @@ fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     std::fs::write(&marker, "This directory holds the store of `rapport demo`; the next demo run deletes it.\n")
         .with_context(|| format!("cannot write {}", marker.display()))?;
     config.identity.internal_domains.insert(demo::INTERNAL_DOMAIN.to_owned());
-    let graph = open_graph(&config, &args.data)?;
+    let graph = open_graph(&config, &args.data, "--data")?;
     let plugins = PluginsConfig::with_dir(args.data.join("plugins"));
-    let package = args.package.as_deref().context("--package is required")?;
     let started = Instant::now();
-    load_demo_through_plugin(&graph, &plugins, package, &args, now)?;
+    let how = match args.package.clone().or_else(find_demo_package) {
+        Some(package) => {
+            load_demo_through_plugin(&graph, &plugins, &package, &args, now)?;
+            "through the demo plugin (instances crm, mail, support)"
+        }
+        None => {
+            println!(
+                "note: the demo plugin's package is not beside this binary (`cargo xtask demo` builds it, or pass --package); loading the world natively instead"
+            );
+            load_demo_natively(&graph, WorldSpec { seed: args.seed, scale: args.scale, now })?;
+            "natively (sources crm, mail, support)"
+        }
+    };
     let stats = graph.stats()?;
     println!(
-        "loaded the demo world in {:.1}s through the demo plugin (instances crm, mail, support): {} organizations, {} people, {} deals, {} interactions, {} observations",
+        "loaded the demo world in {:.1}s {how}: {} organizations, {} people, {} deals, {} interactions, {} observations",
         started.elapsed().as_secs_f64(),
         stats.organizations,
         stats.people,
@@ -714,6 +752,36 @@ fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         }
         print_line("  press Ctrl-C to stop");
     })
+}
+
+/// The demo plugin's package where `cargo xtask demo` lays it out, or a release ships it:
+/// `demo-plugin/` beside the binary or one directory up (the build's target directory).
+fn find_demo_package() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [Some(dir), dir.parent()]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join("demo-plugin"))
+        .find(|package| package.join("plugin.toml").is_file() && package.join("plugin.wasm").is_file())
+}
+
+/// Loads the world's sources straight into the graph, the generator run natively: the
+/// demo without its plugin.
+fn load_demo_natively(graph: &Graph, spec: WorldSpec) -> anyhow::Result<()> {
+    let (batches, _) = demo::generate(spec);
+    for batch in batches {
+        let source = batch.source;
+        let report = graph.ingest(IngestBatch {
+            source: source.to_owned(),
+            operations: batch.operations,
+            policy: InvalidPolicy::SkipInvalid,
+            meta: Vec::new(),
+            now: Timestamp::now(),
+        })?;
+        println!("{source:>8}: {} operations applied, {} skipped", report.applied, report.skipped.len());
+    }
+    Ok(())
 }
 
 /// Installs the demo plugin once per source of the world and runs each instance, showing
@@ -766,7 +834,7 @@ fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()>
     if let PluginCommand::Test(args) = command {
         return plugin_test(config, args);
     }
-    let graph = open_graph(config, &config.store.path)?;
+    let graph = open_graph(config, &config.store.path, "store.path")?;
     let runtime = runtime()?;
     let _guard = runtime.enter();
     let plugins = PluginHost::new(graph, config.plugins.clone()).context("cannot start the plugin runtime")?;

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::graph::IdentityRules;
 use crate::net::HostPattern;
-use crate::ops;
+use crate::ops::{self, RecordLimits};
 use crate::plugin::manifest::is_valid_name;
 
 /// A configuration value is missing, malformed or inconsistent.
@@ -73,6 +73,8 @@ struct RawConfig {
     #[serde(default)]
     import: RawImport,
     #[serde(default)]
+    records: RawRecords,
+    #[serde(default)]
     plugins: RawPlugins,
 }
 
@@ -90,6 +92,9 @@ struct RawApi {
     dev_mode: Option<bool>,
     token_sha256: Option<Vec<String>>,
     max_body_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    header_read_timeout_secs: Option<u64>,
+    body_read_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +109,14 @@ struct RawIdentity {
 #[serde(deny_unknown_fields)]
 struct RawImport {
     batch_size: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecords {
+    max_list_items: Option<usize>,
+    max_name_chars: Option<usize>,
+    max_text_chars: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -254,8 +267,12 @@ pub struct Config {
     pub identity: IdentityRules,
     /// Operations per committed batch in `import`.
     pub import_batch_size: usize,
+    /// What every record operation must respect, whatever its source.
+    pub records: RecordLimits,
     /// The plugin runtime.
     pub plugins: PluginsConfig,
+    /// `RAPPORT_*` variables that set nothing (the command line warns, or fails with `--strict`).
+    pub unknown_variables: Vec<UnknownVariable>,
 }
 
 /// Plugin runtime settings: where plugins live and the sandbox's limits for every run.
@@ -325,33 +342,102 @@ pub struct ApiConfig {
     pub token_digests: Vec<[u8; 32]>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Connections served at once; further clients wait in the listen queue.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (and, on a kept-alive connection,
+    /// to start its next request) before the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Time a client has to send a request's body.
+    pub body_read_timeout: Duration,
 }
 
-/// The environment variables read, the key each overrides, and how to apply it.
-const ENV_OVERRIDES: &[(&str, &str)] = &[
-    ("RAPPORT_STORE_PATH", "store.path"),
-    ("RAPPORT_STORE_CACHE_BYTES", "store.cache_bytes"),
-    ("RAPPORT_API_BIND", "api.bind"),
-    ("RAPPORT_API_DEV_MODE", "api.dev_mode"),
-    ("RAPPORT_API_TOKEN_SHA256", "api.token_sha256"),
-    ("RAPPORT_API_MAX_BODY_BYTES", "api.max_body_bytes"),
-    ("RAPPORT_IDENTITY_INTERNAL_DOMAINS", "identity.internal_domains"),
-    ("RAPPORT_IMPORT_BATCH_SIZE", "import.batch_size"),
-    ("RAPPORT_PLUGINS_DIR", "plugins.dir"),
-    ("RAPPORT_PLUGINS_MAX_CONCURRENT_RUNS", "plugins.max_concurrent_runs"),
-    ("RAPPORT_PLUGINS_MEMORY_LIMIT_BYTES", "plugins.memory_limit_bytes"),
-    ("RAPPORT_PLUGINS_CPU_BUDGET_MS", "plugins.cpu_budget_ms"),
-    ("RAPPORT_PLUGINS_RUN_TIMEOUT_SECS", "plugins.run_timeout_secs"),
-    ("RAPPORT_PLUGINS_HOST_CALL_TIMEOUT_SECS", "plugins.host_call_timeout_secs"),
-    ("RAPPORT_PLUGINS_MAX_OPERATIONS_PER_CHECKPOINT", "plugins.max_operations_per_checkpoint"),
-    ("RAPPORT_PLUGINS_RUN_HISTORY_DAYS", "plugins.run_history_days"),
-    ("RAPPORT_PLUGINS_NETWORK_CONNECT_TIMEOUT_SECS", "plugins.network.connect_timeout_secs"),
-    ("RAPPORT_PLUGINS_NETWORK_REQUEST_TIMEOUT_SECS", "plugins.network.request_timeout_secs"),
-    ("RAPPORT_PLUGINS_NETWORK_MAX_RESPONSE_BYTES", "plugins.network.max_response_bytes"),
-    ("RAPPORT_PLUGINS_NETWORK_MAX_RETRIES", "plugins.network.max_retries"),
-    ("RAPPORT_PLUGINS_NETWORK_MAX_RETRY_WAIT_SECS", "plugins.network.max_retry_wait_secs"),
-    ("RAPPORT_PLUGINS_NETWORK_EXTRA_CA_FILES", "plugins.network.extra_ca_files"),
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            dev_mode: false,
+            token_digests: Vec::new(),
+            max_body_bytes: 16 << 20,
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How an environment variable's text becomes a TOML value.
+#[derive(Debug, Clone, Copy)]
+enum EnvKind {
+    /// Taken as it is.
+    Text,
+    /// A whole number.
+    Number,
+    /// `true`/`false` (or `1`/`0`).
+    Flag,
+    /// Comma-separated texts.
+    List,
+}
+
+/// The keys an environment variable can override: `RAPPORT_` and the key in upper case,
+/// dots as underscores (`api.bind` → `RAPPORT_API_BIND`).
+const ENV_OVERRIDES: &[(&str, EnvKind)] = &[
+    ("store.path", EnvKind::Text),
+    ("store.cache_bytes", EnvKind::Number),
+    ("api.bind", EnvKind::Text),
+    ("api.dev_mode", EnvKind::Flag),
+    ("api.token_sha256", EnvKind::List),
+    ("api.max_body_bytes", EnvKind::Number),
+    ("api.max_connections", EnvKind::Number),
+    ("api.header_read_timeout_secs", EnvKind::Number),
+    ("api.body_read_timeout_secs", EnvKind::Number),
+    ("identity.internal_domains", EnvKind::List),
+    ("import.batch_size", EnvKind::Number),
+    ("records.max_list_items", EnvKind::Number),
+    ("records.max_name_chars", EnvKind::Number),
+    ("records.max_text_chars", EnvKind::Number),
+    ("plugins.dir", EnvKind::Text),
+    ("plugins.max_concurrent_runs", EnvKind::Number),
+    ("plugins.memory_limit_bytes", EnvKind::Number),
+    ("plugins.cpu_budget_ms", EnvKind::Number),
+    ("plugins.run_timeout_secs", EnvKind::Number),
+    ("plugins.host_call_timeout_secs", EnvKind::Number),
+    ("plugins.max_operations_per_checkpoint", EnvKind::Number),
+    ("plugins.run_history_days", EnvKind::Number),
+    ("plugins.network.connect_timeout_secs", EnvKind::Number),
+    ("plugins.network.request_timeout_secs", EnvKind::Number),
+    ("plugins.network.max_response_bytes", EnvKind::Number),
+    ("plugins.network.max_retries", EnvKind::Number),
+    ("plugins.network.max_retry_wait_secs", EnvKind::Number),
+    ("plugins.network.extra_ca_files", EnvKind::List),
 ];
+
+/// `RAPPORT_*` variables that are not config overrides: read by the command line
+/// (`rapport demo --package`) or by the project's own tooling (tests, CI).
+const OTHER_VARIABLES: &[&str] = &["RAPPORT_DEMO_PACKAGE", "RAPPORT_BIN", "RAPPORT_PYTHON", "RAPPORT_CI_TARGET_DIR"];
+
+/// The environment variable overriding `key`.
+pub fn env_var(key: &str) -> String {
+    format!("RAPPORT_{}", key.to_uppercase().replace('.', "_"))
+}
+
+/// A `RAPPORT_*` variable that overrides nothing, most likely misspelled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownVariable {
+    /// The variable as set.
+    pub var: String,
+    /// The known variable closest to it, if one is close.
+    pub closest: Option<String>,
+}
+
+impl std::fmt::Display for UnknownVariable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "environment variable {} is not a Rapport setting and is ignored", self.var)?;
+        match &self.closest {
+            Some(closest) => write!(f, "; did you mean {closest}?"),
+            None => f.write_str(" (config/rapport.example.toml names each key's variable)"),
+        }
+    }
+}
 
 impl Config {
     /// Loads `path` (if given) and the process environment.
@@ -362,22 +448,157 @@ impl Config {
     /// Loads `path` (if given) with an explicit environment (for tests): the `RAPPORT_*`
     /// overrides in it apply, and secrets configured as `{ env = "…" }` are read from it.
     pub fn load_from(path: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigError> {
-        let mut raw = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-                parse_file(path, &text)?
-            }
-            None => RawConfig::default(),
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?,
+            None => String::new(),
         };
-        for (var, value) in env.iter().filter(|(var, _)| ENV_OVERRIDES.iter().any(|(known, _)| known == var)) {
-            apply_env(&mut raw, var, value)?;
+        let mut origins = Origins { file: path.map(|p| (p, text.as_str())), overridden: Vec::new() };
+        let mut table = toml::de::DeTable::parse(&text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            origins.error("", e.message(), Some(offset))
+        })?;
+        let mut unknown_variables = Vec::new();
+        for (var, value) in env.iter().filter(|(var, _)| var.starts_with("RAPPORT_")) {
+            match ENV_OVERRIDES.iter().find(|(key, _)| env_var(key) == *var) {
+                Some(&(key, kind)) => {
+                    let value = env_value(kind, value).map_err(|message| ConfigError::Env {
+                        var: var.clone(),
+                        key: key.to_owned(),
+                        message: message.to_owned(),
+                    })?;
+                    set_key(table.get_mut(), key, value);
+                    origins.overridden.push((key, var.clone()));
+                }
+                None if OTHER_VARIABLES.contains(&var.as_str()) => {}
+                None => unknown_variables.push(UnknownVariable { var: var.clone(), closest: closest_variable(var) }),
+            }
         }
-        validate(raw, env)
+        let raw: RawConfig = serde_path_to_error::deserialize(toml::de::Deserializer::from(table)).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            origins.error(&key, inner.message(), inner.span().map(|s| s.start))
+        })?;
+        let mut config = validate(raw, env).map_err(|e| match e {
+            ConfigError::Invalid { key, message } => origins.error(&key, &message, None),
+            other => other,
+        })?;
+        config.unknown_variables = unknown_variables;
+        Ok(config)
     }
 }
 
-fn parse_file(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
-    parse_toml(text).map_err(|e| ConfigError::File { path: path.to_owned(), line: e.line, key: e.key, message: e.message })
+/// Where each value came from, so an error found after parsing still names its file and
+/// line, or the variable that set it.
+struct Origins<'a> {
+    file: Option<(&'a Path, &'a str)>,
+    /// Keys set from the environment, with their variable.
+    overridden: Vec<(&'static str, String)>,
+}
+
+impl Origins<'_> {
+    /// The error about `key`, located where its value was written: the variable that set
+    /// it, else its line in the file (at `offset` when the parser knows it), else the key.
+    fn error(&self, key: &str, message: &str, offset: Option<usize>) -> ConfigError {
+        let set_by = self.overridden.iter().rev().find(|(k, _)| key == *k || key.strip_prefix(k).is_some_and(|rest| rest.starts_with('[')));
+        if let Some((k, var)) = set_by {
+            return ConfigError::Env { var: var.clone(), key: (*k).to_owned(), message: message.to_owned() };
+        }
+        let Some((path, text)) = self.file else { return invalid(key, message) };
+        // Values set from the environment carry no position (0..0); the file's do.
+        match offset.filter(|&o| o > 0 || key.is_empty()).or_else(|| locate_key(text, key)) {
+            Some(offset) => {
+                ConfigError::File { path: path.to_owned(), line: line_of(text, offset), key: key.to_owned(), message: message.to_owned() }
+            }
+            None => invalid(key, message),
+        }
+    }
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// Where the value of `dotted.key` (list indexes allowed, `hosts[0]`) is written in `text`.
+fn locate_key(text: &str, dotted: &str) -> Option<usize> {
+    let table = toml::de::DeTable::parse(text).ok()?;
+    let mut current: &toml::de::DeTable<'_> = table.get_ref();
+    let mut found = None;
+    for part in dotted.split('.') {
+        let name = part.split('[').next().unwrap_or(part);
+        let value = current.get(name)?;
+        found = Some(value.span().start);
+        match value.get_ref() {
+            toml::de::DeValue::Table(inner) => current = inner,
+            _ => break,
+        }
+    }
+    found
+}
+
+/// A variable's text as the TOML value its key expects.
+fn env_value(kind: EnvKind, text: &str) -> Result<toml::Spanned<toml::de::DeValue<'_>>, &'static str> {
+    use toml::de::DeValue;
+    let value = match kind {
+        EnvKind::Text => DeValue::String(text.into()),
+        EnvKind::Number => match DeValue::parse(text.trim()).map(toml::Spanned::into_inner) {
+            Ok(number @ DeValue::Integer(_)) => number,
+            _ => return Err("expected a whole number"),
+        },
+        EnvKind::Flag => DeValue::Boolean(match text.trim() {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => return Err("expected true or false"),
+        }),
+        EnvKind::List => DeValue::Array(
+            text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Spanned::new(0..0, DeValue::String(s.into()))).collect(),
+        ),
+    };
+    Ok(toml::Spanned::new(0..0, value))
+}
+
+/// Sets `dotted.key` in `table`, creating the tables on the way.
+fn set_key<'i>(table: &mut toml::de::DeTable<'i>, dotted: &'static str, value: toml::Spanned<toml::de::DeValue<'i>>) {
+    use toml::de::DeValue;
+    let (parents, leaf) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+    let mut current = table;
+    for part in parents.split('.').filter(|p| !p.is_empty()) {
+        let slot = current
+            .entry(toml::Spanned::new(0..0, part.into()))
+            .or_insert_with(|| toml::Spanned::new(0..0, DeValue::Table(Default::default())));
+        // Where the file has a value instead of a table, deserializing reports it there.
+        let DeValue::Table(inner) = slot.get_mut() else { return };
+        current = inner;
+    }
+    current.insert(toml::Spanned::new(0..0, leaf.into()), value);
+}
+
+/// The known variable closest to `var` by edit distance, if it is plausibly a typo of it.
+fn closest_variable(var: &str) -> Option<String> {
+    ENV_OVERRIDES
+        .iter()
+        .map(|(key, _)| env_var(key))
+        .chain(OTHER_VARIABLES.iter().map(|v| (*v).to_owned()))
+        .map(|known| (edit_distance(var, &known), known))
+        .filter(|(distance, known)| *distance <= known.len() / 4)
+        .min()
+        .map(|(_, known)| known)
+}
+
+/// Levenshtein distance over bytes (variable names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// A TOML document did not fit its type.
@@ -393,7 +614,7 @@ pub(crate) struct TomlError {
 
 /// Deserializes a TOML document, locating every error by line and dotted key.
 pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, TomlError> {
-    let line = |offset: Option<usize>| offset.map_or(1, |o| text[..o.min(text.len())].matches('\n').count() + 1);
+    let line = |offset: Option<usize>| line_of(text, offset.unwrap_or(0));
     let de = toml::de::Deserializer::parse(text).map_err(|e| TomlError {
         line: line(e.span().map(|s| s.start)),
         key: String::new(),
@@ -402,82 +623,9 @@ pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         let inner = e.into_inner();
-        let offset = inner.span().map(|s| s.start).or_else(|| find_key(text, &key));
+        let offset = inner.span().map(|s| s.start).or_else(|| locate_key(text, &key));
         TomlError { line: line(offset), key, message: inner.message().to_owned() }
     })
-}
-
-/// Where `dotted.key` is written, for errors the parser reports without a position.
-fn find_key(text: &str, dotted: &str) -> Option<usize> {
-    let leaf = dotted.rsplit('.').next()?;
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        if line.trim_start().starts_with(leaf) {
-            return Some(offset + 1);
-        }
-        offset += line.len();
-    }
-    None
-}
-
-fn apply_env(raw: &mut RawConfig, var: &str, value: &str) -> Result<(), ConfigError> {
-    let key = ENV_OVERRIDES.iter().find(|(v, _)| *v == var).map_or("", |(_, k)| *k);
-    let err = |message: &str| ConfigError::Env { var: var.to_owned(), key: key.to_owned(), message: message.to_owned() };
-    fn parsed<T: std::str::FromStr>(value: &str) -> Option<T> {
-        value.parse().ok()
-    }
-    let not_number = || err("expected a positive whole number");
-    let list = || value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect::<Vec<_>>();
-    match var {
-        "RAPPORT_STORE_PATH" => raw.store.path = Some(PathBuf::from(value)),
-        "RAPPORT_STORE_CACHE_BYTES" => {
-            raw.store.cache_bytes = Some(value.parse().map_err(|_| err("expected a number of bytes"))?);
-        }
-        "RAPPORT_API_BIND" => raw.api.bind = Some(value.to_owned()),
-        "RAPPORT_API_DEV_MODE" => {
-            raw.api.dev_mode = Some(match value {
-                "true" | "1" => true,
-                "false" | "0" => false,
-                _ => return Err(err("expected true or false")),
-            });
-        }
-        "RAPPORT_API_TOKEN_SHA256" => raw.api.token_sha256 = Some(list()),
-        "RAPPORT_API_MAX_BODY_BYTES" => {
-            raw.api.max_body_bytes = Some(value.parse().map_err(|_| err("expected a number of bytes"))?);
-        }
-        "RAPPORT_IDENTITY_INTERNAL_DOMAINS" => raw.identity.internal_domains = Some(list()),
-        "RAPPORT_IMPORT_BATCH_SIZE" => raw.import.batch_size = Some(parsed(value).ok_or_else(not_number)?),
-        "RAPPORT_PLUGINS_DIR" => raw.plugins.dir = Some(PathBuf::from(value)),
-        "RAPPORT_PLUGINS_MAX_CONCURRENT_RUNS" => raw.plugins.max_concurrent_runs = Some(parsed(value).ok_or_else(not_number)?),
-        "RAPPORT_PLUGINS_MEMORY_LIMIT_BYTES" => raw.plugins.memory_limit_bytes = Some(parsed(value).ok_or_else(not_number)?),
-        "RAPPORT_PLUGINS_CPU_BUDGET_MS" => raw.plugins.cpu_budget_ms = Some(parsed(value).ok_or_else(not_number)?),
-        "RAPPORT_PLUGINS_RUN_TIMEOUT_SECS" => raw.plugins.run_timeout_secs = Some(parsed(value).ok_or_else(not_number)?),
-        "RAPPORT_PLUGINS_RUN_HISTORY_DAYS" => raw.plugins.run_history_days = Some(parsed(value).ok_or_else(not_number)?),
-        "RAPPORT_PLUGINS_HOST_CALL_TIMEOUT_SECS" => raw.plugins.host_call_timeout_secs = Some(parsed(value).ok_or_else(not_number)?),
-        "RAPPORT_PLUGINS_MAX_OPERATIONS_PER_CHECKPOINT" => {
-            raw.plugins.max_operations_per_checkpoint = Some(parsed(value).ok_or_else(not_number)?)
-        }
-        "RAPPORT_PLUGINS_NETWORK_CONNECT_TIMEOUT_SECS" => {
-            raw.plugins.network.connect_timeout_secs = Some(parsed(value).ok_or_else(not_number)?)
-        }
-        "RAPPORT_PLUGINS_NETWORK_REQUEST_TIMEOUT_SECS" => {
-            raw.plugins.network.request_timeout_secs = Some(parsed(value).ok_or_else(not_number)?)
-        }
-        "RAPPORT_PLUGINS_NETWORK_MAX_RESPONSE_BYTES" => {
-            raw.plugins.network.max_response_bytes = Some(parsed(value).ok_or_else(not_number)?)
-        }
-        "RAPPORT_PLUGINS_NETWORK_MAX_RETRIES" => {
-            raw.plugins.network.max_retries = Some(parsed(value).ok_or_else(|| err("expected a whole number"))?);
-        }
-        "RAPPORT_PLUGINS_NETWORK_MAX_RETRY_WAIT_SECS" => {
-            raw.plugins.network.max_retry_wait_secs = Some(parsed(value).ok_or_else(not_number)?)
-        }
-        "RAPPORT_PLUGINS_NETWORK_EXTRA_CA_FILES" => {
-            raw.plugins.network.extra_ca_files = Some(list().into_iter().map(PathBuf::from).collect())
-        }
-        _ => return Err(err("unknown variable")),
-    }
-    Ok(())
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
@@ -491,29 +639,7 @@ fn domains(key: &str, list: Vec<String>) -> Result<HashSet<String>, ConfigError>
 }
 
 fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigError> {
-    let bind_text = raw.api.bind.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-    let bind: SocketAddr =
-        bind_text.parse().map_err(|_| invalid("api.bind", format!("`{bind_text}` is not an address such as \"127.0.0.1:8080\"")))?;
-    let dev_mode = raw.api.dev_mode.unwrap_or(false);
-    if dev_mode && !bind.ip().is_loopback() {
-        return Err(invalid(
-            "api.dev_mode",
-            format!("dev mode disables authentication, so it only binds to loopback; `api.bind` is {bind}"),
-        ));
-    }
-    let token_digests = raw
-        .api
-        .token_sha256
-        .unwrap_or_default()
-        .iter()
-        .map(|hex| {
-            parse_digest(hex).ok_or_else(|| invalid("api.token_sha256", "expected 64 hex digits per entry (see `rapport token new`)"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let max_body_bytes = raw.api.max_body_bytes.unwrap_or(16 << 20);
-    if max_body_bytes == 0 {
-        return Err(invalid("api.max_body_bytes", "expected a positive number of bytes"));
-    }
+    let api = api_config(raw.api)?;
     let mut identity =
         IdentityRules::with_defaults(domains("identity.internal_domains", raw.identity.internal_domains.unwrap_or_default())?);
     if let Some(list) = raw.identity.free_mail_domains {
@@ -522,10 +648,11 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
     identity
         .free_mail_domains
         .extend(domains("identity.extra_free_mail_domains", raw.identity.extra_free_mail_domains.unwrap_or_default())?);
-    let import_batch_size = raw.import.batch_size.unwrap_or(1000);
-    if import_batch_size == 0 {
-        return Err(invalid("import.batch_size", "expected a positive whole number"));
-    }
+    let import_batch_size = positive("import.batch_size", raw.import.batch_size)?.unwrap_or(1000);
+    let mut records = RecordLimits::default();
+    set_positive(&mut records.max_list_items, "records.max_list_items", raw.records.max_list_items, std::convert::identity)?;
+    set_positive(&mut records.max_name_chars, "records.max_name_chars", raw.records.max_name_chars, std::convert::identity)?;
+    set_positive(&mut records.max_text_chars, "records.max_text_chars", raw.records.max_text_chars, std::convert::identity)?;
     let plugins = plugins_config(raw.plugins, raw.store.path.as_deref(), env)?;
     Ok(Config {
         plugins,
@@ -533,10 +660,52 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
             path: raw.store.path.unwrap_or_else(|| PathBuf::from("data/rapport")),
             cache_bytes: raw.store.cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES),
         },
-        api: ApiConfig { bind, dev_mode, token_digests, max_body_bytes },
+        api,
         identity,
         import_batch_size,
+        records,
+        unknown_variables: Vec::new(),
     })
+}
+
+fn api_config(raw: RawApi) -> Result<ApiConfig, ConfigError> {
+    let mut config = ApiConfig::default();
+    if let Some(text) = raw.bind {
+        config.bind = text.parse().map_err(|_| invalid("api.bind", format!("`{text}` is not an address such as \"127.0.0.1:8080\"")))?;
+    }
+    config.dev_mode = raw.dev_mode.unwrap_or(false);
+    if config.dev_mode && !config.bind.ip().is_loopback() {
+        return Err(invalid(
+            "api.dev_mode",
+            format!("dev mode disables authentication, so it only binds to loopback; `api.bind` is {}", config.bind),
+        ));
+    }
+    config.token_digests = raw
+        .token_sha256
+        .unwrap_or_default()
+        .iter()
+        .map(|hex| {
+            parse_digest(hex).ok_or_else(|| invalid("api.token_sha256", "expected 64 hex digits per entry (see `rapport token new`)"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    set_positive(&mut config.max_body_bytes, "api.max_body_bytes", raw.max_body_bytes, std::convert::identity)?;
+    set_positive(&mut config.max_connections, "api.max_connections", raw.max_connections, std::convert::identity)?;
+    set_positive(&mut config.header_read_timeout, "api.header_read_timeout_secs", raw.header_read_timeout_secs, Duration::from_secs)?;
+    set_positive(&mut config.body_read_timeout, "api.body_read_timeout_secs", raw.body_read_timeout_secs, Duration::from_secs)?;
+    Ok(config)
+}
+
+/// Sets `target` from `value` converted by `into`, when the key is given; zero is refused.
+fn set_positive<T: Default + PartialEq, U>(
+    target: &mut U,
+    key: &str,
+    value: Option<T>,
+    into: impl FnOnce(T) -> U,
+) -> Result<(), ConfigError> {
+    if let Some(n) = positive(key, value)? {
+        *target = into(n);
+    }
+    Ok(())
 }
 
 fn positive<T: Default + PartialEq>(key: &str, value: Option<T>) -> Result<Option<T>, ConfigError> {
@@ -550,27 +719,20 @@ fn plugins_config(raw: RawPlugins, store_path: Option<&Path>, env: &[(String, St
     // Plugins sit beside the store unless configured elsewhere.
     let dir = raw.dir.unwrap_or_else(|| store_path.and_then(Path::parent).unwrap_or(Path::new("data")).join("plugins"));
     let mut config = PluginsConfig::with_dir(dir);
-    if let Some(n) = positive("plugins.max_concurrent_runs", raw.max_concurrent_runs)? {
-        config.max_concurrent_runs = n;
-    }
-    if let Some(n) = positive("plugins.memory_limit_bytes", raw.memory_limit_bytes)? {
-        config.memory_limit_bytes = n;
-    }
-    if let Some(n) = positive("plugins.cpu_budget_ms", raw.cpu_budget_ms)? {
-        config.cpu_budget = Duration::from_millis(n);
-    }
-    if let Some(n) = positive("plugins.run_timeout_secs", raw.run_timeout_secs)? {
-        config.run_timeout = Duration::from_secs(n);
-    }
-    if let Some(n) = positive("plugins.run_history_days", raw.run_history_days)? {
-        config.run_history = Duration::from_secs(n.saturating_mul(86_400));
-    }
-    if let Some(n) = positive("plugins.host_call_timeout_secs", raw.host_call_timeout_secs)? {
-        config.host_call_timeout = Duration::from_secs(n);
-    }
-    if let Some(n) = positive("plugins.max_operations_per_checkpoint", raw.max_operations_per_checkpoint)? {
-        config.max_operations_per_checkpoint = n;
-    }
+    set_positive(&mut config.max_concurrent_runs, "plugins.max_concurrent_runs", raw.max_concurrent_runs, std::convert::identity)?;
+    set_positive(&mut config.memory_limit_bytes, "plugins.memory_limit_bytes", raw.memory_limit_bytes, std::convert::identity)?;
+    set_positive(&mut config.cpu_budget, "plugins.cpu_budget_ms", raw.cpu_budget_ms, Duration::from_millis)?;
+    set_positive(&mut config.run_timeout, "plugins.run_timeout_secs", raw.run_timeout_secs, Duration::from_secs)?;
+    set_positive(&mut config.run_history, "plugins.run_history_days", raw.run_history_days, |n| {
+        Duration::from_secs(n.saturating_mul(86_400))
+    })?;
+    set_positive(&mut config.host_call_timeout, "plugins.host_call_timeout_secs", raw.host_call_timeout_secs, Duration::from_secs)?;
+    set_positive(
+        &mut config.max_operations_per_checkpoint,
+        "plugins.max_operations_per_checkpoint",
+        raw.max_operations_per_checkpoint,
+        std::convert::identity,
+    )?;
     config.network = network_config(raw.network)?;
     for (name, instance) in raw.instances {
         let key = format!("plugins.instances.{name}");
@@ -603,15 +765,9 @@ fn plugins_config(raw: RawPlugins, store_path: Option<&Path>, env: &[(String, St
 
 fn network_config(raw: RawNetwork) -> Result<NetworkConfig, ConfigError> {
     let mut config = NetworkConfig::default();
-    if let Some(n) = positive("plugins.network.connect_timeout_secs", raw.connect_timeout_secs)? {
-        config.connect_timeout = Duration::from_secs(n);
-    }
-    if let Some(n) = positive("plugins.network.request_timeout_secs", raw.request_timeout_secs)? {
-        config.request_timeout = Duration::from_secs(n);
-    }
-    if let Some(n) = positive("plugins.network.max_response_bytes", raw.max_response_bytes)? {
-        config.max_response_bytes = n;
-    }
+    set_positive(&mut config.connect_timeout, "plugins.network.connect_timeout_secs", raw.connect_timeout_secs, Duration::from_secs)?;
+    set_positive(&mut config.request_timeout, "plugins.network.request_timeout_secs", raw.request_timeout_secs, Duration::from_secs)?;
+    set_positive(&mut config.max_response_bytes, "plugins.network.max_response_bytes", raw.max_response_bytes, std::convert::identity)?;
     if let Some(n) = raw.max_retries {
         config.max_retries = n;
     }
@@ -675,6 +831,34 @@ mod tests {
         assert_eq!(config.api.bind.port(), 2);
         let err = load("", &[("RAPPORT_IMPORT_BATCH_SIZE", "many")]).unwrap_err().to_string();
         assert!(err.contains("RAPPORT_IMPORT_BATCH_SIZE") && err.contains("import.batch_size"), "{err}");
+    }
+
+    #[test]
+    fn validation_errors_name_the_file_and_line_or_the_variable() {
+        let err = load("[store]\npath = \"x\"\n\n[api]\nbind = \"nowhere\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("rapport.toml:5: key `api.bind`") && err.contains("`nowhere` is not an address"), "{err}");
+        let err = load("[api]\nbind = \"127.0.0.1:1\"\n", &[("RAPPORT_API_BIND", "nowhere")]).unwrap_err().to_string();
+        assert!(err.starts_with("environment variable RAPPORT_API_BIND (overrides `api.bind`)") && err.contains("nowhere"), "{err}");
+        let err = load("[api]\n", &[("RAPPORT_API_MAX_BODY_BYTES", "-1")]).unwrap_err().to_string();
+        assert!(err.contains("RAPPORT_API_MAX_BODY_BYTES"), "{err}");
+        let text = "[plugins.instances.crm]\nallowed_hosts = []\nsecrets = { token = { env = \"CRM_TOKEN\" } }\n";
+        let err = load(text, &[]).unwrap_err().to_string();
+        assert!(err.contains("rapport.toml:3: key `plugins.instances.crm.secrets.token`"), "{err}");
+        let err = load("[import]\nbatch_size = 0\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("rapport.toml:2: key `import.batch_size`: expected a positive whole number"), "{err}");
+        let err = load("[api\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("rapport.toml:1:"), "a syntax error names its line: {err}");
+    }
+
+    #[test]
+    fn misspelled_variables_are_reported_with_the_closest_known_one() {
+        let config = load("", &[("RAPPORT_API_BNID", "x"), ("RAPPORT_DEMO_PACKAGE", "d"), ("RAPPORT_WHATEVER", "1")]).unwrap();
+        let unknown: Vec<_> = config.unknown_variables.iter().map(|u| (u.var.as_str(), u.closest.as_deref())).collect();
+        assert_eq!(unknown, [("RAPPORT_API_BNID", Some("RAPPORT_API_BIND")), ("RAPPORT_WHATEVER", None)]);
+        assert!(config.unknown_variables[0].to_string().contains("did you mean RAPPORT_API_BIND?"));
+        for (key, _) in ENV_OVERRIDES {
+            assert!(locate_key(include_str!("../../config/rapport.example.toml"), key).is_some(), "{key} is not in the example config");
+        }
     }
 
     #[test]

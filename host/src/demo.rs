@@ -77,7 +77,7 @@ mod tests {
         assert_eq!(a.iter().map(|b| b.operations.len()).sum::<usize>(), generated, "every generated operation parses");
         for batch in &a {
             for op in &batch.operations {
-                assert!(op.validate("").is_empty(), "{op:?}");
+                assert!(op.validate("", &crate::ops::RecordLimits::default()).is_empty(), "{op:?}");
             }
         }
     }

@@ -25,6 +25,7 @@ pub use query::{
 };
 
 use crate::codec::CodecError;
+use crate::ops::RecordLimits;
 use crate::store::{Store, StoreError};
 use model::NodeId;
 
@@ -108,14 +109,26 @@ impl IdentityRules {
 pub struct Graph {
     store: Arc<dyn Store>,
     rules: IdentityRules,
+    limits: RecordLimits,
     /// One writer at a time: identity resolution reads what earlier batches wrote.
     writer: Mutex<()>,
 }
 
 impl Graph {
-    /// A graph over `store`.
+    /// A graph over `store`, with the default record limits.
     pub fn new(store: Arc<dyn Store>, rules: IdentityRules) -> Self {
-        Self { store, rules, writer: Mutex::new(()) }
+        Self { store, rules, limits: RecordLimits::default(), writer: Mutex::new(()) }
+    }
+
+    /// The same graph checking operations against `limits`.
+    #[must_use]
+    pub fn with_limits(self, limits: RecordLimits) -> Self {
+        Self { limits, ..self }
+    }
+
+    /// The limits every operation is checked against.
+    pub fn limits(&self) -> &RecordLimits {
+        &self.limits
     }
 
     /// The underlying store.

@@ -119,28 +119,79 @@ pub fn import_jsonl(
     let mut pending: Vec<(u64, Operation)> = Vec::with_capacity(options.batch_size);
     let mut bytes = 0_u64;
     let mut line_no = 0_u64;
-    for line in input.lines() {
+    let mut committed_through = summary.resumed_after;
+    let mut lines = RawLines { input, buf: Vec::new() };
+    loop {
+        let raw = match lines.next_line() {
+            Ok(Some(raw)) => raw,
+            Ok(None) => break,
+            Err(source) => {
+                // Keep what was read before the failure, so `--resume` continues after it.
+                let read = line_no;
+                if !pending.is_empty() {
+                    commit(graph, options, &mut pending, read, &mut summary)?;
+                }
+                return Err(ImportError::Read { line: read + 1, source });
+            }
+        };
         line_no += 1;
-        let line = line.map_err(|source| ImportError::Read { line: line_no, source })?;
-        bytes += line.len() as u64 + 1;
-        if line_no <= summary.resumed_after || line.trim().is_empty() {
+        bytes += raw.len() as u64;
+        if line_no <= summary.resumed_after {
             continue;
         }
-        match ops::parse_operation(&line, "") {
+        let mut text = raw.strip_suffix(b"\n").unwrap_or(raw);
+        text = text.strip_suffix(b"\r").unwrap_or(text);
+        if line_no == 1 {
+            text = text.strip_prefix(UTF8_BOM).unwrap_or(text);
+        }
+        let line = match std::str::from_utf8(text) {
+            Ok(line) => line,
+            Err(err) => {
+                let reason = format!("not valid UTF-8 (byte {} of the line); nothing of it was read", err.valid_up_to() + 1);
+                skip(&mut summary, &options.source, line_no, None, reason);
+                continue;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        match ops::parse_operation(line, "") {
             Ok(op) => pending.push((line_no, op)),
             Err(err) => skip(&mut summary, &options.source, line_no, None, err.to_string()),
         }
         if pending.len() == options.batch_size {
             commit(graph, options, &mut pending, line_no, &mut summary)?;
+            committed_through = line_no;
             progress(ImportProgress { batches: summary.batches, lines: line_no, bytes });
         }
     }
-    if !pending.is_empty() || summary.batches == 0 {
+    // Lines skipped after the last batch move the checkpoint too, so a resume does not
+    // read them again.
+    if !pending.is_empty() || summary.batches == 0 || committed_through < line_no {
         commit(graph, options, &mut pending, line_no, &mut summary)?;
         progress(ImportProgress { batches: summary.batches, lines: line_no, bytes });
     }
     summary.lines = line_no;
     Ok(summary)
+}
+
+/// The byte-order mark some editors write at the start of a UTF-8 file.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Lines as bytes, so a line that is not UTF-8 is one bad line rather than the end of the
+/// input (`BufRead::lines` fails on it, and would fail again at the same place on resume).
+struct RawLines<R> {
+    input: R,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> RawLines<R> {
+    /// The next line with its `\n` (absent on a last line without one), or `None` at the end.
+    fn next_line(&mut self) -> std::io::Result<Option<&[u8]>> {
+        self.buf.clear();
+        let read = self.input.read_until(b'\n', &mut self.buf)?;
+        Ok((read > 0).then_some(self.buf.as_slice()))
+    }
 }
 
 fn skip(summary: &mut ImportSummary, source: &str, line: u64, external_id: Option<String>, reason: String) {

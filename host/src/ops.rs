@@ -395,7 +395,7 @@ pub fn operation_from_value(value: serde_json::Value, base: &str) -> Result<Oper
         other => {
             return Err(FieldError::new(
                 join_path(base, "op"),
-                format!("unknown operation `{other}`, expected one of {}", OP_NAMES.join(", ")),
+                format!("unknown operation `{}`, expected one of {}", excerpt(other, 64), OP_NAMES.join(", ")),
             ));
         }
     })
@@ -432,34 +432,37 @@ impl Operation {
         }
     }
 
-    /// Checks what the types cannot express; every problem is reported with its path under `base`.
-    pub fn validate(&self, base: &str) -> Vec<FieldError> {
-        let mut v = Validator { base, errors: Vec::new() };
+    /// Checks what the types cannot express, within `limits`; every problem is reported
+    /// with its path under `base`.
+    pub fn validate(&self, base: &str, limits: &RecordLimits) -> Vec<FieldError> {
+        let mut v = Validator { base, limits, errors: Vec::new() };
         match self {
             Self::UpsertOrganization(r) => {
                 v.external_id("external_id", &r.external_id);
-                v.non_empty("name", &r.name);
-                for (i, domain) in r.domains.iter().enumerate() {
-                    v.domain(&format!("domains[{i}]"), domain);
-                }
+                v.name("name", &r.name, Required::Yes);
+                v.list("domains", &r.domains, |v, path, domain| v.domain(path, domain));
+                v.list("roles", &r.roles, |_, _, _| {});
                 if let Some(owner) = &r.owner {
                     v.external_id("owner", owner);
                 }
             }
             Self::UpsertPerson(r) => {
                 v.external_id("external_id", &r.external_id);
-                for (i, email) in r.emails.iter().enumerate() {
-                    v.email(&format!("emails[{i}]"), email);
-                }
-                for (i, job) in r.works_at.iter().enumerate() {
-                    v.external_id(&format!("works_at[{i}].organization"), &job.organization);
-                    v.interval(&format!("works_at[{i}].until"), job.since, job.until);
-                }
+                v.name("name", &r.name, Required::No);
+                v.list("emails", &r.emails, |v, path, email| v.email(path, email));
+                v.list("phones", &r.phones, |v, path, phone| v.name(path, phone, Required::Yes));
+                v.optional_name("title", r.title.as_deref());
+                v.list("works_at", &r.works_at, |v, path, job| {
+                    v.external_id(&format!("{path}.organization"), &job.organization);
+                    v.interval(&format!("{path}.until"), job.since, job.until);
+                });
             }
             Self::UpsertDeal(r) => {
                 v.external_id("external_id", &r.external_id);
                 v.external_id("organization", &r.organization);
-                v.non_empty("stage", &r.stage);
+                v.name("name", &r.name, Required::No);
+                v.name("stage", &r.stage, Required::Yes);
+                v.optional_name("pipeline", r.pipeline.as_deref());
                 if let Some(amount) = r.amount
                     && (!amount.is_finite() || amount < 0.0)
                 {
@@ -476,34 +479,40 @@ impl Operation {
                 if r.participants.is_empty() {
                     v.error("participants", "expected at least one participant");
                 }
-                for (i, p) in r.participants.iter().enumerate() {
-                    let path = format!("participants[{i}]");
-                    match (&p.email, &p.person) {
-                        (Some(email), None) => v.email(&format!("{path}.email"), email),
-                        (None, Some(person)) => v.external_id(&format!("{path}.person"), person),
-                        _ => v.error(&path, "expected exactly one of \"email\" or \"person\""),
-                    }
-                }
+                v.list("participants", &r.participants, |v, path, p| match (&p.email, &p.person) {
+                    (Some(email), None) => v.email(&format!("{path}.email"), email),
+                    (None, Some(person)) => v.external_id(&format!("{path}.person"), person),
+                    _ => v.error(path, "expected exactly one of \"email\" or \"person\""),
+                });
                 if let Some(org) = &r.organization {
                     v.external_id("organization", org);
                 }
+                v.optional_name("thread", r.thread.as_deref());
+                v.optional_name("subject", r.subject.as_deref());
                 v.interval("resolved_at", Some(r.occurred_at), r.resolved_at);
             }
             Self::AddObservation(r) => {
                 v.external_id("external_id", &r.external_id);
-                v.non_empty("text", &r.text);
+                v.text("text", &r.text);
                 let set = [&r.about.organization, &r.about.person, &r.about.id];
                 if set.iter().filter(|f| f.is_some()).count() != 1 {
                     v.error("about", "expected exactly one of \"organization\", \"person\" or \"id\"");
                 }
+                for (field, id) in
+                    [("about.organization", &r.about.organization), ("about.person", &r.about.person), ("about.id", &r.about.id)]
+                {
+                    if let Some(id) = id {
+                        v.external_id(field, id);
+                    }
+                }
                 if let Some(email) = &r.author_email {
                     v.email("author_email", email);
                 }
-                for (i, tag) in r.tags.iter().enumerate() {
-                    if tag.is_empty() || !tag.chars().all(|c| c.is_ascii_lowercase() || c == '-' || c.is_ascii_digit()) {
-                        v.error(&format!("tags[{i}]"), "expected a lowercase tag such as \"price-sensitivity\"");
+                v.list("tags", &r.tags, |v, path, tag| {
+                    if !is_valid_tag(tag) {
+                        v.error(path, TAG_RULE);
                     }
-                }
+                });
             }
             Self::Delete(r) => v.external_id("external_id", &r.external_id),
             Self::Link(r) => {
@@ -516,8 +525,56 @@ impl Operation {
     }
 }
 
+/// Limits every record operation must respect, whatever its source (`[records]` in the
+/// config): they bound what one operation costs to store, index and read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordLimits {
+    /// Items in one list (emails, phones, domains, roles, participants, employments, tags).
+    pub max_list_items: usize,
+    /// Characters of a name, title, subject, stage, pipeline, thread or phone number.
+    pub max_name_chars: usize,
+    /// Characters of an observation's text.
+    pub max_text_chars: usize,
+}
+
+impl Default for RecordLimits {
+    fn default() -> Self {
+        Self { max_list_items: 1000, max_name_chars: 1000, max_text_chars: 50_000 }
+    }
+}
+
+/// Longest id (external ids and references), in characters.
+pub const MAX_ID_CHARS: usize = 256;
+
+/// Longest email address (RFC 5321's path limit), in characters.
+pub const MAX_EMAIL_CHARS: usize = 254;
+
+/// Longest tag, in characters (tags are ASCII).
+pub const MAX_TAG_CHARS: usize = 64;
+
+/// The length of `text` in characters when it exceeds `max`; counts no further than needed
+/// past a cheap byte-length check.
+fn longer_than(text: &str, max: usize) -> Option<usize> {
+    (text.len() > max && text.chars().nth(max).is_some()).then(|| text.chars().count())
+}
+
+/// What a tag looks like, for error messages.
+pub const TAG_RULE: &str = "expected a lowercase tag of at most 64 letters, digits and '-', such as \"price-sensitivity\"";
+
+/// Whether `tag` is a valid observation tag.
+pub fn is_valid_tag(tag: &str) -> bool {
+    !tag.is_empty() && tag.len() <= MAX_TAG_CHARS && tag.chars().all(|c| c.is_ascii_lowercase() || c == '-' || c.is_ascii_digit())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Required {
+    Yes,
+    No,
+}
+
 struct Validator<'a> {
     base: &'a str,
+    limits: &'a RecordLimits,
     errors: Vec<FieldError>,
 }
 
@@ -526,21 +583,62 @@ impl Validator<'_> {
         self.errors.push(FieldError::new(join_path(self.base, field), message));
     }
 
-    fn non_empty(&mut self, field: &str, value: &str) {
-        if value.trim().is_empty() {
-            self.error(field, "must not be empty");
+    /// Checks the list's length, then each item with `check` (given the item's path).
+    fn list<T>(&mut self, field: &str, items: &[T], mut check: impl FnMut(&mut Self, &str, &T)) {
+        let max = self.limits.max_list_items;
+        if items.len() > max {
+            self.error(field, &format!("expected at most {max} items (records.max_list_items), got {}", items.len()));
+            return;
+        }
+        for (i, item) in items.iter().enumerate() {
+            check(self, &format!("{field}[{i}]"), item);
+        }
+    }
+
+    /// A name or another short text shown to people: bounded, no control characters, and
+    /// something visible when it is required.
+    fn name(&mut self, field: &str, value: &str, required: Required) {
+        let max = self.limits.max_name_chars;
+        if let Some(length) = longer_than(value, max) {
+            self.error(field, &format!("expected at most {max} characters (records.max_name_chars), got {length}"));
+        } else if let Some(problem) = hidden_characters(value, false) {
+            self.error(field, problem);
+        } else if required == Required::Yes && !is_visible(value) {
+            self.error(field, "must contain a visible character");
+        }
+    }
+
+    fn optional_name(&mut self, field: &str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.name(field, value, Required::No);
+        }
+    }
+
+    /// Free text (an observation): bounded, line breaks and tabs allowed.
+    fn text(&mut self, field: &str, value: &str) {
+        let max = self.limits.max_text_chars;
+        if let Some(length) = longer_than(value, max) {
+            self.error(field, &format!("expected at most {max} characters (records.max_text_chars), got {length}"));
+        } else if let Some(problem) = hidden_characters(value, true) {
+            self.error(field, problem);
+        } else if !is_visible(value) {
+            self.error(field, "must contain a visible character");
         }
     }
 
     fn external_id(&mut self, field: &str, value: &str) {
-        if value.is_empty() || value.len() > 256 || value.contains('\0') {
-            self.error(field, "expected an id of 1 to 256 bytes without NUL characters");
+        if value.is_empty() || longer_than(value, MAX_ID_CHARS).is_some() {
+            self.error(field, "expected an id of 1 to 256 characters");
+        } else if let Some(problem) = hidden_characters(value, false) {
+            self.error(field, problem);
+        } else if !is_visible(value) {
+            self.error(field, "expected an id with a visible character");
         }
     }
 
     fn email(&mut self, field: &str, value: &str) {
-        if normalize_email(value).is_none() {
-            self.error(field, "expected an email address such as \"anna@acme.com\"");
+        if longer_than(value, MAX_EMAIL_CHARS).is_some() || normalize_email(value).is_none() {
+            self.error(field, "expected an email address such as \"anna@acme.com\" (at most 254 characters)");
         }
     }
 
@@ -556,6 +654,44 @@ impl Validator<'_> {
         {
             self.error(field, "must not be earlier than the start");
         }
+    }
+}
+
+/// Why `text` carries characters that hide or disguise what it says: control characters
+/// (line breaks and tabs allowed in free text) and bidirectional overrides.
+fn hidden_characters(text: &str, multiline: bool) -> Option<&'static str> {
+    for c in text.chars() {
+        if c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')) {
+            return Some(if multiline {
+                "must not contain control characters (NUL and the like; line breaks and tabs are fine)"
+            } else {
+                "must not contain control characters (NUL, line breaks, tabs and the like)"
+            });
+        }
+        if matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') {
+            return Some("must not contain bidirectional override or isolate characters (U+202A–U+202E, U+2066–U+2069)");
+        }
+    }
+    None
+}
+
+/// Whether `text` has a character that shows: not only spaces and invisible formatting
+/// characters (zero-width spaces, joiners, variation selectors, the byte-order mark).
+fn is_visible(text: &str) -> bool {
+    text.chars().any(|c| {
+        !(c.is_whitespace()
+            || matches!(c,
+                '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202F}' | '\u{205F}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}' | '\u{FFA0}' | '\u{E0000}'..='\u{E0FFF}'))
+    })
+}
+
+/// At most `max_chars` characters of `text`, marked when cut: for echoing client input.
+pub fn excerpt(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max_chars) {
+        Some((end, _)) => format!("{}… ({} bytes)", &text[..end], text.len()).into(),
+        None => text.into(),
     }
 }
 
@@ -579,7 +715,8 @@ pub fn normalize_email(raw: &str) -> Option<String> {
 /// Lowercases a domain and strips a leading `www.`; `None` when it is not a domain.
 pub fn normalize_domain(raw: &str) -> Option<String> {
     let domain = raw.trim().trim_end_matches('.').to_lowercase();
-    let domain = domain.strip_prefix("www.").unwrap_or(&domain).to_owned();
+    // `www.acme.com` is acme.com; `www.com` is a domain of its own.
+    let domain = domain.strip_prefix("www.").filter(|rest| rest.contains('.')).unwrap_or(&domain).to_owned();
     let valid = domain.contains('.')
         && domain.len() <= 253
         && domain.split('.').all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
@@ -627,8 +764,54 @@ mod tests {
             "",
         )
         .unwrap();
-        let paths: Vec<_> = op.validate("operations[0]").into_iter().map(|e| e.path).collect();
+        let paths: Vec<_> = op.validate("operations[0]", &RecordLimits::default()).into_iter().map(|e| e.path).collect();
         assert_eq!(paths, ["operations[0].external_id", "operations[0].participants[0].email", "operations[0].participants[1]"]);
+    }
+
+    fn problems(json: &str, limits: &RecordLimits) -> Vec<String> {
+        parse_operation(json, "").unwrap().validate("", limits).into_iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn lists_and_texts_are_bounded_with_the_limit_named() {
+        let limits = RecordLimits { max_list_items: 3, max_name_chars: 10, max_text_chars: 20 };
+        let emails: Vec<String> = (0..4).map(|i| format!("\"a{i}@acme.com\"")).collect();
+        let person = format!(r#"{{"op":"upsert_person","external_id":"p","name":"Anna Novak X","emails":[{}]}}"#, emails.join(","));
+        assert_eq!(
+            problems(&person, &limits),
+            [
+                "name: expected at most 10 characters (records.max_name_chars), got 12",
+                "emails: expected at most 3 items (records.max_list_items), got 4",
+            ]
+        );
+        let note =
+            r#"{"op":"add_observation","external_id":"o","about":{"organization":"c"},"text":"twenty-one characters","tags":["a","b"]}"#;
+        assert_eq!(problems(note, &limits), ["text: expected at most 20 characters (records.max_text_chars), got 21"]);
+        assert!(problems(note, &RecordLimits::default()).is_empty());
+    }
+
+    #[test]
+    fn control_bidi_and_invisible_characters_are_refused_with_the_path() {
+        let limits = RecordLimits::default();
+        let org = |name: &str, id: &str| {
+            let op = serde_json::json!({"op": "upsert_organization", "external_id": id, "name": name});
+            problems(&op.to_string(), &limits)
+        };
+        assert!(org("Acme", "c1").is_empty());
+        assert!(org("Acme\u{0}", "c1")[0].starts_with("name: must not contain control characters"));
+        assert!(org("Acme \u{202E}emca", "c1")[0].starts_with("name: must not contain bidirectional"));
+        assert_eq!(org("\u{200B}\u{FEFF} ", "c1"), ["name: must contain a visible character"]);
+        assert_eq!(org("Acme", "\u{200B}"), ["external_id: expected an id with a visible character"]);
+        assert!(org("Acme", "c\u{0}1")[0].starts_with("external_id: must not contain control characters"));
+        let note = serde_json::json!({"op": "add_observation", "external_id": "o", "about": {"organization": "c"},
+            "text": "line one\nline two\tend"});
+        assert!(problems(&note.to_string(), &limits).is_empty(), "line breaks and tabs are fine in free text");
+    }
+
+    #[test]
+    fn excerpts_cut_long_echoes() {
+        assert_eq!(excerpt("short", 10), "short");
+        assert_eq!(excerpt(&"é".repeat(100), 3), "ééé… (200 bytes)");
     }
 
     #[test]
@@ -637,5 +820,6 @@ mod tests {
         assert_eq!(normalize_email("anna@localhost"), None);
         assert_eq!(normalize_domain("WWW.Acme.COM.").as_deref(), Some("acme.com"));
         assert_eq!(normalize_domain("acme/com"), None);
+        assert_eq!(normalize_domain("www.com").as_deref(), Some("www.com"));
     }
 }

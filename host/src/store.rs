@@ -20,6 +20,20 @@ pub enum StoreError {
     /// The backend reported an error.
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// Another process holds the store open.
+    #[error("the store at {} is in use by another process (a running `rapport serve`?)", path.display())]
+    Locked {
+        /// The store's directory.
+        path: std::path::PathBuf,
+    },
+    /// The store's files could not be created or opened.
+    #[error("cannot open the store at {}: {source}", path.display())]
+    Open {
+        /// The store's directory.
+        path: std::path::PathBuf,
+        /// Why (permissions, a missing parent, a full disk, …).
+        source: std::io::Error,
+    },
 }
 
 /// One key-value pair read from the store.

@@ -6,7 +6,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::graph::{GraphError, IdentityError};
-use crate::ops::FieldError;
+use crate::ops::{FieldError, excerpt};
+
+/// Longest message or path an error answer carries, in characters.
+const MAX_ECHO_CHARS: usize = 500;
 
 /// An error answered to an API client.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +34,9 @@ pub enum ApiError {
     /// The body is larger than allowed.
     #[error("request body exceeds the limit of {0} bytes (api.max_body_bytes)")]
     PayloadTooLarge(usize),
+    /// The client took too long to send the body.
+    #[error("the request body did not arrive within {} s (api.body_read_timeout_secs)", .0.as_secs())]
+    RequestTimeout(std::time::Duration),
     /// Something failed on our side; the cause is logged, not answered.
     #[error("internal error")]
     Internal(String),
@@ -39,7 +45,7 @@ pub enum ApiError {
 /// The body of every error response.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// Machine-readable code: bad_request, unauthorized, not_found, conflict, payload_too_large, internal.
+    /// Machine-readable code: bad_request, unauthorized, not_found, conflict, payload_too_large, request_timeout, internal.
     error: &'static str,
     /// What was wrong, for people.
     message: String,
@@ -86,14 +92,23 @@ impl IntoResponse for ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::Internal(cause) => {
                 tracing::error!(%cause, "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         };
-        let message = self.to_string();
+        // Messages may quote what the client sent: long quotes are cut, so an answer
+        // stays small whatever the request held.
+        let message = excerpt(&self.to_string(), MAX_ECHO_CHARS).into_owned();
         let details = match self {
-            Self::BadRequest { details, .. } => details,
+            Self::BadRequest { details, .. } => details
+                .into_iter()
+                .map(|d| FieldError {
+                    path: excerpt(&d.path, MAX_ECHO_CHARS).into_owned(),
+                    message: excerpt(&d.message, MAX_ECHO_CHARS).into_owned(),
+                })
+                .collect(),
             _ => Vec::new(),
         };
         let mut response = (status, Json(ErrorBody { error: code, message, details })).into_response();

@@ -1,11 +1,11 @@
 //! Identity: the merge log, undoing and making merges, pins, the duplicate review list.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use super::{ApiError, AppState, ErrorBody, JsonBody, Page, blocking, limit, parse_id};
+use super::{ApiError, AppState, ErrorBody, JsonBody, Page, Path, Query, blocking, limit, parse_id};
 use crate::graph::model::{DuplicateCandidate, MergeRecord, Timestamp, merge_id_text, parse_merge_id};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -33,7 +33,7 @@ pub(super) async fn list_merges(
         .as_deref()
         .map(|b| parse_merge_id(b).ok_or_else(|| ApiError::field("before", "expected a merge id (mrg_…)")))
         .transpose()?;
-    let limit = limit(query.limit, 100)?;
+    let limit = limit(query.limit, 100, "limit")?;
     let items: Vec<MergeRecord> = blocking(&state, move |graph| graph.merges(before, limit)).await?;
     let next = (items.len() == limit).then(|| items.last().map(|m| merge_id_text(m.id))).flatten();
     Ok(Json(Page { items, next }))
@@ -125,7 +125,7 @@ pub(super) async fn list_duplicates(
     State(state): State<AppState>,
     Query(query): Query<ReviewQuery>,
 ) -> Result<Json<Page<DuplicateCandidate>>, ApiError> {
-    let limit = limit(query.limit, 100)?;
+    let limit = limit(query.limit, 100, "limit")?;
     let items = blocking(&state, move |graph| graph.duplicates(limit)).await?;
     Ok(Json(Page { items, next: None }))
 }

@@ -1,11 +1,11 @@
 //! Plugins: what is installed, starting runs, and the run history.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, AppState, ErrorBody, JsonBody, limit, off_workers};
+use super::{ApiError, AppState, ErrorBody, JsonBody, Path, Query, limit, off_workers};
 use crate::plugin::registry::{InstalledPlugin, Instance, InstanceSchedule, LogLine, RunRecord, Trigger};
 use crate::plugin::{GrantSummary, PluginError, Uninstalled};
 use crate::schedule::{Plan, ScheduleError};
@@ -100,7 +100,7 @@ pub(super) async fn list_runs(
     Path(instance): Path<String>,
     Query(query): Query<RunListQuery>,
 ) -> Result<Json<Vec<RunRecord>>, ApiError> {
-    let limit = limit(query.limit, 20)?;
+    let limit = limit(query.limit, 20, "limit")?;
     Ok(Json(state.plugins.runs(&instance, limit)?))
 }
 

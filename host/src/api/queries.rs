@@ -1,10 +1,10 @@
 //! Reading: organizations, people, an organization's context, timelines, search, counts.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use serde::Deserialize;
 
-use super::{ApiError, AppState, ErrorBody, Page, blocking, limit, parse_id_of, parse_time};
+use super::{ApiError, AppState, ErrorBody, Page, Path, Query, blocking, limit, parse_id_of, parse_time};
 use crate::graph::model::{NodeId, RecordKind, Timestamp};
 use crate::graph::{
     ContextQuery, Graph, GraphError, GraphStats, ObservationItem, OrganizationContext, OrganizationView, PersonView, TimelineCursor,
@@ -60,7 +60,7 @@ async fn list<T: Send + 'static>(
     view: fn(&Graph, NodeId) -> Result<T, GraphError>,
 ) -> Result<Json<Page<T>>, ApiError> {
     let after = query.after.as_deref().map(|a| parse_id_of(a, kind)).transpose()?;
-    let limit = limit(query.limit, 100)?;
+    let limit = limit(query.limit, 100, "limit")?;
     let (items, next) = blocking(&state, move |graph| {
         let ids = graph.list(kind, after, limit)?;
         let next = (ids.len() == limit).then(|| ids.last().map(ToString::to_string)).flatten();
@@ -82,7 +82,7 @@ pub(super) struct ObservationQuery {
 }
 
 async fn observations(state: AppState, id: NodeId, query: ObservationQuery) -> Result<Json<Page<ObservationItem>>, ApiError> {
-    let limit = limit(query.limit, 100)?;
+    let limit = limit(query.limit, 100, "limit")?;
     let items = blocking(&state, move |graph| graph.observations(id, query.tag.as_deref(), limit)).await?;
     Ok(Json(Page { items, next: None }))
 }
@@ -137,7 +137,7 @@ pub(super) async fn search_organizations(
     State(state): State<AppState>,
     Query(query): Query<SearchQuery>,
 ) -> Result<Json<Page<OrganizationView>>, ApiError> {
-    let limit = limit(query.limit, 20)?;
+    let limit = limit(query.limit, 20, "limit")?;
     let items = blocking(&state, move |graph| {
         graph.search(RecordKind::Organization, &query.q, limit)?.into_iter().map(|id| graph.organization(id)).collect()
     })
@@ -155,7 +155,7 @@ pub(super) async fn search_people(
     State(state): State<AppState>,
     Query(query): Query<SearchQuery>,
 ) -> Result<Json<Page<PersonView>>, ApiError> {
-    let limit = limit(query.limit, 20)?;
+    let limit = limit(query.limit, 20, "limit")?;
     let items =
         blocking(&state, move |graph| graph.search(RecordKind::Person, &query.q, limit)?.into_iter().map(|id| graph.person(id)).collect())
             .await?;
@@ -211,7 +211,7 @@ pub(super) async fn organization_context(
 ) -> Result<Json<OrganizationContext>, ApiError> {
     let id = parse_id_of(&id, RecordKind::Organization)?;
     let at = parse_time(params.at.as_deref(), "at")?.unwrap_or_else(Timestamp::now);
-    let query = ContextQuery { at, recent: limit(params.recent, 20)? };
+    let query = ContextQuery { at, recent: limit(params.recent, 20, "recent")? };
     Ok(Json(blocking(&state, move |graph| graph.organization_context(id, query)).await?))
 }
 
@@ -232,7 +232,7 @@ pub(super) struct TimelineParams {
 async fn timeline(state: AppState, id: NodeId, params: TimelineParams) -> Result<Json<TimelinePage>, ApiError> {
     let from = parse_time(params.from.as_deref(), "from")?;
     let to = parse_time(params.to.as_deref(), "to")?.unwrap_or(Timestamp(i64::MAX / 2));
-    let limit = limit(params.limit, 50)?;
+    let limit = limit(params.limit, 50, "limit")?;
     let before = params
         .before
         .as_deref()

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, AppState, ErrorBody, JsonBody, blocking};
+use super::{ApiError, AppState, ErrorBody, JsonBody, blocking, parse_id};
 use crate::graph::model::{NodeId, RecordKind, Timestamp};
 use crate::graph::{GraphError, IngestBatch, IngestReport, InvalidPolicy};
 use crate::ops::{self, FieldError, ObservationRecord, Operation, Subject};
@@ -63,7 +63,7 @@ pub(super) async fn ingest(
         let base = format!("operations[{index}]");
         match ops::operation_from_value(value, &base) {
             Ok(op) => {
-                details.extend(op.validate(&base));
+                details.extend(op.validate(&base, state.graph.limits()));
                 operations.push(op);
             }
             Err(err) => details.push(err),
@@ -131,6 +131,11 @@ pub(super) async fn add_observation(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<ObservationRequest>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
+    // A malformed id is the client's mistake (400); only a well-formed one can be unknown (404).
+    let about = parse_id(&request.about, "about")?;
+    if !matches!(about.kind, RecordKind::Organization | RecordKind::Person) {
+        return Err(ApiError::field("about", "expected the id of an organization (org_…) or a person (per_…)"));
+    }
     let external_id = ulid::Ulid::new().to_string();
     let op = Operation::AddObservation(ObservationRecord {
         external_id: external_id.clone(),
@@ -140,7 +145,7 @@ pub(super) async fn add_observation(
         tags: request.tags,
         observed_at: request.observed_at,
     });
-    let details = op.validate("");
+    let details = op.validate("", state.graph.limits());
     if !details.is_empty() {
         return Err(invalid_batch(details));
     }

@@ -1,7 +1,7 @@
 //! Applying record operations: upserts keyed by `(source, kind, external id)`, identity
 //! resolution on emails and domains, index maintenance, and the one atomic commit.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use tracing::{debug, warn};
 
@@ -104,7 +104,7 @@ impl Graph {
         let mut txn = Txn::new(&*self.store);
         let mut report = IngestReport::default();
         for (index, op) in batch.operations.iter().enumerate() {
-            let mut errors = op.validate("");
+            let mut errors = op.validate("", &self.limits);
             if errors.is_empty() {
                 let savepoint = txn.savepoint();
                 let mut apply = Apply { txn: &mut txn, graph: self, source: &batch.source, now: batch.now, merges: 0 };
@@ -232,8 +232,9 @@ impl Apply<'_, '_> {
     fn store(&mut self, node: Node, old: Option<&Node>) -> Result<(), GraphError> {
         let old_entries = old.map(index_entries).unwrap_or_default();
         let new_entries = index_entries(&node);
+        let kept: HashSet<&[u8]> = new_entries.iter().map(|(k, _)| k.as_slice()).collect();
         for (key, _) in &old_entries {
-            if !new_entries.iter().any(|(k, _)| k == key) {
+            if !kept.contains(key.as_slice()) {
                 self.txn.delete(key.clone());
             }
         }
@@ -245,7 +246,8 @@ impl Apply<'_, '_> {
         let id = node.id;
         identity::flag_duplicates(self.txn, &node, self.now)?;
         self.txn.put_node(node);
-        for (key, _) in old_claims.iter().filter(|c| !new_claims.contains(c)) {
+        let claimed: HashSet<&[u8]> = new_claims.iter().map(|(k, _)| k.as_slice()).collect();
+        for (key, _) in old_claims.iter().filter(|(k, _)| !claimed.contains(k.as_slice())) {
             self.release(key, id)?;
         }
         for (key, reason) in new_claims {
@@ -423,6 +425,7 @@ impl Apply<'_, '_> {
     fn interaction(&mut self, r: &InteractionRecord) -> Result<(), ApplyError> {
         let at = Timestamp::from(r.occurred_at);
         let mut participants = Vec::with_capacity(r.participants.len());
+        let mut seen = HashSet::with_capacity(r.participants.len());
         for p in &r.participants {
             let id = match (&p.email, &p.person) {
                 (Some(email), _) => {
@@ -432,7 +435,7 @@ impl Apply<'_, '_> {
                 (None, Some(person)) => self.reference(RecordKind::Person, person)?,
                 (None, None) => return Err(invalid("participants", "expected an email or a person")),
             };
-            if !participants.contains(&id) {
+            if seen.insert(id) {
                 participants.push(id);
             }
         }
@@ -584,12 +587,8 @@ fn dedup<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
     items.collect::<BTreeSet<_>>().into_iter().collect()
 }
 
-fn dedup_ordered<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
-    let mut out = Vec::new();
-    for item in items {
-        if !out.contains(&item) {
-            out.push(item);
-        }
-    }
-    out
+/// The items without repeats, in first-seen order.
+fn dedup_ordered<T: Eq + std::hash::Hash + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut seen = HashSet::new();
+    items.filter(|item| seen.insert(item.clone())).collect()
 }

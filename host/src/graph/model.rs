@@ -166,7 +166,8 @@ impl FromStr for NodeId {
     type Err = BadNodeId;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || BadNodeId(s.to_owned());
+        // The text is echoed to clients: a long one is cut.
+        let bad = || BadNodeId(crate::ops::excerpt(s, 64).into_owned());
         let (prefix, rest) = s.split_once('_').ok_or_else(bad)?;
         let kind = RecordKind::ALL.into_iter().find(|k| k.id_prefix() == prefix).ok_or_else(bad)?;
         let ulid = ulid::Ulid::from_string(rest).map_err(|_| bad())?;

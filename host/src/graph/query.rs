@@ -679,10 +679,8 @@ fn observations_of(r: &mut Txn<'_>, members: &[NodeId], limit: usize) -> Result<
     Ok(out)
 }
 
-fn extend_unique<T: PartialEq>(into: &mut Vec<T>, items: Vec<T>) {
-    for item in items {
-        if !into.contains(&item) {
-            into.push(item);
-        }
-    }
+/// Appends the items `into` does not hold yet, in linear time (a cluster may hold large lists).
+fn extend_unique<T: Eq + std::hash::Hash + Clone>(into: &mut Vec<T>, items: Vec<T>) {
+    let mut seen: std::collections::HashSet<T> = into.iter().cloned().collect();
+    into.extend(items.into_iter().filter(|item| seen.insert(item.clone())));
 }

@@ -22,7 +22,12 @@ impl SledStore {
             // Durability comes from explicit flushes at batch boundaries, not a timer.
             .flush_every_ms(None)
             .open()
-            .map_err(backend)?;
+            .map_err(|err| match err {
+                // sled reports a held lock as an I/O error of its own wording.
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => StoreError::Locked { path: dir.to_owned() },
+                sled::Error::Io(source) => StoreError::Open { path: dir.to_owned(), source },
+                other => backend(other),
+            })?;
         let tree = db.open_tree("rapport").map_err(backend)?;
         Ok(Self { db, tree })
     }

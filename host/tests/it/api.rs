@@ -310,3 +310,118 @@ fn metrics_count_requests_and_ingested_operations() {
     assert!(after.contains("# TYPE rapport_http_request_duration_seconds histogram"));
     assert!(!after.contains("org_"), "no unbounded label values such as ids");
 }
+
+#[test]
+fn made_up_methods_do_not_create_metric_series() {
+    let server = TestServer::start();
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("ZZ{i}").as_bytes()).unwrap();
+        let response = server.client.request(method, format!("{}/healthz", server.base)).send().unwrap();
+        assert_eq!(response.status(), 405);
+    }
+    let metrics = server.client.get(format!("{}/metrics", server.base)).send().unwrap().text().unwrap();
+    assert!(!metrics.contains("ZZ"), "a made-up method became a label value");
+    assert!(sample(&metrics, r#"rapport_http_requests_total{method="other",route="/healthz",status="405"}"#) >= 20.0, "{metrics}");
+}
+
+/// The JSON error body of a response that must be a 400 about `path`.
+fn bad_request_about(response: reqwest::blocking::Response, path: &str) -> Value {
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["error"], "bad_request", "{body}");
+    assert_eq!(body["details"][0]["path"], path, "{body}");
+    body
+}
+
+#[test]
+fn every_rejection_is_a_json_error_naming_the_parameter() {
+    let server = TestServer::start();
+    bad_request_about(server.get("/v1/organizations?limit=abc"), "limit");
+    bad_request_about(server.get("/v1/organizations?colour=red"), "colour");
+    bad_request_about(server.get("/v1/organizations/search"), "q");
+    bad_request_about(server.get("/v1/organizations/%FF%FE"), "id");
+    bad_request_about(server.get("/v1/organizations/org_01J9Z3K4X7Q8R2M5N6P7T8V9W0/context?recent=0"), "recent");
+    let response = server
+        .client
+        .post(format!("{}/v1/ingest", server.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(r#"{"source": "crm", "operations": [{"op": }]}"#)
+        .send()
+        .unwrap();
+    let body = bad_request_about(response, "");
+    assert!(body["details"][0]["message"].as_str().unwrap().starts_with("malformed JSON"), "{body}");
+    bad_request_about(server.post("/v1/observations", &json!({"about": "acme", "text": "x"})), "about");
+    bad_request_about(server.post("/v1/observations", &json!({"about": "deal_01J9Z3K4X7Q8R2M5N6P7T8V9W0", "text": "x"})), "about");
+    bad_request_about(server.post("/v1/observations", &json!({"text": "x"})), "about");
+    let unknown = server.post("/v1/observations", &json!({"about": "org_01J9Z3K4X7Q8R2M5N6P7T8V9W0", "text": "x"}));
+    assert_eq!(unknown.status(), 404, "a well-formed id of nothing is not found");
+
+    // A long id is quoted in part, not echoed whole.
+    let long = "x".repeat(10_000);
+    let body = bad_request_about(server.get(&format!("/v1/organizations/{long}")), "id");
+    assert!(body.to_string().len() < 1_000, "{} bytes", body.to_string().len());
+}
+
+#[test]
+fn the_bearer_scheme_is_case_insensitive() {
+    let server = TestServer::start();
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let response =
+            server.client.get(format!("{}/v1/stats", server.base)).header("authorization", format!("{scheme} {TOKEN}")).send().unwrap();
+        assert_eq!(response.status(), 200, "{scheme}");
+    }
+    let wrong = server.client.get(format!("{}/v1/stats", server.base)).header("authorization", format!("Basic {TOKEN}")).send().unwrap();
+    assert_eq!(wrong.status(), 401);
+}
+
+/// Reads what the server sends on `stream` until it closes the connection.
+fn read_until_closed(mut stream: std::net::TcpStream) -> String {
+    use std::io::Read;
+    // A backstop against a server that never closes; the test asserts on what arrives.
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received);
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+#[test]
+fn slow_clients_are_cut_off_and_cannot_hold_the_server() {
+    use std::io::Write;
+    use std::time::Duration;
+    let server = TestServer::with_api(|api| {
+        api.header_read_timeout = Duration::from_millis(500);
+        api.body_read_timeout = Duration::from_millis(500);
+        api.max_connections = 2;
+    });
+    let addr = server.base.strip_prefix("http://").unwrap().to_owned();
+    // Two clients take both places: one sends half its headers, one its headers and part
+    // of a body; both then stall.
+    let mut half_headers = std::net::TcpStream::connect(&addr).unwrap();
+    half_headers.write_all(b"GET /v1/stats HTTP/1.1\r\nHost: rapport\r\n").unwrap();
+    let mut half_body = std::net::TcpStream::connect(&addr).unwrap();
+    let head = format!(
+        "POST /v1/ingest HTTP/1.1\r\nHost: rapport\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"source\""
+    );
+    half_body.write_all(head.as_bytes()).unwrap();
+
+    // A well-behaved client waits for a place, then is served.
+    let response = server.get("/v1/stats");
+    assert_eq!(response.status(), 200);
+    // Its place came from a stalled client the server had already cut off (closed, or
+    // answered with 408): that client's socket has something to read at once.
+    let cut_off = |stream: &std::net::TcpStream| {
+        stream.set_nonblocking(true).unwrap();
+        let done = !matches!(stream.peek(&mut [0; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        stream.set_nonblocking(false).unwrap();
+        done
+    };
+    assert!(cut_off(&half_headers) || cut_off(&half_body), "the third client was served while two stalled ones held both places");
+
+    let answer = read_until_closed(half_headers);
+    assert!(!answer.contains("200 OK"), "the stalled request was answered: {answer}");
+    let answer = read_until_closed(half_body);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("api.body_read_timeout_secs"), "{answer}");
+}

@@ -439,3 +439,33 @@ fn timeline_pages_cover_everything_once() {
     unique.dedup();
     assert_eq!((seen.len(), unique.len()), (25, 25));
 }
+
+#[test]
+fn list_limits_skip_the_operation_naming_the_path_and_the_limit() {
+    let store = temp_graph();
+    let emails = |n: usize| (0..n).map(|i| format!("\"a{i}@acme.com\"")).collect::<Vec<_>>().join(",");
+    let at_limit = format!(r#"{{"op":"upsert_person","external_id":"p1","name":"Anna","emails":[{}]}}"#, emails(1000));
+    let over = format!(r#"{{"op":"upsert_person","external_id":"p2","name":"Ben","emails":[{}]}}"#, emails(1001));
+    let report = ingest(&store.graph, "crm", &[&at_limit, &over]);
+    assert_eq!(report.applied, 1);
+    assert_eq!(report.skipped[0].external_id, "p2");
+    assert_eq!(report.skipped[0].errors[0].to_string(), "emails: expected at most 1000 items (records.max_list_items), got 1001");
+}
+
+#[test]
+fn a_person_with_a_huge_address_list_ingests_and_reads_in_linear_time() {
+    // Raised limits: the cost of dedup and folding must stay linear in the list's length
+    // (it was quadratic: 100,000 addresses took minutes to ingest and to read).
+    let dir = tempfile::tempdir().unwrap();
+    let store = rapport::store::SledStore::open(dir.path(), 32 << 20).unwrap();
+    let limits = rapport::ops::RecordLimits { max_list_items: 100_000, ..Default::default() };
+    let graph = rapport::graph::Graph::new(std::sync::Arc::new(store), crate::harness::rules()).with_limits(limits);
+    let emails: Vec<String> = (0..50_000).map(|i| format!("\"a{}@acme.com\"", i % 40_000)).collect();
+    let person = format!(r#"{{"op":"upsert_person","external_id":"p1","name":"Anna","emails":[{}]}}"#, emails.join(","));
+    let report = ingest(&graph, "crm", &[&person]);
+    assert_eq!(report.applied, 1, "{:?}", report.skipped);
+    let id = graph.resolve("crm", RecordKind::Person, "p1").unwrap().unwrap();
+    let view = graph.person(id).unwrap();
+    assert_eq!(view.emails.len(), 40_000, "repeats removed, order kept");
+    assert_eq!(view.emails[0], "a0@acme.com");
+}

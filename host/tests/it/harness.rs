@@ -73,35 +73,42 @@ impl TestServer {
         Self::over(graph, Some(dir), max_body_bytes)
     }
 
+    /// A server whose API settings `configure` changes.
+    pub fn with_api(configure: impl FnOnce(&mut ApiConfig)) -> Self {
+        let TempGraph { graph, dir } = temp_graph();
+        Self::build(graph, Some(dir), configure, |_| {}, Arc::new(SystemClock))
+    }
+
     /// A server whose plugin runtime has the limits `configure` sets.
     pub fn with_plugin_limits(configure: impl FnOnce(&mut PluginsConfig)) -> Self {
         let TempGraph { graph, dir } = temp_graph();
-        Self::build(graph, Some(dir), 1 << 20, configure, Arc::new(SystemClock))
+        Self::build(graph, Some(dir), |_| {}, configure, Arc::new(SystemClock))
     }
 
     /// A server whose schedules run against `clock`, over `graph` (a fresh one if none).
     pub fn with_clock(graph: Option<TempGraph>, clock: Arc<dyn Clock>) -> Self {
         let TempGraph { graph, dir } = graph.unwrap_or_else(temp_graph);
-        Self::build(graph, Some(dir), 1 << 20, |_| {}, clock)
+        Self::build(graph, Some(dir), |_| {}, |_| {}, clock)
     }
 
     pub fn over(graph: Arc<Graph>, dir: Option<tempfile::TempDir>, max_body_bytes: usize) -> Self {
-        Self::build(graph, dir, max_body_bytes, |_| {}, Arc::new(SystemClock))
+        Self::build(graph, dir, |api| api.max_body_bytes = max_body_bytes, |_| {}, Arc::new(SystemClock))
     }
 
     fn build(
         graph: Arc<Graph>,
         dir: Option<tempfile::TempDir>,
-        max_body_bytes: usize,
+        configure_api: impl FnOnce(&mut ApiConfig),
         configure: impl FnOnce(&mut PluginsConfig),
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let config = ApiConfig {
+        let mut config = ApiConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-            dev_mode: false,
             token_digests: vec![token_digest(TOKEN)],
-            max_body_bytes,
+            max_body_bytes: 1 << 20,
+            ..ApiConfig::default()
         };
+        configure_api(&mut config);
         let plugins_dir = tempfile::tempdir().unwrap();
         let mut plugins_config = PluginsConfig::with_dir(plugins_dir.path().to_owned());
         configure(&mut plugins_config);

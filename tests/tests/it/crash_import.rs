@@ -176,3 +176,37 @@ fn import_drops_invalid_lines_with_reasons_and_commits_the_rest() {
     let stats = open(&store).stats().unwrap();
     assert_eq!((stats.organizations, stats.people), (2, 1));
 }
+
+#[test]
+fn import_skips_lines_that_are_not_utf8_and_strips_a_byte_order_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bytes.jsonl");
+    let mut bytes = b"\xEF\xBB\xBF".to_vec();
+    bytes.extend_from_slice(br#"{"op":"upsert_organization","external_id":"c1","name":"Acme"}"#);
+    bytes.extend_from_slice(b"\n\xff\xfe binary \x00\n");
+    bytes.extend_from_slice(br#"{"op":"upsert_organization","external_id":"c2","name":"Globex"}"#);
+    // The last line is cut inside a two-byte character ("é" is C3 A9).
+    bytes.extend_from_slice(b"\r\n{\"op\":\"upsert_organization\",\"external_id\":\"c3\",\"name\":\"Caf\xC3");
+    std::fs::write(&input, bytes).unwrap();
+    let store = dir.path().join("store");
+    let import = |resume: bool| {
+        let mut command = rapport(&store);
+        command.args(["import", "--source", "bytes", "--progress", "none", "--batch-size", "1"]).arg(&input);
+        if resume {
+            command.arg("--resume");
+        }
+        command.output().unwrap()
+    };
+    let output = import(false);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("2 applied, 2 skipped"), "{stdout}");
+    assert!(stdout.contains("skipped line 2 (-): not valid UTF-8 (byte 1 of the line)"), "{stdout}");
+    assert!(stdout.contains("skipped line 4 (-): not valid UTF-8 (byte 59 of the line)"), "{stdout}");
+    let stats = open(&store).stats().unwrap();
+    assert_eq!(stats.organizations, 2, "the line after the bad one and the one with a BOM are both imported");
+    // The checkpoint covers the bad lines, so resuming does not stop at them again.
+    let output = import(true);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("0 applied, 0 skipped"), "{}", String::from_utf8_lossy(&output.stdout));
+}

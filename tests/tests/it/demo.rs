@@ -50,3 +50,44 @@ fn the_demo_serves_the_world_on_loopback_without_a_token() {
         .unwrap();
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
 }
+
+/// A copy of the binary in a directory of its own (a hard link when possible), as a user
+/// with a release binary has it.
+fn lone_binary(dir: &std::path::Path) -> std::path::PathBuf {
+    let copy = dir.join("rapport");
+    if std::fs::hard_link(binary(), &copy).is_err() {
+        std::fs::copy(binary(), &copy).unwrap();
+    }
+    copy
+}
+
+#[test]
+fn the_demo_runs_without_arguments_through_a_package_beside_the_binary_or_natively() {
+    let dir = tempfile::tempdir().unwrap();
+    let rapport = lone_binary(dir.path());
+    let demo = |data: &str| {
+        let output = std::process::Command::new(&rapport)
+            .current_dir(dir.path())
+            .args(["demo", "--load-only", "--now", "2026-06-01T00:00:00Z", "--data", data])
+            .env_remove("RAPPORT_DEMO_PACKAGE")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    // No package anywhere near: the world is loaded natively, with a note saying so.
+    let native = demo("native");
+    assert!(native.contains("note: the demo plugin's package is not beside this binary"), "{native}");
+    assert!(native.contains("natively") && native.contains("200 organizations"), "{native}");
+
+    // With `demo-plugin/` beside the binary, the world goes through the plugin.
+    let package = dir.path().join("demo-plugin");
+    std::fs::create_dir_all(&package).unwrap();
+    for file in ["plugin.toml", "plugin.wasm"] {
+        std::fs::copy(rapport_fixtures::package("demo").join(file), package.join(file)).unwrap();
+    }
+    let through_plugin = demo("plugin");
+    assert!(through_plugin.contains("through the demo plugin") && through_plugin.contains("200 organizations"), "{through_plugin}");
+    assert!(!through_plugin.contains("note:"), "{through_plugin}");
+}

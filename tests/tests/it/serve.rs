@@ -60,4 +60,48 @@ fn a_malformed_config_names_file_line_and_key() {
     let output = rapport(dir.path()).env("RAPPORT_API_DEV_MODE", "maybe").arg("serve").output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("RAPPORT_API_DEV_MODE") && stderr.contains("expected true or false"), "{stderr}");
+
+    // A value found wrong after parsing still names where it came from.
+    std::fs::write(&config, "[store]\ncache_bytes = 1024\n\n[api]\nbind = \"everywhere\"\n").unwrap();
+    let output = rapport(dir.path()).env_remove("RAPPORT_API_BIND").arg("--config").arg(&config).arg("serve").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("{}:5: key `api.bind`", config.display())), "{stderr}");
+    let output = rapport(dir.path()).env("RAPPORT_API_BIND", "everywhere").arg("serve").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("environment variable RAPPORT_API_BIND (overrides `api.bind`)"), "{stderr}");
+}
+
+#[test]
+fn misspelled_variables_are_reported_and_fail_in_strict_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = rapport(dir.path()).env("RAPPORT_API_BNID", "127.0.0.1:1").args(["graph", "stats"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("RAPPORT_API_BNID is not a Rapport setting") && stderr.contains("did you mean RAPPORT_API_BIND?"), "{stderr}");
+    let output = rapport(dir.path()).env("RAPPORT_API_BNID", "127.0.0.1:1").args(["--strict", "graph", "stats"]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--strict"));
+}
+
+#[test]
+fn store_open_failures_say_what_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let daemon = Daemon::start(&store);
+    let output = rapport(&store).args(["graph", "stats"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("store.path") && stderr.contains("in use by another process"), "{stderr}");
+    daemon.stop();
+
+    // A store path under a file cannot be created: the error says so, not "in use".
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let output = rapport(&file.join("store")).args(["graph", "stats"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("store.path") && stderr.contains("cannot open the store at") && !stderr.contains("another process"),
+        "{stderr}"
+    );
 }
