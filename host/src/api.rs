@@ -53,7 +53,7 @@ impl AppState {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Rapport API", description = "The client-context graph: ingest record operations, read organizations, people, timelines and relationship context."),
+    info(title = "Rapport API", description = "The client-context graph: ingest record operations, read organizations, people, timelines and relationship context. Length and item limits shown on records are the defaults of the server's `[records]` configuration."),
     modifiers(&BearerAuth),
     tags(
         (name = "records", description = "Writing record operations and observations"),

@@ -34,20 +34,25 @@ pub enum Operation {
 #[serde(deny_unknown_fields)]
 pub struct OrganizationRecord {
     /// Id of the record in the source.
+    #[schema(min_length = 1, max_length = 256)]
     pub external_id: String,
     /// Display name.
+    #[schema(min_length = 1, max_length = 1000)]
     pub name: String,
     /// Web and email domains (`acme.com`); used to recognise the organization.
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub domains: Vec<String>,
     /// What the organization is to us.
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub roles: Vec<Role>,
     /// Where the relationship stands.
     #[serde(default)]
     pub lifecycle: Option<Lifecycle>,
     /// External id (in the same source) of the employee who owns the account.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub owner: Option<String>,
     /// When the source last saw the record (defaults to the time of ingest).
     #[serde(default)]
@@ -59,24 +64,30 @@ pub struct OrganizationRecord {
 #[serde(deny_unknown_fields)]
 pub struct PersonRecord {
     /// Id of the record in the source.
+    #[schema(min_length = 1, max_length = 256)]
     pub external_id: String,
     /// Display name.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub name: String,
     /// Email addresses; the first is the primary one.
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub emails: Vec<String>,
     /// Phone numbers.
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub phones: Vec<String>,
     /// Job title.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub title: Option<String>,
     /// Whether the person is one of our employees (a relationship holder).
     #[serde(default)]
     pub internal: bool,
     /// Employments, by the organization's external id in the same source.
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub works_at: Vec<Employment>,
     /// When the source last saw the record.
     #[serde(default)]
@@ -88,6 +99,7 @@ pub struct PersonRecord {
 #[serde(deny_unknown_fields)]
 pub struct Employment {
     /// External id of the organization in the same source.
+    #[schema(min_length = 1, max_length = 256)]
     pub organization: String,
     /// Start of the employment, if known.
     #[serde(default)]
@@ -102,22 +114,29 @@ pub struct Employment {
 #[serde(deny_unknown_fields)]
 pub struct DealRecord {
     /// Id of the record in the source.
+    #[schema(min_length = 1, max_length = 256)]
     pub external_id: String,
     /// External id of the organization in the same source.
+    #[schema(min_length = 1, max_length = 256)]
     pub organization: String,
     /// Display name.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub name: String,
     /// Amount in the currency's major unit.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub amount: Option<f64>,
     /// ISO 4217 currency code.
     #[serde(default)]
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
     /// Pipeline name.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub pipeline: Option<String>,
     /// Current stage.
+    #[schema(min_length = 1, max_length = 1000)]
     pub stage: String,
     /// When the current stage was entered (defaults to the time of ingest when the stage changes).
     #[serde(default)]
@@ -138,6 +157,7 @@ pub struct DealRecord {
 #[serde(deny_unknown_fields)]
 pub struct InteractionRecord {
     /// Id of the record in the source.
+    #[schema(min_length = 1, max_length = 256)]
     pub external_id: String,
     /// What kind of touch this was.
     pub kind: InteractionKind,
@@ -150,16 +170,20 @@ pub struct InteractionRecord {
     #[serde(default)]
     pub duration_secs: Option<u32>,
     /// Everyone involved, ours and theirs.
+    #[schema(min_items = 1, max_items = 1000)]
     pub participants: Vec<Participant>,
     /// External id of the organization, when the source knows it; otherwise derived
     /// from the participants' employers and email domains.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub organization: Option<String>,
     /// Conversation thread id in the source.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub thread: Option<String>,
     /// Subject line or title (bodies are not stored).
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub subject: Option<String>,
     /// For tickets: when it was resolved.
     #[serde(default)]
@@ -172,9 +196,11 @@ pub struct InteractionRecord {
 pub struct Participant {
     /// Email address.
     #[serde(default)]
+    #[schema(max_length = 254)]
     pub email: Option<String>,
     /// External id of the person in the same source.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub person: Option<String>,
 }
 
@@ -183,6 +209,7 @@ pub struct Participant {
 #[serde(deny_unknown_fields)]
 pub struct ObservationRecord {
     /// Id of the record in the source.
+    #[schema(min_length = 1, max_length = 256)]
     pub external_id: String,
     /// What the observation is about.
     pub about: Subject,
@@ -190,9 +217,11 @@ pub struct ObservationRecord {
     #[serde(default)]
     pub author_email: Option<String>,
     /// The observation itself.
+    #[schema(min_length = 1, max_length = 50000)]
     pub text: String,
     /// Tags from the taxonomy (decision-style, risk, pain, motive, ...).
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub tags: Vec<String>,
     /// When it was observed (defaults to the time of ingest).
     #[serde(default)]
@@ -205,12 +234,15 @@ pub struct ObservationRecord {
 pub struct Subject {
     /// External id of an organization in the same source.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub organization: Option<String>,
     /// External id of a person in the same source.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub person: Option<String>,
     /// A graph node id (`org_…` or `per_…`), for observations written against the graph.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub id: Option<String>,
 }
 
@@ -221,6 +253,7 @@ pub struct DeleteRecord {
     /// Kind of the record.
     pub kind: RecordKind,
     /// Id of the record in the source.
+    #[schema(min_length = 1, max_length = 256)]
     pub external_id: String,
 }
 
@@ -231,8 +264,10 @@ pub struct LinkRecord {
     /// Which relation.
     pub relation: Relation,
     /// External id of the person.
+    #[schema(min_length = 1, max_length = 256)]
     pub person: String,
     /// External id of the organization.
+    #[schema(min_length = 1, max_length = 256)]
     pub organization: String,
     /// Start of the relation.
     #[serde(default)]

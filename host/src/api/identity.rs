@@ -15,6 +15,7 @@ pub(super) struct MergeListQuery {
     /// Continue before this merge (the `next` of the previous page).
     before: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -112,6 +113,7 @@ pub(super) async fn create_pin(State(state): State<AppState>, JsonBody(request):
 #[serde(deny_unknown_fields)]
 pub(super) struct ReviewQuery {
     /// At most this many, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 

@@ -85,6 +85,7 @@ pub(super) async fn start_run(
 #[serde(deny_unknown_fields)]
 pub(super) struct RunListQuery {
     /// How many runs, 1 to 1000 (default 20).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 

@@ -27,6 +27,7 @@ pub(super) struct ListQuery {
     /// Continue after this id (the `next` of the previous page).
     after: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -78,6 +79,7 @@ pub(super) struct ObservationQuery {
     /// Only observations with this tag.
     tag: Option<String>,
     /// At most this many, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -124,6 +126,7 @@ pub(super) struct SearchQuery {
     /// Words of a name (prefixes match), an email address, or a domain.
     q: String,
     /// At most this many, 1 to 1000 (default 20).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -193,6 +196,7 @@ pub(super) struct ContextParams {
     /// The time to compute the context for (RFC 3339; default now).
     at: Option<String>,
     /// How many recent interactions and observations, 1 to 1000 (default 20).
+    #[param(minimum = 1, maximum = 1000)]
     recent: Option<usize>,
 }
 
@@ -226,6 +230,7 @@ pub(super) struct TimelineParams {
     /// The `next` of the previous page.
     before: Option<String>,
     /// Page size, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 

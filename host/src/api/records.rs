@@ -18,6 +18,7 @@ const API_SOURCE: &str = "api";
 #[serde(deny_unknown_fields)]
 pub(super) struct IngestRequest {
     /// The connection the records come from: 1 to 64 letters, digits, `-`, `_`, `.` or `:`.
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     source: String,
     /// The operations, applied in order.
     #[schema(value_type = Vec<Operation>)]
@@ -100,11 +101,14 @@ pub(super) async fn ingest(
 #[serde(deny_unknown_fields)]
 pub(super) struct ObservationRequest {
     /// The organization or person it is about (`org_…` or `per_…`).
+    #[schema(pattern = "^(org|per)_[0-9A-HJKMNP-TV-Z]{26}$")]
     about: String,
     /// What was noticed.
+    #[schema(min_length = 1, max_length = 50000)]
     text: String,
     /// Tags: decision-style, risk, communication-preference, pain, reaction-speed, price-sensitivity, motive, ...
     #[serde(default)]
+    #[schema(max_items = 1000)]
     tags: Vec<String>,
     /// The author's email address.
     #[serde(default)]
