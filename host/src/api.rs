@@ -55,6 +55,8 @@ impl AppState {
 #[openapi(
     info(title = "Rapport API", description = "The client-context graph: ingest record operations, read organizations, people, timelines and relationship context. Length and item limits shown on records are the defaults of the server's `[records]` configuration."),
     modifiers(&BearerAuth),
+    // Referenced only from parameters, which do not register their schemas.
+    components(schemas(crate::ops::MergeIdText, crate::ops::TimelineCursorText, crate::ops::NodeIdText, crate::ops::Tag)),
     tags(
         (name = "records", description = "Writing record operations and observations"),
         (name = "graph", description = "Organizations, people, context and timelines"),
@@ -313,6 +315,6 @@ const MAX_LIMIT: usize = 1000;
 fn limit(requested: Option<usize>, default: usize, field: &str) -> Result<usize, ApiError> {
     match requested.unwrap_or(default) {
         n @ 1..=MAX_LIMIT => Ok(n),
-        _ => Err(ApiError::field(field, "expected 1 to 1000")),
+        _ => Err(ApiError::field(field, format!("expected 1 to {MAX_LIMIT}"))),
     }
 }

@@ -5,8 +5,17 @@
 //! the graph maps `(source, kind, external id)` to its own nodes. This module only
 //! parses and validates; `graph::ingest` applies.
 
+mod text;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+pub use text::{
+    Domain, Email, ExternalId, Label, MAX_EMAIL_CHARS, MAX_ID_CHARS, MAX_TAG_CHARS, MERGE_ID_PATTERN, MergeIdText, NODE_ID_PATTERN, Name,
+    NodeIdText, SOURCE_PATTERN, SOURCE_RULE, TAG_PATTERN, TAG_RULE, TIMELINE_CURSOR_PATTERN, Tag, Text, TimelineCursorText, email_domain,
+    excerpt, is_valid_source, is_valid_tag, normalize_domain, normalize_email,
+};
+use text::{hidden_characters, is_visible, longer_than};
 
 /// One change from a source, written in JSON as an object with an `op` field naming the
 /// variant in snake case (`{"op": "upsert_person", ...}`); read it with [`parse_operation`].
@@ -34,14 +43,14 @@ pub enum Operation {
 #[serde(deny_unknown_fields)]
 pub struct OrganizationRecord {
     /// Id of the record in the source.
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(value_type = ExternalId)]
     pub external_id: String,
     /// Display name.
-    #[schema(min_length = 1, max_length = 1000)]
+    #[schema(value_type = Name)]
     pub name: String,
     /// Web and email domains (`acme.com`); used to recognise the organization.
     #[serde(default)]
-    #[schema(max_items = 1000)]
+    #[schema(value_type = Vec<Domain>, max_items = 1000)]
     pub domains: Vec<String>,
     /// What the organization is to us.
     #[serde(default)]
@@ -52,7 +61,7 @@ pub struct OrganizationRecord {
     pub lifecycle: Option<Lifecycle>,
     /// External id (in the same source) of the employee who owns the account.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(value_type = Option<ExternalId>)]
     pub owner: Option<String>,
     /// When the source last saw the record (defaults to the time of ingest).
     #[serde(default)]
@@ -64,23 +73,23 @@ pub struct OrganizationRecord {
 #[serde(deny_unknown_fields)]
 pub struct PersonRecord {
     /// Id of the record in the source.
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(value_type = ExternalId)]
     pub external_id: String,
     /// Display name.
     #[serde(default)]
-    #[schema(max_length = 1000)]
+    #[schema(value_type = Label)]
     pub name: String,
     /// Email addresses; the first is the primary one.
     #[serde(default)]
-    #[schema(max_items = 1000)]
+    #[schema(value_type = Vec<Email>, max_items = 1000)]
     pub emails: Vec<String>,
     /// Phone numbers.
     #[serde(default)]
-    #[schema(max_items = 1000)]
+    #[schema(value_type = Vec<Name>, max_items = 1000)]
     pub phones: Vec<String>,
     /// Job title.
     #[serde(default)]
-    #[schema(max_length = 1000)]
+    #[schema(value_type = Option<Label>)]
     pub title: Option<String>,
     /// Whether the person is one of our employees (a relationship holder).
     #[serde(default)]
@@ -99,7 +108,7 @@ pub struct PersonRecord {
 #[serde(deny_unknown_fields)]
 pub struct Employment {
     /// External id of the organization in the same source.
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(value_type = ExternalId)]
     pub organization: String,
     /// Start of the employment, if known.
     #[serde(default)]
@@ -114,14 +123,14 @@ pub struct Employment {
 #[serde(deny_unknown_fields)]
 pub struct DealRecord {
     /// Id of the record in the source.
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(value_type = ExternalId)]
     pub external_id: String,
     /// External id of the organization in the same source.
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(value_type = ExternalId)]
     pub organization: String,
     /// Display name.
     #[serde(default)]
-    #[schema(max_length = 1000)]
+    #[schema(value_type = Label)]
     pub name: String,
     /// Amount in the currency's major unit.
     #[serde(default)]
@@ -133,10 +142,10 @@ pub struct DealRecord {
     pub currency: Option<String>,
     /// Pipeline name.
     #[serde(default)]
-    #[schema(max_length = 1000)]
+    #[schema(value_type = Option<Label>)]
     pub pipeline: Option<String>,
     /// Current stage.
-    #[schema(min_length = 1, max_length = 1000)]
+    #[schema(value_type = Name)]
     pub stage: String,
     /// When the current stage was entered (defaults to the time of ingest when the stage changes).
     #[serde(default)]
@@ -157,7 +166,7 @@ pub struct DealRecord {
 #[serde(deny_unknown_fields)]
 pub struct InteractionRecord {
     /// Id of the record in the source.
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(value_type = ExternalId)]
     pub external_id: String,
     /// What kind of touch this was.
     pub kind: InteractionKind,
@@ -175,15 +184,15 @@ pub struct InteractionRecord {
     /// External id of the organization, when the source knows it; otherwise derived
     /// from the participants' employers and email domains.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(value_type = Option<ExternalId>)]
     pub organization: Option<String>,
     /// Conversation thread id in the source.
     #[serde(default)]
-    #[schema(max_length = 1000)]
+    #[schema(value_type = Option<Label>)]
     pub thread: Option<String>,
     /// Subject line or title (bodies are not stored).
     #[serde(default)]
-    #[schema(max_length = 1000)]
+    #[schema(value_type = Option<Label>)]
     pub subject: Option<String>,
     /// For tickets: when it was resolved.
     #[serde(default)]
@@ -191,16 +200,14 @@ pub struct InteractionRecord {
 }
 
 /// A participant, by email address or by the person's external id in the same source.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Participant {
     /// Email address.
     #[serde(default)]
-    #[schema(max_length = 254)]
     pub email: Option<String>,
     /// External id of the person in the same source.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 256)]
     pub person: Option<String>,
 }
 
@@ -209,7 +216,7 @@ pub struct Participant {
 #[serde(deny_unknown_fields)]
 pub struct ObservationRecord {
     /// Id of the record in the source.
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(value_type = ExternalId)]
     pub external_id: String,
     /// What the observation is about.
     pub about: Subject,
@@ -217,11 +224,11 @@ pub struct ObservationRecord {
     #[serde(default)]
     pub author_email: Option<String>,
     /// The observation itself.
-    #[schema(min_length = 1, max_length = 50000)]
+    #[schema(value_type = Text)]
     pub text: String,
     /// Tags from the taxonomy (decision-style, risk, pain, motive, ...).
     #[serde(default)]
-    #[schema(max_items = 1000)]
+    #[schema(value_type = Vec<Tag>, max_items = 1000)]
     pub tags: Vec<String>,
     /// When it was observed (defaults to the time of ingest).
     #[serde(default)]
@@ -229,22 +236,63 @@ pub struct ObservationRecord {
 }
 
 /// A reference to an organization or a person: exactly one field is set.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Subject {
     /// External id of an organization in the same source.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 256)]
     pub organization: Option<String>,
     /// External id of a person in the same source.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 256)]
     pub person: Option<String>,
     /// A graph node id (`org_…` or `per_…`), for observations written against the graph.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 256)]
     pub id: Option<String>,
 }
+
+/// The schema of an object with exactly one of `fields` set: one alternative per field,
+/// the others absent or null (as the server reads them), nothing else.
+fn exactly_one_of(
+    description: &str,
+    fields: &[(&str, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)],
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+    let mut one_of = OneOfBuilder::new().description(Some(description));
+    for (set, _) in fields {
+        let mut object = ObjectBuilder::new().schema_type(Type::Object).additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        for (name, other) in fields {
+            object = if name == set {
+                object.property(*name, other.clone()).required(*name)
+            } else {
+                object.property(*name, ObjectBuilder::new().schema_type(Type::Null))
+            };
+        }
+        one_of = one_of.item(object);
+    }
+    one_of.into()
+}
+
+impl utoipa::PartialSchema for Participant {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        exactly_one_of(
+            "A participant, by email address or by the person's external id in the same source.",
+            &[("email", Email::schema()), ("person", ExternalId::schema())],
+        )
+    }
+}
+
+impl utoipa::ToSchema for Participant {}
+
+impl utoipa::PartialSchema for Subject {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        exactly_one_of(
+            "What an observation is about: an organization or a person of the same source by external id, or a graph node by id.",
+            &[("organization", ExternalId::schema()), ("person", ExternalId::schema()), ("id", NodeIdText::schema())],
+        )
+    }
+}
+
+impl utoipa::ToSchema for Subject {}
 
 /// Soft-deletion of a record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -253,7 +301,7 @@ pub struct DeleteRecord {
     /// Kind of the record.
     pub kind: RecordKind,
     /// Id of the record in the source.
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(value_type = ExternalId)]
     pub external_id: String,
 }
 
@@ -264,10 +312,10 @@ pub struct LinkRecord {
     /// Which relation.
     pub relation: Relation,
     /// External id of the person.
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(value_type = ExternalId)]
     pub person: String,
     /// External id of the organization.
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(value_type = ExternalId)]
     pub organization: String,
     /// Start of the relation.
     #[serde(default)]
@@ -467,8 +515,9 @@ impl Operation {
         }
     }
 
-    /// Checks what the types cannot express, within `limits`; every problem is reported
-    /// with its path under `base`.
+    /// Checks each field on its own, within `limits` (what the OpenAPI document can state);
+    /// every problem is reported with its path under `base`. Rules across fields or against
+    /// the graph (an interval's order, a reference) are checked when the operation is applied.
     pub fn validate(&self, base: &str, limits: &RecordLimits) -> Vec<FieldError> {
         let mut v = Validator { base, limits, errors: Vec::new() };
         match self {
@@ -487,10 +536,7 @@ impl Operation {
                 v.list("emails", &r.emails, |v, path, email| v.email(path, email));
                 v.list("phones", &r.phones, |v, path, phone| v.name(path, phone, Required::Yes));
                 v.optional_name("title", r.title.as_deref());
-                v.list("works_at", &r.works_at, |v, path, job| {
-                    v.external_id(&format!("{path}.organization"), &job.organization);
-                    v.interval(&format!("{path}.until"), job.since, job.until);
-                });
+                v.list("works_at", &r.works_at, |v, path, job| v.external_id(&format!("{path}.organization"), &job.organization));
             }
             Self::UpsertDeal(r) => {
                 v.external_id("external_id", &r.external_id);
@@ -524,7 +570,6 @@ impl Operation {
                 }
                 v.optional_name("thread", r.thread.as_deref());
                 v.optional_name("subject", r.subject.as_deref());
-                v.interval("resolved_at", Some(r.occurred_at), r.resolved_at);
             }
             Self::AddObservation(r) => {
                 v.external_id("external_id", &r.external_id);
@@ -553,7 +598,6 @@ impl Operation {
             Self::Link(r) => {
                 v.external_id("person", &r.person);
                 v.external_id("organization", &r.organization);
-                v.interval("until", r.since, r.until);
             }
         }
         v.errors
@@ -576,29 +620,6 @@ impl Default for RecordLimits {
     fn default() -> Self {
         Self { max_list_items: 1000, max_name_chars: 1000, max_text_chars: 50_000 }
     }
-}
-
-/// Longest id (external ids and references), in characters.
-pub const MAX_ID_CHARS: usize = 256;
-
-/// Longest email address (RFC 5321's path limit), in characters.
-pub const MAX_EMAIL_CHARS: usize = 254;
-
-/// Longest tag, in characters (tags are ASCII).
-pub const MAX_TAG_CHARS: usize = 64;
-
-/// The length of `text` in characters when it exceeds `max`; counts no further than needed
-/// past a cheap byte-length check.
-fn longer_than(text: &str, max: usize) -> Option<usize> {
-    (text.len() > max && text.chars().nth(max).is_some()).then(|| text.chars().count())
-}
-
-/// What a tag looks like, for error messages.
-pub const TAG_RULE: &str = "expected a lowercase tag of at most 64 letters, digits and '-', such as \"price-sensitivity\"";
-
-/// Whether `tag` is a valid observation tag.
-pub fn is_valid_tag(tag: &str) -> bool {
-    !tag.is_empty() && tag.len() <= MAX_TAG_CHARS && tag.chars().all(|c| c.is_ascii_lowercase() || c == '-' || c.is_ascii_digit())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -682,85 +703,6 @@ impl Validator<'_> {
             self.error(field, "expected a domain name such as \"acme.com\"");
         }
     }
-
-    fn interval(&mut self, field: &str, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) {
-        if let (Some(start), Some(end)) = (start, end)
-            && end < start
-        {
-            self.error(field, "must not be earlier than the start");
-        }
-    }
-}
-
-/// Why `text` carries characters that hide or disguise what it says: control characters
-/// (line breaks and tabs allowed in free text) and bidirectional overrides.
-fn hidden_characters(text: &str, multiline: bool) -> Option<&'static str> {
-    for c in text.chars() {
-        if c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')) {
-            return Some(if multiline {
-                "must not contain control characters (NUL and the like; line breaks and tabs are fine)"
-            } else {
-                "must not contain control characters (NUL, line breaks, tabs and the like)"
-            });
-        }
-        if matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') {
-            return Some("must not contain bidirectional override or isolate characters (U+202A–U+202E, U+2066–U+2069)");
-        }
-    }
-    None
-}
-
-/// Whether `text` has a character that shows: not only spaces and invisible formatting
-/// characters (zero-width spaces, joiners, variation selectors, the byte-order mark).
-fn is_visible(text: &str) -> bool {
-    text.chars().any(|c| {
-        !(c.is_whitespace()
-            || matches!(c,
-                '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180B}'..='\u{180F}'
-                | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202F}' | '\u{205F}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
-                | '\u{FEFF}' | '\u{FFA0}' | '\u{E0000}'..='\u{E0FFF}'))
-    })
-}
-
-/// At most `max_chars` characters of `text`, marked when cut: for echoing client input.
-pub fn excerpt(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
-    match text.char_indices().nth(max_chars) {
-        Some((end, _)) => format!("{}… ({} bytes)", &text[..end], text.len()).into(),
-        None => text.into(),
-    }
-}
-
-/// Whether `source` is a valid source (connection) name: 1 to 64 ASCII letters, digits,
-/// `-`, `_`, `.` or `:`.
-pub fn is_valid_source(source: &str) -> bool {
-    !source.is_empty() && source.len() <= 64 && source.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
-}
-
-/// What [`is_valid_source`] expects, for error messages.
-pub const SOURCE_RULE: &str = "expected 1 to 64 letters, digits, '-', '_', '.' or ':'";
-
-/// Lowercases and trims an address; `None` when it is not an address.
-pub fn normalize_email(raw: &str) -> Option<String> {
-    let email = raw.trim().to_lowercase();
-    let (local, domain) = email.split_once('@')?;
-    let valid = !local.is_empty() && normalize_domain(domain).is_some() && !email.chars().any(|c| c.is_whitespace() || c == '\0');
-    valid.then_some(email)
-}
-
-/// Lowercases a domain and strips a leading `www.`; `None` when it is not a domain.
-pub fn normalize_domain(raw: &str) -> Option<String> {
-    let domain = raw.trim().trim_end_matches('.').to_lowercase();
-    // `www.acme.com` is acme.com; `www.com` is a domain of its own.
-    let domain = domain.strip_prefix("www.").filter(|rest| rest.contains('.')).unwrap_or(&domain).to_owned();
-    let valid = domain.contains('.')
-        && domain.len() <= 253
-        && domain.split('.').all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-    valid.then_some(domain)
-}
-
-/// The domain part of a normalized email address.
-pub fn email_domain(email: &str) -> Option<&str> {
-    email.split_once('@').map(|(_, domain)| domain)
 }
 
 #[cfg(test)]

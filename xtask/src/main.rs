@@ -78,24 +78,28 @@ fn run(mut command: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A Python with `openapi-spec-validator`: the system one if it has it, else a virtual
-/// environment under the target directory, created once.
+/// The Python packages the tests use: the OpenAPI validator, and the API fuzzer (pinned, so
+/// a new release's checks change no result unannounced).
+const PYTHON_PACKAGES: &[(&str, &str)] = &[("openapi_spec_validator", "openapi-spec-validator"), ("schemathesis", "schemathesis==4.32.5")];
+
+/// A Python with the test packages: a virtual environment under the target directory,
+/// created once and topped up when a package is missing.
 fn prepare_python() -> anyhow::Result<PathBuf> {
-    let has_validator =
-        |python: &Path| Command::new(python).args(["-c", "import openapi_spec_validator"]).output().is_ok_and(|o| o.status.success());
-    let system = PathBuf::from("python3");
-    if has_validator(&system) {
-        return Ok(system);
-    }
+    let has = |python: &Path, module: &str| {
+        Command::new(python).args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success())
+    };
     let venv = std::path::absolute(target_dir().join("tools").join("python"))?;
     let python = venv.join("bin").join("python");
-    if !has_validator(&python) {
+    if !python.exists() {
         let mut create = Command::new("python3");
         create.arg("-m").arg("venv").arg(&venv);
         run(create).context("creating a Python virtual environment (on Debian: apt-get install python3-venv)")?;
+    }
+    let missing: Vec<&str> = PYTHON_PACKAGES.iter().filter(|(module, _)| !has(&python, module)).map(|(_, package)| *package).collect();
+    if !missing.is_empty() {
         let mut install = Command::new(&python);
-        install.args(["-m", "pip", "install", "--quiet", "openapi-spec-validator"]);
-        run(install).context("installing openapi-spec-validator from PyPI")?;
+        install.args(["-m", "pip", "install", "--quiet"]).args(&missing);
+        run(install).with_context(|| format!("installing {} from PyPI", missing.join(", ")))?;
     }
     Ok(python)
 }
@@ -145,7 +149,7 @@ fn try_main() -> anyhow::Result<()> {
         }
         Task::Test { args } => {
             prepare_wasm_target()?;
-            let python = prepare_python().context("preparing the OpenAPI validator for the API tests")?;
+            let python = prepare_python().context("preparing the OpenAPI validator and the API fuzzer for the tests")?;
             // End-to-end tests drive the real binary; build it first so they find it
             // next to their own executable.
             let mut build = cargo();

@@ -22,6 +22,16 @@ pub enum ApiError {
         /// Each bad field.
         details: Vec<FieldError>,
     },
+    /// The request is well formed, as the OpenAPI document describes it, but says
+    /// something the server cannot apply: a rule across fields (an interval's order, a cron
+    /// expression's meaning) or a reference to what the graph does not hold.
+    #[error("{message}")]
+    Unprocessable {
+        /// Summary.
+        message: String,
+        /// Each field concerned.
+        details: Vec<FieldError>,
+    },
     /// No or wrong token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
@@ -45,7 +55,7 @@ pub enum ApiError {
 /// The body of every error response.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// Machine-readable code: bad_request, unauthorized, not_found, conflict, payload_too_large, request_timeout, internal.
+    /// Machine-readable code: bad_request, unprocessable, unauthorized, not_found, conflict, payload_too_large, request_timeout, internal.
     error: &'static str,
     /// What was wrong, for people.
     message: String,
@@ -59,6 +69,12 @@ impl ApiError {
     pub fn field(path: &str, message: impl Into<String>) -> Self {
         let detail = FieldError { path: path.to_owned(), message: message.into() };
         Self::BadRequest { message: format!("invalid request: {detail}"), details: vec![detail] }
+    }
+
+    /// A well-formed request that cannot be applied, because of one field.
+    pub fn unprocessable(path: &str, message: impl Into<String>) -> Self {
+        let detail = FieldError { path: path.to_owned(), message: message.into() };
+        Self::Unprocessable { message: format!("cannot apply the request: {detail}"), details: vec![detail] }
     }
 }
 
@@ -76,7 +92,7 @@ impl From<IdentityError> for ApiError {
         match err {
             IdentityError::Graph(err) => err.into(),
             IdentityError::UnknownMerge(_) => Self::NotFound(err.to_string()),
-            IdentityError::KindMismatch(..) => Self::field("b", err.to_string()),
+            IdentityError::KindMismatch(..) => Self::unprocessable("b", err.to_string()),
             IdentityError::AlreadyUndone(_) | IdentityError::AlreadyMerged(..) | IdentityError::Pinned(..) => {
                 Self::Conflict(err.to_string())
             }
@@ -88,6 +104,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
             Self::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -102,7 +119,7 @@ impl IntoResponse for ApiError {
         // stays small whatever the request held.
         let message = excerpt(&self.to_string(), MAX_ECHO_CHARS).into_owned();
         let details = match self {
-            Self::BadRequest { details, .. } => details
+            Self::BadRequest { details, .. } | Self::Unprocessable { details, .. } => details
                 .into_iter()
                 .map(|d| FieldError {
                     path: excerpt(&d.path, MAX_ECHO_CHARS).into_owned(),

@@ -7,12 +7,14 @@ use serde::Deserialize;
 
 use super::{ApiError, AppState, ErrorBody, JsonBody, Page, Path, Query, blocking, limit, parse_id};
 use crate::graph::model::{DuplicateCandidate, MergeRecord, Timestamp, merge_id_text, parse_merge_id};
+use crate::ops::{Label, MergeIdText, NodeIdText};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct MergeListQuery {
     /// Continue before this merge (the `next` of the previous page).
+    #[param(value_type = Option<MergeIdText>)]
     before: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -45,11 +47,14 @@ pub(super) async fn list_merges(
 #[serde(deny_unknown_fields)]
 pub(super) struct MergeRequest {
     /// One record (`org_…` or `per_…`).
+    #[schema(value_type = NodeIdText)]
     a: String,
     /// The other record, of the same kind.
+    #[schema(value_type = NodeIdText)]
     b: String,
     /// Why, for the merge log (default "merged by hand").
     #[serde(default)]
+    #[schema(value_type = Option<Label>)]
     reason: Option<String>,
 }
 
@@ -60,6 +65,7 @@ pub(super) struct MergeRequest {
     (status = 401, body = ErrorBody),
     (status = 404, body = ErrorBody),
     (status = 409, description = "already merged, or pinned apart", body = ErrorBody),
+    (status = 422, description = "the two records are of different kinds", body = ErrorBody),
 ))]
 pub(super) async fn create_merge(
     State(state): State<AppState>,
@@ -72,7 +78,7 @@ pub(super) async fn create_merge(
 }
 
 /// Undoes a merge. The two records are pinned apart so that resolution does not redo it.
-#[utoipa::path(post, path = "/v1/merges/{id}/undo", tag = "identity", params(("id" = String, Path, description = "mrg_…")), security(("bearer" = [])), responses(
+#[utoipa::path(post, path = "/v1/merges/{id}/undo", tag = "identity", params(("id" = MergeIdText, Path, description = "mrg_…")), security(("bearer" = [])), responses(
     (status = 200, body = MergeRecord),
     (status = 400, body = ErrorBody),
     (status = 401, body = ErrorBody),
@@ -89,8 +95,10 @@ pub(super) async fn undo_merge(State(state): State<AppState>, Path(id): Path<Str
 #[serde(deny_unknown_fields)]
 pub(super) struct PinRequest {
     /// One record.
+    #[schema(value_type = NodeIdText)]
     a: String,
     /// The other record, of the same kind.
+    #[schema(value_type = NodeIdText)]
     b: String,
 }
 
@@ -101,6 +109,7 @@ pub(super) struct PinRequest {
     (status = 401, body = ErrorBody),
     (status = 404, body = ErrorBody),
     (status = 409, description = "already merged", body = ErrorBody),
+    (status = 422, description = "the two records are of different kinds", body = ErrorBody),
 ))]
 pub(super) async fn create_pin(State(state): State<AppState>, JsonBody(request): JsonBody<PinRequest>) -> Result<StatusCode, ApiError> {
     let (a, b) = (parse_id(&request.a, "a")?, parse_id(&request.b, "b")?);

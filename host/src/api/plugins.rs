@@ -15,9 +15,9 @@ impl From<PluginError> for ApiError {
         match err {
             PluginError::UnknownInstance(_) | PluginError::UnknownPlugin(_) => Self::NotFound(err.to_string()),
             PluginError::AlreadyRunning(_) => Self::Conflict(err.to_string()),
-            PluginError::InvalidConfig => Self::field("", err.to_string()),
+            PluginError::InvalidConfig => Self::unprocessable("", err.to_string()),
             PluginError::Schedule(err) => {
-                Self::field(if matches!(err, ScheduleError::TimeZone(_)) { "timezone" } else { "cron" }, err.to_string())
+                Self::unprocessable(if matches!(err, ScheduleError::TimeZone(_)) { "timezone" } else { "cron" }, err.to_string())
             }
             other => Self::Internal(other.to_string()),
         }
@@ -128,9 +128,10 @@ pub(super) async fn run(
 /// Sets the instance's schedule; it syncs by itself from its next time on.
 #[utoipa::path(put, path = "/v1/plugins/{instance}/schedule", tag = "plugins", params(("instance" = String, Path, description = "Instance name")), request_body = InstanceSchedule, security(("bearer" = [])), responses(
     (status = 200, body = Instance),
-    (status = 400, description = "the expression or the time zone cannot be read", body = ErrorBody),
+    (status = 400, body = ErrorBody),
     (status = 401, body = ErrorBody),
     (status = 404, body = ErrorBody),
+    (status = 422, description = "the expression or the time zone cannot be read", body = ErrorBody),
 ))]
 pub(super) async fn set_schedule(
     State(state): State<AppState>,
@@ -183,6 +184,7 @@ pub(super) async fn set_enabled(
     (status = 400, description = "the body is not a JSON object", body = ErrorBody),
     (status = 401, body = ErrorBody),
     (status = 404, body = ErrorBody),
+    (status = 422, description = "the plugin refuses the configuration", body = ErrorBody),
 ))]
 pub(super) async fn set_config(
     State(state): State<AppState>,

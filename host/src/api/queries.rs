@@ -4,12 +4,13 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 
-use super::{ApiError, AppState, ErrorBody, Page, Path, Query, blocking, limit, parse_id_of, parse_time};
+use super::{ApiError, AppState, ErrorBody, Page, Path, Query, blocking, limit, parse_id, parse_id_of, parse_time};
 use crate::graph::model::{NodeId, RecordKind, Timestamp};
 use crate::graph::{
     ContextQuery, Graph, GraphError, GraphStats, ObservationItem, OrganizationContext, OrganizationView, PersonView, TimelineCursor,
     TimelinePage,
 };
+use crate::ops::{NodeIdText, TAG_RULE, Tag, TimelineCursorText, is_valid_tag};
 
 /// Counts of live records of each kind.
 #[utoipa::path(get, path = "/v1/stats", tag = "graph", security(("bearer" = [])), responses(
@@ -25,6 +26,7 @@ pub(super) async fn stats(State(state): State<AppState>) -> Result<Json<GraphSta
 #[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {
     /// Continue after this id (the `next` of the previous page).
+    #[param(value_type = Option<NodeIdText>)]
     after: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -36,6 +38,7 @@ pub(super) struct ListQuery {
     (status = 200, body = Page<OrganizationView>),
     (status = 400, body = ErrorBody),
     (status = 401, body = ErrorBody),
+    (status = 422, description = "`after` is the id of another kind of record", body = ErrorBody),
 ))]
 pub(super) async fn list_organizations(
     State(state): State<AppState>,
@@ -49,6 +52,7 @@ pub(super) async fn list_organizations(
     (status = 200, body = Page<PersonView>),
     (status = 400, body = ErrorBody),
     (status = 401, body = ErrorBody),
+    (status = 422, description = "`after` is the id of another kind of record", body = ErrorBody),
 ))]
 pub(super) async fn list_people(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Result<Json<Page<PersonView>>, ApiError> {
     list(state, query, RecordKind::Person, Graph::person).await
@@ -60,7 +64,10 @@ async fn list<T: Send + 'static>(
     kind: RecordKind,
     view: fn(&Graph, NodeId) -> Result<T, GraphError>,
 ) -> Result<Json<Page<T>>, ApiError> {
-    let after = query.after.as_deref().map(|a| parse_id_of(a, kind)).transpose()?;
+    let after = query.after.as_deref().map(|a| parse_id(a, "after")).transpose()?;
+    if let Some(after) = after.filter(|after| after.kind != kind) {
+        return Err(ApiError::unprocessable("after", format!("{after} is not the id of a {}", kind.id_prefix())));
+    }
     let limit = limit(query.limit, 100, "limit")?;
     let (items, next) = blocking(&state, move |graph| {
         let ids = graph.list(kind, after, limit)?;
@@ -77,6 +84,7 @@ async fn list<T: Send + 'static>(
 #[serde(deny_unknown_fields)]
 pub(super) struct ObservationQuery {
     /// Only observations with this tag.
+    #[param(value_type = Option<Tag>)]
     tag: Option<String>,
     /// At most this many, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -85,12 +93,15 @@ pub(super) struct ObservationQuery {
 
 async fn observations(state: AppState, id: NodeId, query: ObservationQuery) -> Result<Json<Page<ObservationItem>>, ApiError> {
     let limit = limit(query.limit, 100, "limit")?;
+    if let Some(tag) = query.tag.as_deref().filter(|tag| !is_valid_tag(tag)) {
+        return Err(ApiError::field("tag", format!("`{tag}`: {TAG_RULE}")));
+    }
     let items = blocking(&state, move |graph| graph.observations(id, query.tag.as_deref(), limit)).await?;
     Ok(Json(Page { items, next: None }))
 }
 
 /// Observations about an organization, newest first.
-#[utoipa::path(get, path = "/v1/organizations/{id}/observations", tag = "graph", params(("id" = String, Path, description = "org_…"), ObservationQuery), security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/v1/organizations/{id}/observations", tag = "graph", params(("id" = NodeIdText, Path, description = "org_…"), ObservationQuery), security(("bearer" = [])), responses(
     (status = 200, body = Page<ObservationItem>),
     (status = 400, body = ErrorBody),
     (status = 401, body = ErrorBody),
@@ -105,7 +116,7 @@ pub(super) async fn organization_observations(
 }
 
 /// Observations about a person, newest first.
-#[utoipa::path(get, path = "/v1/people/{id}/observations", tag = "graph", params(("id" = String, Path, description = "per_…"), ObservationQuery), security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/v1/people/{id}/observations", tag = "graph", params(("id" = NodeIdText, Path, description = "per_…"), ObservationQuery), security(("bearer" = [])), responses(
     (status = 200, body = Page<ObservationItem>),
     (status = 400, body = ErrorBody),
     (status = 401, body = ErrorBody),
@@ -166,7 +177,7 @@ pub(super) async fn search_people(
 }
 
 /// One organization, all its merged records folded.
-#[utoipa::path(get, path = "/v1/organizations/{id}", tag = "graph", params(("id" = String, Path, description = "org_…")), security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/v1/organizations/{id}", tag = "graph", params(("id" = NodeIdText, Path, description = "org_…")), security(("bearer" = [])), responses(
     (status = 200, body = OrganizationView),
     (status = 400, body = ErrorBody),
     (status = 401, body = ErrorBody),
@@ -178,7 +189,7 @@ pub(super) async fn organization(State(state): State<AppState>, Path(id): Path<S
 }
 
 /// One person, all its merged records folded.
-#[utoipa::path(get, path = "/v1/people/{id}", tag = "graph", params(("id" = String, Path, description = "per_…")), security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/v1/people/{id}", tag = "graph", params(("id" = NodeIdText, Path, description = "per_…")), security(("bearer" = [])), responses(
     (status = 200, body = PersonView),
     (status = 400, body = ErrorBody),
     (status = 401, body = ErrorBody),
@@ -194,6 +205,7 @@ pub(super) async fn person(State(state): State<AppState>, Path(id): Path<String>
 #[serde(deny_unknown_fields)]
 pub(super) struct ContextParams {
     /// The time to compute the context for (RFC 3339; default now).
+    #[param(value_type = Option<String>, format = DateTime)]
     at: Option<String>,
     /// How many recent interactions and observations, 1 to 1000 (default 20).
     #[param(minimum = 1, maximum = 1000)]
@@ -202,7 +214,7 @@ pub(super) struct ContextParams {
 
 /// Everything worth knowing before talking to an organization: its people, open deals,
 /// recent interactions, observations, engagement, and who holds the relationship.
-#[utoipa::path(get, path = "/v1/organizations/{id}/context", tag = "graph", params(("id" = String, Path, description = "org_…"), ContextParams), security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/v1/organizations/{id}/context", tag = "graph", params(("id" = NodeIdText, Path, description = "org_…"), ContextParams), security(("bearer" = [])), responses(
     (status = 200, body = OrganizationContext),
     (status = 400, body = ErrorBody),
     (status = 401, body = ErrorBody),
@@ -224,10 +236,13 @@ pub(super) async fn organization_context(
 #[serde(deny_unknown_fields)]
 pub(super) struct TimelineParams {
     /// Only interactions at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// Only interactions before this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
     /// The `next` of the previous page.
+    #[param(value_type = Option<TimelineCursorText>)]
     before: Option<String>,
     /// Page size, 1 to 1000 (default 50).
     #[param(minimum = 1, maximum = 1000)]
@@ -247,7 +262,7 @@ async fn timeline(state: AppState, id: NodeId, params: TimelineParams) -> Result
 }
 
 /// An organization's interactions, newest first, in pages.
-#[utoipa::path(get, path = "/v1/organizations/{id}/timeline", tag = "graph", params(("id" = String, Path, description = "org_…"), TimelineParams), security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/v1/organizations/{id}/timeline", tag = "graph", params(("id" = NodeIdText, Path, description = "org_…"), TimelineParams), security(("bearer" = [])), responses(
     (status = 200, body = TimelinePage),
     (status = 400, body = ErrorBody),
     (status = 401, body = ErrorBody),
@@ -262,7 +277,7 @@ pub(super) async fn organization_timeline(
 }
 
 /// A person's interactions, newest first, in pages.
-#[utoipa::path(get, path = "/v1/people/{id}/timeline", tag = "graph", params(("id" = String, Path, description = "per_…"), TimelineParams), security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/v1/people/{id}/timeline", tag = "graph", params(("id" = NodeIdText, Path, description = "per_…"), TimelineParams), security(("bearer" = [])), responses(
     (status = 200, body = TimelinePage),
     (status = 400, body = ErrorBody),
     (status = 401, body = ErrorBody),

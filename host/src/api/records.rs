@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, AppState, ErrorBody, JsonBody, blocking, parse_id};
 use crate::graph::model::{NodeId, RecordKind, Timestamp};
 use crate::graph::{GraphError, IngestBatch, IngestReport, InvalidPolicy};
-use crate::ops::{self, FieldError, ObservationRecord, Operation, Subject};
+use crate::ops::{self, Email, FieldError, NodeIdText, ObservationRecord, Operation, Subject, Tag, Text};
 
 /// The source name of records written through the API itself (observations).
 const API_SOURCE: &str = "api";
@@ -18,7 +18,7 @@ const API_SOURCE: &str = "api";
 #[serde(deny_unknown_fields)]
 pub(super) struct IngestRequest {
     /// The connection the records come from: 1 to 64 letters, digits, `-`, `_`, `.` or `:`.
-    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$", min_length = 1, max_length = 64)]
     source: String,
     /// The operations, applied in order.
     #[schema(value_type = Vec<Operation>)]
@@ -41,6 +41,13 @@ fn invalid_batch(details: Vec<FieldError>) -> ApiError {
     }
 }
 
+fn unapplicable_batch(details: Vec<FieldError>) -> ApiError {
+    ApiError::Unprocessable {
+        message: format!("the batch was rejected whole: {} operation field(s) cannot be applied; nothing was written", details.len()),
+        details,
+    }
+}
+
 /// Applies a batch of record operations, all or nothing.
 ///
 /// Every operation is parsed and validated first; if any field is bad, nothing is written
@@ -48,6 +55,7 @@ fn invalid_batch(details: Vec<FieldError>) -> ApiError {
 #[utoipa::path(post, path = "/v1/ingest", tag = "records", request_body = IngestRequest, security(("bearer" = [])), responses(
     (status = 200, description = "the batch is committed and durable", body = IngestResponse),
     (status = 400, description = "invalid batch; nothing was written", body = ErrorBody),
+    (status = 422, description = "well-formed, but an operation cannot be applied (an interval ends before it starts, a reference to no record); nothing was written", body = ErrorBody),
     (status = 401, description = "missing or invalid token", body = ErrorBody),
     (status = 413, description = "body over api.max_body_bytes", body = ErrorBody),
 ))]
@@ -91,7 +99,7 @@ pub(super) async fn ingest(
                 })
             })
             .collect();
-        return Err(invalid_batch(details));
+        return Err(unapplicable_batch(details));
     }
     Ok(Json(IngestResponse { applied: report.applied, merges: report.merges }))
 }
@@ -101,17 +109,18 @@ pub(super) async fn ingest(
 #[serde(deny_unknown_fields)]
 pub(super) struct ObservationRequest {
     /// The organization or person it is about (`org_…` or `per_…`).
-    #[schema(pattern = "^(org|per)_[0-9A-HJKMNP-TV-Z]{26}$")]
+    #[schema(value_type = NodeIdText)]
     about: String,
     /// What was noticed.
-    #[schema(min_length = 1, max_length = 50000)]
+    #[schema(value_type = Text)]
     text: String,
     /// Tags: decision-style, risk, communication-preference, pain, reaction-speed, price-sensitivity, motive, ...
     #[serde(default)]
-    #[schema(max_items = 1000)]
+    #[schema(value_type = Vec<Tag>, max_items = 1000)]
     tags: Vec<String>,
     /// The author's email address.
     #[serde(default)]
+    #[schema(value_type = Option<Email>)]
     author_email: Option<String>,
     /// When it was observed (defaults to now).
     #[serde(default)]
@@ -128,6 +137,7 @@ pub(super) struct Created {
 #[utoipa::path(post, path = "/v1/observations", tag = "records", request_body = ObservationRequest, security(("bearer" = [])), responses(
     (status = 201, description = "recorded", body = Created),
     (status = 400, description = "invalid observation", body = ErrorBody),
+    (status = 422, description = "well-formed, but cannot be applied", body = ErrorBody),
     (status = 401, description = "missing or invalid token", body = ErrorBody),
     (status = 404, description = "no such organization or person", body = ErrorBody),
 ))]
@@ -138,7 +148,7 @@ pub(super) async fn add_observation(
     // A malformed id is the client's mistake (400); only a well-formed one can be unknown (404).
     let about = parse_id(&request.about, "about")?;
     if !matches!(about.kind, RecordKind::Organization | RecordKind::Person) {
-        return Err(ApiError::field("about", "expected the id of an organization (org_…) or a person (per_…)"));
+        return Err(ApiError::unprocessable("about", "expected the id of an organization (org_…) or a person (per_…)"));
     }
     let external_id = ulid::Ulid::new().to_string();
     let op = Operation::AddObservation(ObservationRecord {
@@ -173,7 +183,7 @@ pub(super) async fn add_observation(
             if details.iter().any(|d| d.path == "about.id") {
                 return Err(ApiError::NotFound(details.into_iter().map(|d| d.message).collect::<Vec<_>>().join("; ")));
             }
-            Err(invalid_batch(details))
+            Err(unapplicable_batch(details))
         }
     }
 }

@@ -84,6 +84,14 @@ fn invalid(path: &str, message: impl Into<String>) -> ApplyError {
     ApplyError::Invalid(FieldError { path: path.to_owned(), message: message.into() })
 }
 
+/// An interval must not end before it starts.
+fn check_interval(path: &str, start: Option<Timestamp>, end: Option<Timestamp>) -> Result<(), ApplyError> {
+    match (start, end) {
+        (Some(start), Some(end)) if end < start => Err(invalid(path, "must not be earlier than the start")),
+        _ => Ok(()),
+    }
+}
+
 impl Graph {
     /// Validates and applies a batch in one atomic, durable commit.
     pub fn ingest(&self, batch: IngestBatch) -> Result<IngestReport, GraphError> {
@@ -315,7 +323,8 @@ impl Apply<'_, '_> {
 
     fn person(&mut self, r: &PersonRecord) -> Result<(), ApplyError> {
         let mut works_at = Vec::with_capacity(r.works_at.len());
-        for job in &r.works_at {
+        for (i, job) in r.works_at.iter().enumerate() {
+            check_interval(&format!("works_at[{i}].until"), job.since.map(Into::into), job.until.map(Into::into))?;
             works_at.push(Job {
                 organization: self.reference(RecordKind::Organization, &job.organization)?,
                 since: job.since.map(Into::into),
@@ -424,6 +433,7 @@ impl Apply<'_, '_> {
 
     fn interaction(&mut self, r: &InteractionRecord) -> Result<(), ApplyError> {
         let at = Timestamp::from(r.occurred_at);
+        check_interval("resolved_at", Some(at), r.resolved_at.map(Into::into))?;
         let mut participants = Vec::with_capacity(r.participants.len());
         let mut seen = HashSet::with_capacity(r.participants.len());
         for p in &r.participants {
@@ -522,6 +532,7 @@ impl Apply<'_, '_> {
     }
 
     fn link(&mut self, r: &LinkRecord) -> Result<(), ApplyError> {
+        check_interval("until", r.since.map(Into::into), r.until.map(Into::into))?;
         let person = self.reference(RecordKind::Person, &r.person)?;
         let organization = self.reference(RecordKind::Organization, &r.organization)?;
         let (target, old) = match r.relation {

@@ -170,8 +170,7 @@ impl FromStr for NodeId {
         let bad = || BadNodeId(crate::ops::excerpt(s, 64).into_owned());
         let (prefix, rest) = s.split_once('_').ok_or_else(bad)?;
         let kind = RecordKind::ALL.into_iter().find(|k| k.id_prefix() == prefix).ok_or_else(bad)?;
-        let ulid = ulid::Ulid::from_string(rest).map_err(|_| bad())?;
-        Ok(Self { kind, ulid: ulid.0 })
+        Ok(Self { kind, ulid: parse_ulid(rest).ok_or_else(bad)? })
     }
 }
 
@@ -186,7 +185,7 @@ impl utoipa::PartialSchema for NodeId {
         use utoipa::openapi::schema::{ObjectBuilder, Type};
         ObjectBuilder::new()
             .schema_type(Type::String)
-            .pattern(Some("^(org|per|deal|int|obs)_[0-9A-HJKMNP-TV-Z]{26}$"))
+            .pattern(Some(crate::ops::NODE_ID_PATTERN))
             .description(Some("Node id: kind prefix and ULID"))
             .examples(["org_01J9Z3K4X7Q8R2M5N6P7T8V9W0"])
             .into()
@@ -426,8 +425,16 @@ pub fn merge_id_text(id: u128) -> String {
 
 /// Parses `mrg_…`.
 pub fn parse_merge_id(text: &str) -> Option<u128> {
-    let rest = text.strip_prefix("mrg_")?;
-    ulid::Ulid::from_string(rest).ok().map(|u| u.0)
+    parse_ulid(text.strip_prefix("mrg_")?)
+}
+
+/// A ULID exactly as this server writes it: 26 upper-case Crockford base-32 digits, the
+/// first at most 7 (the documented id patterns say the same, so a lower-case or aliased
+/// spelling is refused rather than silently read).
+fn parse_ulid(text: &str) -> Option<u128> {
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let strict = text.len() == 26 && text.as_bytes()[0] <= b'7' && text.bytes().all(|b| DIGITS.contains(&b));
+    strict.then(|| ulid::Ulid::from_string(text).ok().map(|u| u.0)).flatten()
 }
 
 /// Merge ids: `mrg_<ULID>` in JSON, a number in storage.

@@ -564,6 +564,11 @@ impl FromStr for TimelineCursor {
 
     fn from_str(s: &str) -> Result<Self, ()> {
         let (at, item) = s.split_once(':').ok_or(())?;
+        // As the documented pattern says: an optional minus and at most 18 digits.
+        let digits = at.strip_prefix('-').unwrap_or(at);
+        if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(());
+        }
         Ok(Self { at: Timestamp(at.parse().map_err(drop)?), item: item.parse().map_err(drop)? })
     }
 }

@@ -82,7 +82,7 @@ fn a_bad_batch_is_rejected_whole_with_every_bad_path() {
     let dangling = json!({"source": "crm", "operations": [org("c1", "Acme", "acme.com"),
         {"op": "add_observation", "external_id": "o1", "about": {"id": "org_01J9Z3K4X7Q8R2M5N6P7T8V9W0"}, "text": "x"}]});
     let response = server.post("/v1/ingest", &dangling);
-    assert_eq!(response.status(), 400);
+    assert_eq!(response.status(), 422, "well formed, but it names no record");
     assert_eq!(response.json::<Value>().unwrap()["details"][0]["path"], "operations[1].about.id");
     assert_eq!(server.get_json("/v1/stats")["organizations"], 0);
 }
@@ -154,6 +154,15 @@ fn observations_are_recorded_and_shown_in_context() {
     assert_eq!(all["items"].as_array().unwrap().len(), 2);
     assert_eq!(all["items"][0]["text"], "Slow to sign", "newest first");
 
+    // Well formed, but an interval that ends before it starts: 422, naming the field.
+    let backwards = server.post(
+        "/v1/ingest",
+        &json!({"source": "crm", "operations": [
+        {"op": "link", "relation": "works_at", "person": "p1", "organization": "c1",
+         "since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}]}),
+    );
+    assert_eq!(backwards.status(), 422);
+    assert_eq!(backwards.json::<Value>().unwrap()["details"][0]["path"], "operations[0].until");
     let unknown = server.post("/v1/observations", &json!({"about": "org_01J9Z3K4X7Q8R2M5N6P7T8V9W0", "text": "x"}));
     assert_eq!(unknown.status(), 404);
     let bad_tag = server.post("/v1/observations", &json!({"about": id, "text": "x", "tags": ["Not A Tag"]}));
@@ -193,7 +202,7 @@ fn merges_can_be_listed_undone_and_pinned() {
     let refused = server.post("/v1/merges", &json!({"a": a, "b": b}));
     assert_eq!(refused.status(), 409, "a pinned pair cannot be merged");
     let mixed = server.post("/v1/merges", &json!({"a": winner, "b": "per_01J9Z3K4X7Q8R2M5N6P7T8V9W0"}));
-    assert_eq!(mixed.status(), 400);
+    assert_eq!(mixed.status(), 422, "two well-formed ids of different kinds cannot be merged");
 }
 
 /// Replaces path parameters with ids of the right shape.
@@ -353,8 +362,18 @@ fn every_rejection_is_a_json_error_naming_the_parameter() {
     let body = bad_request_about(response, "");
     assert!(body["details"][0]["message"].as_str().unwrap().starts_with("malformed JSON"), "{body}");
     bad_request_about(server.post("/v1/observations", &json!({"about": "acme", "text": "x"})), "about");
-    bad_request_about(server.post("/v1/observations", &json!({"about": "deal_01J9Z3K4X7Q8R2M5N6P7T8V9W0", "text": "x"})), "about");
+    let deal = server.post("/v1/observations", &json!({"about": "deal_01J9Z3K4X7Q8R2M5N6P7T8V9W0", "text": "x"}));
+    assert_eq!(deal.status(), 422, "a well-formed id of the wrong kind cannot be applied");
     bad_request_about(server.post("/v1/observations", &json!({"text": "x"})), "about");
+    // Well formed, but an interval that ends before it starts: 422, naming the field.
+    let backwards = server.post(
+        "/v1/ingest",
+        &json!({"source": "crm", "operations": [
+        {"op": "link", "relation": "works_at", "person": "p1", "organization": "c1",
+         "since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}]}),
+    );
+    assert_eq!(backwards.status(), 422);
+    assert_eq!(backwards.json::<Value>().unwrap()["details"][0]["path"], "operations[0].until");
     let unknown = server.post("/v1/observations", &json!({"about": "org_01J9Z3K4X7Q8R2M5N6P7T8V9W0", "text": "x"}));
     assert_eq!(unknown.status(), 404, "a well-formed id of nothing is not found");
 

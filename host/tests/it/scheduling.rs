@@ -124,7 +124,7 @@ fn a_live_daemons_schedules_are_set_and_switched_over_http() {
     assert!(listed()["plan"].is_object(), "an enabled schedule has a plan");
 
     let response = put("schedule", json!({"cron": "*/30 * * *"}));
-    assert_eq!(response.status(), 400);
+    assert_eq!(response.status(), 422);
     let error: serde_json::Value = response.json().unwrap();
     assert_eq!(error["details"][0]["path"], "cron", "{error}");
     let error: serde_json::Value = put("schedule", json!({"cron": "0 9 * * *", "timezone": "Tokyo"})).json().unwrap();

@@ -8,6 +8,7 @@ mod crash_import;
 mod crash_plugin;
 mod demo;
 mod example_connector;
+mod fuzz;
 mod harness;
 mod plugin_cli;
 mod plugin_guide;
