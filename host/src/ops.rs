@@ -222,6 +222,7 @@ pub struct ObservationRecord {
     pub about: Subject,
     /// Email of the employee who wrote it.
     #[serde(default)]
+    #[schema(value_type = Option<Email>)]
     pub author_email: Option<String>,
     /// The observation itself.
     #[schema(value_type = Text)]
