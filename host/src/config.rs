@@ -129,6 +129,10 @@ struct RawPlugins {
     run_timeout_secs: Option<u64>,
     host_call_timeout_secs: Option<u64>,
     max_operations_per_checkpoint: Option<usize>,
+    max_operation_bytes: Option<usize>,
+    max_pending_bytes: Option<usize>,
+    max_cursor_bytes: Option<usize>,
+    max_log_line_bytes: Option<usize>,
     run_history_days: Option<u64>,
     #[serde(default)]
     network: RawNetwork,
@@ -292,6 +296,14 @@ pub struct PluginsConfig {
     pub host_call_timeout: Duration,
     /// Operations a run may emit between two checkpoints.
     pub max_operations_per_checkpoint: usize,
+    /// Largest operation a plugin may emit (its JSON); a larger one is skipped.
+    pub max_operation_bytes: usize,
+    /// Bytes of operations a run may emit between two checkpoints.
+    pub max_pending_bytes: usize,
+    /// Largest cursor a checkpoint may commit.
+    pub max_cursor_bytes: usize,
+    /// Largest log line (message and fields) kept; longer ones are cut.
+    pub max_log_line_bytes: usize,
     /// How long run records and their logs are kept.
     pub run_history: Duration,
     /// How network calls are made.
@@ -311,6 +323,10 @@ impl PluginsConfig {
             run_timeout: Duration::from_secs(30 * 60),
             host_call_timeout: Duration::from_secs(60),
             max_operations_per_checkpoint: 10_000,
+            max_operation_bytes: 1 << 20,
+            max_pending_bytes: 64 << 20,
+            max_cursor_bytes: 1 << 20,
+            max_log_line_bytes: 8 << 10,
             run_history: Duration::from_secs(30 * 86_400),
             network: NetworkConfig::default(),
             instances: BTreeMap::new(),
@@ -402,6 +418,10 @@ const ENV_OVERRIDES: &[(&str, EnvKind)] = &[
     ("plugins.run_timeout_secs", EnvKind::Number),
     ("plugins.host_call_timeout_secs", EnvKind::Number),
     ("plugins.max_operations_per_checkpoint", EnvKind::Number),
+    ("plugins.max_operation_bytes", EnvKind::Number),
+    ("plugins.max_pending_bytes", EnvKind::Number),
+    ("plugins.max_cursor_bytes", EnvKind::Number),
+    ("plugins.max_log_line_bytes", EnvKind::Number),
     ("plugins.run_history_days", EnvKind::Number),
     ("plugins.network.connect_timeout_secs", EnvKind::Number),
     ("plugins.network.request_timeout_secs", EnvKind::Number),
@@ -733,6 +753,10 @@ fn plugins_config(raw: RawPlugins, store_path: Option<&Path>, env: &[(String, St
         raw.max_operations_per_checkpoint,
         std::convert::identity,
     )?;
+    set_positive(&mut config.max_operation_bytes, "plugins.max_operation_bytes", raw.max_operation_bytes, std::convert::identity)?;
+    set_positive(&mut config.max_pending_bytes, "plugins.max_pending_bytes", raw.max_pending_bytes, std::convert::identity)?;
+    set_positive(&mut config.max_cursor_bytes, "plugins.max_cursor_bytes", raw.max_cursor_bytes, std::convert::identity)?;
+    set_positive(&mut config.max_log_line_bytes, "plugins.max_log_line_bytes", raw.max_log_line_bytes, std::convert::identity)?;
     config.network = network_config(raw.network)?;
     for (name, instance) in raw.instances {
         let key = format!("plugins.instances.{name}");

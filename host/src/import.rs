@@ -194,7 +194,10 @@ impl<R: BufRead> RawLines<R> {
     }
 }
 
+/// Logs and keeps a dropped line; what it quotes of the input is cut short.
 fn skip(summary: &mut ImportSummary, source: &str, line: u64, external_id: Option<String>, reason: String) {
+    let external_id = external_id.map(|id| ops::excerpt(&id, 256).into_owned());
+    let reason = ops::excerpt(&reason, 1000).into_owned();
     warn!(source, line, external_id = external_id.as_deref().unwrap_or(""), %reason, "import line skipped");
     summary.skipped.push(SkippedLine { line, external_id, reason });
 }
@@ -220,8 +223,7 @@ fn commit(
     summary.batches += 1;
     for skipped in report.skipped {
         let reason = skipped.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-        // The graph already logged it; keep it for the summary with its line number.
-        summary.skipped.push(SkippedLine { line: lines[skipped.index], external_id: Some(skipped.external_id), reason });
+        skip(summary, &options.source, lines[skipped.index], Some(skipped.external_id), reason);
     }
     Ok(())
 }

@@ -464,6 +464,10 @@ impl PluginHost {
             cpu_budget: self.config.cpu_budget,
             host_call_timeout: self.config.host_call_timeout,
             max_operations_per_checkpoint: self.config.max_operations_per_checkpoint,
+            max_operation_bytes: self.config.max_operation_bytes,
+            max_pending_bytes: self.config.max_pending_bytes,
+            max_cursor_bytes: self.config.max_cursor_bytes,
+            max_log_line_bytes: self.config.max_log_line_bytes,
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::keys::{self, ns};
 use super::model::{
@@ -129,8 +129,8 @@ impl Graph {
                     Err(ApplyError::Graph(err)) => return Err(err),
                 }
             }
-            let reason = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-            warn!(source = %batch.source, index, external_id = op.external_id(), %reason, "operation skipped");
+            // Reported, not logged: the caller knows how to name and scrub it (a line number,
+            // a plugin's secrets).
             report.skipped.push(SkippedOperation { index, external_id: op.external_id().to_owned(), errors });
         }
         let metrics = &*METRICS;

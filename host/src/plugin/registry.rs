@@ -135,6 +135,18 @@ pub enum RunFailure {
         /// The limit.
         limit: usize,
     },
+    /// The plugin emitted more bytes of operations than allowed between two checkpoints.
+    PendingBytes {
+        /// The limit, in bytes.
+        limit_bytes: usize,
+    },
+    /// A checkpoint's cursor was larger than allowed.
+    CursorTooLarge {
+        /// The cursor's size.
+        bytes: usize,
+        /// The limit, in bytes.
+        limit_bytes: usize,
+    },
     /// The plugin's code trapped (a panic, an invalid instruction).
     Trap {
         /// The trap, and the panic message the plugin printed, if any.
@@ -157,6 +169,8 @@ impl RunFailure {
             Self::Timeout { .. } => "timeout",
             Self::HostCallTimeout { .. } => "host_call_timeout",
             Self::CheckpointCap { .. } => "checkpoint_cap",
+            Self::PendingBytes { .. } => "pending_bytes",
+            Self::CursorTooLarge { .. } => "cursor_too_large",
             Self::Trap { .. } => "trap",
             Self::Host { .. } => "host",
         }
@@ -185,6 +199,16 @@ impl std::fmt::Display for RunFailure {
                 "the plugin emitted more than {limit} operations without a checkpoint; checkpoint more often \
                  (after each page), or raise plugins.max_operations_per_checkpoint in rapport.toml"
             ),
+            Self::PendingBytes { limit_bytes } => write!(
+                f,
+                "the plugin emitted more than {limit_bytes} bytes of operations without a checkpoint; checkpoint more often \
+                 (after each page), or raise plugins.max_pending_bytes in rapport.toml"
+            ),
+            Self::CursorTooLarge { bytes, limit_bytes } => write!(
+                f,
+                "the plugin checkpointed a cursor of {bytes} bytes, over the limit of {limit_bytes} (plugins.max_cursor_bytes in \
+                 rapport.toml); a cursor should say where to resume, not carry data"
+            ),
             Self::Trap { message } => write!(f, "trapped: {message}"),
             Self::Host { message } => write!(f, "host error: {message}"),
         }
@@ -202,16 +226,18 @@ pub struct SkippedEmit {
 
 impl SkippedEmit {
     /// The example with the instance's secret values cut out of it.
-    pub(super) fn redacted(self, secrets: &Secrets) -> Self {
+    /// The example as a run reports it: secrets cut out of every string the plugin
+    /// controls (the id, each path, each message), and each string cut short, so a run
+    /// record stays small whatever the plugin emitted.
+    pub(super) fn reported(self, secrets: &Secrets) -> Self {
+        let shown = |text: &str, max_chars| crate::ops::excerpt(&secrets.redact(text), max_chars).into_owned();
         let errors = self
             .errors
             .into_iter()
-            .map(|mut error| {
-                error.message = secrets.redact(&error.message).into_owned();
-                error
-            })
+            .take(MAX_EXAMPLE_ERRORS)
+            .map(|error| FieldError { path: shown(&error.path, 200), message: shown(&error.message, 500) })
             .collect();
-        Self { external_id: secrets.redact(&self.external_id).into_owned(), errors }
+        Self { external_id: shown(&self.external_id, 256), errors }
     }
 }
 
@@ -285,6 +311,9 @@ pub struct NetworkCounters {
 
 /// How many dropped operations a run record keeps in full.
 pub const SKIPPED_EXAMPLES: usize = 20;
+
+/// Problems listed per skipped example; an operation may have more.
+const MAX_EXAMPLE_ERRORS: usize = 10;
 
 /// How many log lines a run keeps; later ones are counted only.
 pub const MAX_RUN_LOG_LINES: u64 = 1000;

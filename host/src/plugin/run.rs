@@ -23,8 +23,13 @@ use crate::ops::{self, Operation};
 
 /// Bytes of the plugin's stderr kept, to quote a panic message in the run record.
 const STDERR_CAPACITY: usize = 16 << 10;
-/// Longest log message re-emitted; longer ones are cut.
-const MAX_LOG_CHARS: usize = 4096;
+/// Longest log message re-emitted, in bytes; longer ones are cut.
+const MAX_LOG_MESSAGE_BYTES: usize = 4096;
+/// Fields kept per log line, and the longest field name.
+const MAX_LOG_FIELDS: usize = 32;
+const MAX_LOG_KEY_BYTES: usize = 64;
+/// What ends a cut log text.
+const CUT_MARK: &str = "…[cut: plugins.max_log_line_bytes]";
 
 /// The limits every run gets.
 #[derive(Debug, Clone)]
@@ -33,6 +38,10 @@ pub(super) struct RunLimits {
     pub cpu_budget: Duration,
     pub host_call_timeout: Duration,
     pub max_operations_per_checkpoint: usize,
+    pub max_operation_bytes: usize,
+    pub max_pending_bytes: usize,
+    pub max_cursor_bytes: usize,
+    pub max_log_line_bytes: usize,
 }
 
 /// The state of one store: WASI's empty context, the limits' bookkeeping and, during a
@@ -109,8 +118,9 @@ pub(super) struct ActiveRun {
     graph: Arc<Graph>,
     /// Operations emitted since the last checkpoint, parsed.
     pending: Vec<Operation>,
-    /// How many were emitted since the last checkpoint, parsed or not.
+    /// How many were emitted since the last checkpoint, parsed or not, and their bytes.
     emitted: usize,
+    emitted_bytes: usize,
     /// The record as it will be committed next; `committed` is the last one written.
     record: RunRecord,
     pub committed: Arc<Mutex<Committed>>,
@@ -121,7 +131,7 @@ impl ActiveRun {
     pub fn new(graph: Arc<Graph>, record: RunRecord, on_commit: Box<dyn Fn(&RunRecord) + Send + Sync>, trace: bool) -> Self {
         let committed =
             Arc::new(Mutex::new(Committed { record: record.clone(), late: None, log: RunLog::default(), trace: trace.then(Vec::new) }));
-        Self { graph, pending: Vec::new(), emitted: 0, record, committed, on_commit }
+        Self { graph, pending: Vec::new(), emitted: 0, emitted_bytes: 0, record, committed, on_commit }
     }
 }
 
@@ -236,11 +246,15 @@ impl RunState {
     /// updated run record in one atomic batch.
     pub async fn commit(&mut self, cursor: Option<String>) -> wasmtime::Result<()> {
         let timeout = self.limits.host_call_timeout;
+        if let Some(bytes) = cursor.as_ref().map(String::len).filter(|&bytes| bytes > self.limits.max_cursor_bytes) {
+            return Err(self.stop(RunFailure::CursorTooLarge { bytes, limit_bytes: self.limits.max_cursor_bytes }));
+        }
         let network = self.network.counters.clone();
         let secrets = self.network.secrets().clone();
         let run = self.run_or_trap("checkpoint")?;
         let operations = std::mem::take(&mut run.pending);
         run.emitted = 0;
+        run.emitted_bytes = 0;
         let mut record = run.record.clone();
         record.network = network;
         if cursor.is_some() {
@@ -261,15 +275,19 @@ impl RunState {
         let batch =
             IngestBatch { source: record.instance.clone(), operations, policy: InvalidPolicy::SkipInvalid, meta, now: Timestamp::now() };
         let graph = Arc::clone(&run.graph);
+        let span = tracing::Span::current();
         let mut commit = tokio::task::spawn_blocking(move || {
+            let _run = span.enter();
             let report = graph.ingest_then(batch, |report| {
                 record.operations_applied += report.applied as u64;
                 record.operations_skipped += report.skipped.len() as u64;
                 let skipped_deletions = report.skipped.iter().filter(|s| deletions.binary_search(&s.index).is_ok()).count();
                 record.operations_deleted += (deletions.len() - skipped_deletions) as u64;
                 for skipped in &report.skipped {
-                    let example = SkippedEmit { external_id: skipped.external_id.clone(), errors: skipped.errors.clone() };
-                    keep_example(&mut record, example.redacted(&secrets));
+                    let example =
+                        SkippedEmit { external_id: skipped.external_id.clone(), errors: skipped.errors.clone() }.reported(&secrets);
+                    log_skipped(&example);
+                    keep_example(&mut record, example);
                 }
                 vec![(registry::run_key(&record.instance, &record.id), registry::encode(&record))]
             });
@@ -291,6 +309,29 @@ impl RunState {
         (run.on_commit)(&record);
         Ok(())
     }
+}
+
+/// At most `max` bytes of `text`, taken from `budget`; a cut text ends at a character
+/// boundary with [`CUT_MARK`] (which may exceed a budget smaller than itself).
+fn cut_to(text: &str, max: usize, budget: &mut usize) -> String {
+    let max = max.min(*budget);
+    let kept = if text.len() <= max {
+        text.to_owned()
+    } else {
+        let mut end = max.saturating_sub(CUT_MARK.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}{CUT_MARK}", &text[..end])
+    };
+    *budget = budget.saturating_sub(kept.len());
+    kept
+}
+
+/// Logs a dropped operation as the run reports it (secrets cut out, quotes cut short).
+fn log_skipped(example: &SkippedEmit) {
+    let reason = example.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+    tracing::warn!(external_id = %example.external_id, %reason, "operation skipped");
 }
 
 /// Keeps the first few dropped operations in full; the rest are only counted.
@@ -315,25 +356,39 @@ impl bindings::TypesHost for RunState {}
 impl bindings::Host for RunState {
     async fn emit(&mut self, operations: Vec<String>) -> wasmtime::Result<()> {
         self.pause_clock();
-        let limit = self.limits.max_operations_per_checkpoint;
+        let RunLimits { max_operations_per_checkpoint: limit, max_operation_bytes, max_pending_bytes, .. } = self.limits;
         let secrets = self.network.secrets().clone();
         let run = self.run_or_trap("emit")?;
         run.emitted += operations.len();
         if run.emitted > limit {
             return Err(self.stop(RunFailure::CheckpointCap { limit }));
         }
+        run.emitted_bytes = operations.iter().map(String::len).fold(run.emitted_bytes, usize::saturating_add);
+        if run.emitted_bytes > max_pending_bytes {
+            return Err(self.stop(RunFailure::PendingBytes { limit_bytes: max_pending_bytes }));
+        }
         let mut dropped = 0;
         for json in &operations {
-            match ops::parse_operation(json, "") {
+            let parsed = if json.len() > max_operation_bytes {
+                // Not parsed: its id, if any, is not worth reading a huge document for.
+                let message = format!(
+                    "the operation has {} bytes, over the limit of {max_operation_bytes} (plugins.max_operation_bytes)",
+                    json.len()
+                );
+                Err(ops::FieldError { path: String::new(), message })
+            } else {
+                ops::parse_operation(json, "")
+            };
+            match parsed {
                 Ok(operation) => run.pending.push(operation),
                 Err(error) => {
-                    let external_id = serde_json::from_str::<serde_json::Value>(json)
-                        .ok()
+                    let external_id = (json.len() <= max_operation_bytes)
+                        .then(|| serde_json::from_str::<serde_json::Value>(json).ok())
+                        .flatten()
                         .and_then(|v| v.get("external_id").and_then(|id| id.as_str().map(str::to_owned)))
                         .unwrap_or_default();
-                    let example = SkippedEmit { external_id, errors: vec![error] }.redacted(&secrets);
-                    let (path, reason) = (&example.errors[0].path, &example.errors[0].message);
-                    tracing::warn!(external_id = example.external_id, %path, %reason, "operation skipped");
+                    let example = SkippedEmit { external_id, errors: vec![error] }.reported(&secrets);
+                    log_skipped(&example);
                     run.record.operations_skipped += 1;
                     keep_example(&mut run.record, example);
                     dropped += 1;
@@ -357,10 +412,17 @@ impl bindings::Host for RunState {
     async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
         self.pause_clock();
         let secrets = self.network.secrets();
-        let message: String = message.chars().take(MAX_LOG_CHARS).collect();
-        let message = secrets.redact(&message).into_owned();
-        let fields: Vec<(String, String)> =
-            fields.iter().take(32).map(|(k, v)| (secrets.redact(k).into_owned(), secrets.redact(v).into_owned())).collect();
+        // Secrets are cut out before the line is shortened, so no part of one survives a cut.
+        let mut budget = self.limits.max_log_line_bytes;
+        let message = cut_to(&secrets.redact(&message), budget.min(MAX_LOG_MESSAGE_BYTES), &mut budget);
+        let fields: Vec<(String, String)> = fields
+            .iter()
+            .take(MAX_LOG_FIELDS)
+            .map(|(k, v)| {
+                let key = cut_to(&secrets.redact(k), MAX_LOG_KEY_BYTES, &mut budget);
+                (key, cut_to(&secrets.redact(v), budget, &mut budget))
+            })
+            .collect();
         let shown = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
         match level {
             Level::Trace => tracing::trace!(target: "plugin", fields = %shown, "{message}"),

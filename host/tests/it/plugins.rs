@@ -254,3 +254,59 @@ fn compiled_code_is_cached_on_disk_and_a_damaged_cache_file_is_recompiled() {
     assert_ne!(inode(), damaged, "the damaged artifact was replaced");
     assert_ne!(std::fs::read(artifact).unwrap(), bytes);
 }
+
+#[test]
+fn an_operation_over_the_byte_limit_is_skipped_naming_the_limit() {
+    let server = TestServer::with_plugin_limits(|c| c.max_operation_bytes = 64 << 10);
+    install(&server, "hostile", "one-big", json!({"behaviour": "big-emit", "bytes": 100_000, "count": 1}));
+    let record = run_beside_good_neighbours(&server, "one-big");
+    assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
+    assert_eq!((record.operations_skipped, record.operations_applied), (1, 1));
+    let reason = &record.skipped_examples[0].errors[0].message;
+    assert!(reason.contains("over the limit of 65536 (plugins.max_operation_bytes)"), "{reason}");
+    assert_eq!(organizations(&server, "one-big", ["after-the-flood".to_owned()]), 1, "the rest of the run is committed");
+}
+
+#[test]
+fn a_flood_of_bytes_without_a_checkpoint_fails_the_run_naming_the_budget() {
+    let server = TestServer::with_plugin_limits(|c| c.max_pending_bytes = 1 << 20);
+    // Each operation is under the per-operation limit; together they pass the budget.
+    install(&server, "hostile", "many-big", json!({"behaviour": "big-emit", "bytes": 60_000, "count": 100}));
+    let record = run_beside_good_neighbours(&server, "many-big");
+    let failure = failure(&record);
+    assert_eq!(failure, &RunFailure::PendingBytes { limit_bytes: 1 << 20 });
+    assert!(failure.to_string().contains("plugins.max_pending_bytes"), "{failure}");
+    assert_eq!(organizations(&server, "many-big", (0..100).map(|n| format!("big-{n}"))), 0, "nothing uncommitted lands");
+}
+
+#[test]
+fn a_cursor_over_the_byte_limit_fails_the_run_and_the_previous_cursor_stays() {
+    let server = TestServer::with_plugin_limits(|c| c.max_cursor_bytes = 4096);
+    install(&server, "hostile", "fat-cursor", json!({"behaviour": "big-cursor", "bytes": 5000}));
+    let record = run_beside_good_neighbours(&server, "fat-cursor");
+    assert_eq!(failure(&record), &RunFailure::CursorTooLarge { bytes: 5000, limit_bytes: 4096 });
+    assert_eq!(server.plugins.cursor("fat-cursor").unwrap(), None, "no cursor was committed");
+}
+
+#[test]
+fn log_lines_and_skipped_examples_stay_small_whatever_the_plugin_sends() {
+    let server = TestServer::with_plugin_limits(|c| c.max_log_line_bytes = 1000);
+    install(&server, "hostile", "chatty", json!({"behaviour": "big-log", "bytes": 1_000_000, "count": 3}));
+    let record = run_beside_good_neighbours(&server, "chatty");
+    assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
+    let lines = server.plugins.logs("chatty", &record.id).unwrap();
+    assert_eq!(lines.len(), 3);
+    for line in &lines {
+        let size = line.message.len() + line.fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        assert!(size <= 1000 + 64, "a line of {size} bytes");
+        assert!(line.fields[0].1.ends_with("[cut: plugins.max_log_line_bytes]"), "{:?}", &line.fields[0].1[..50]);
+    }
+
+    // Invalid operations with huge ids and values: each example quotes them in part.
+    install(&server, "hostile", "garbage", json!({"behaviour": "big-invalid", "bytes": 200_000, "count": 30}));
+    let record = run(&server, "garbage");
+    assert_eq!(record.operations_skipped, 30);
+    assert_eq!(record.skipped_examples.len(), 20);
+    let size = serde_json::to_vec(&record).unwrap().len();
+    assert!(size < 64 << 10, "a run record of {size} bytes");
+}
