@@ -334,6 +334,24 @@ impl PluginsConfig {
     }
 }
 
+impl PluginsConfig {
+    /// The most memory the daemon holds for one run, in bytes: the run's linear memory and
+    /// one host call's arguments lifted out of it (each at most `memory_limit_bytes`); the
+    /// operations pending until the next checkpoint, parsed and then written
+    /// (`max_pending_bytes` of JSON, counted four times); its log lines (1,000 kept, each
+    /// at most `max_log_line_bytes`); its cursor, twice (the record and the commit); and a
+    /// mebibyte for its record, skipped examples and bookkeeping. ARCHITECTURE.md states
+    /// the same formula.
+    pub fn host_memory_bound_bytes(&self) -> u64 {
+        let bytes = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        2 * self.memory_limit_bytes
+            + 4 * bytes(self.max_pending_bytes)
+            + 1000 * bytes(self.max_log_line_bytes)
+            + 2 * bytes(self.max_cursor_bytes)
+            + (1 << 20)
+    }
+}
+
 /// Default page cache of the store. sled's cache limit counts encoded page sizes, while
 /// cached pages live decoded and several times larger, so the limit is kept modest.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
