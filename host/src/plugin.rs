@@ -310,6 +310,8 @@ struct Claim {
     record: RunRecord,
     instance: Instance,
     plugin: InstalledPlugin,
+    /// The cursor the run starts from, as stored (the record shows it with secrets cut out).
+    cursor: Option<String>,
 }
 
 impl Drop for Claim {
@@ -607,9 +609,16 @@ impl PluginHost {
         registry::list(&self.graph, "instance/")
     }
 
-    /// The last committed cursor of an instance.
+    /// The last committed cursor of an instance, as shown to people: the instance's
+    /// secrets cut out (the plugin itself resumes from the stored value).
     pub fn cursor(&self, instance: &str) -> Result<Option<String>, PluginError> {
-        Ok(registry::cursor(&self.graph, instance)?)
+        let secrets = self.secrets_of(instance);
+        Ok(registry::cursor(&self.graph, instance)?.map(|c| secrets.redact(&c).into_owned()))
+    }
+
+    /// The secrets the operator grants `instance`.
+    fn secrets_of(&self, instance: &str) -> Secrets {
+        Secrets::new(self.config.instances.get(instance).map(|grant| grant.secrets.clone()).unwrap_or_default())
     }
 
     /// Sets (or, with `None`, clears) an instance's cursor: its next run starts there, or
@@ -877,7 +886,7 @@ impl PluginHost {
         let network = Network::new(self.access(claim), self.network.clone());
         let mut store = RunState::store(&self.sandbox.engine, self.limits(), Some(active), network);
         let config = claim.instance.config.to_string();
-        let cursor = claim.record.cursor.clone();
+        let cursor = claim.cursor.clone();
         let work = async {
             let connector = match pre.instantiate_async(&mut store).await {
                 Ok(connector) => connector,
@@ -982,10 +991,11 @@ impl PluginHost {
             log_lines_dropped: 0,
             failure: None,
         };
-        let mut claim = Claim { running: Arc::clone(&self.running), record, instance, plugin };
         let cursor = cursor?;
-        claim.record.cursor_before.clone_from(&cursor);
-        claim.record.cursor = cursor;
+        let shown = cursor.as_deref().map(|c| self.secrets_of(name).redact(c).into_owned());
+        let mut claim = Claim { running: Arc::clone(&self.running), record, instance, plugin, cursor };
+        claim.record.cursor_before.clone_from(&shown);
+        claim.record.cursor = shown;
         self.graph.write_meta(vec![
             (registry::run_key(name, &claim.record.id), Some(registry::encode(&claim.record))),
             (registry::active_key(name), Some(claim.record.id.clone().into_bytes())),

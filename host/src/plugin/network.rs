@@ -110,13 +110,20 @@ impl Network {
         )
     }
 
-    /// Counts a refusal, logs it once per destination, and makes it the plugin's error.
+    /// Counts a refusal, logs it once per destination, and makes it the plugin's error,
+    /// secrets cut out of both (the plugin chooses the destination).
     fn deny(&mut self, origin: &Origin, message: String) -> NetworkError {
         self.counters.denied += 1;
+        let message = self.scrub(&message);
         if self.denied_logged.insert(origin.to_string()) {
-            tracing::warn!(destination = %origin, "{message}");
+            tracing::warn!(destination = %self.shown(origin), "{message}");
         }
         NetworkError::Denied(message)
+    }
+
+    /// A destination as logs show it: the plugin chose it, so secrets are cut out.
+    pub(super) fn shown(&self, origin: &Origin) -> String {
+        self.scrub(&origin.to_string())
     }
 
     /// The addresses of `origin` this run may connect to, in resolver order (an IP

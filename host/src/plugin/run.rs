@@ -257,9 +257,10 @@ impl RunState {
         run.emitted_bytes = 0;
         let mut record = run.record.clone();
         record.network = network;
-        if cursor.is_some() {
+        if let Some(cursor) = &cursor {
             record.checkpoints += 1;
-            record.cursor.clone_from(&cursor);
+            // The record is shown (API, CLI); the plugin resumes from the stored cursor.
+            record.cursor = Some(secrets.redact(cursor).into_owned());
         }
         let mut meta: Vec<(String, Vec<u8>)> =
             cursor.iter().map(|c| (registry::cursor_key(&record.instance), c.as_bytes().to_vec())).collect();

@@ -1,6 +1,7 @@
 //! A configured secret goes to the remote its plugin instance calls, and nowhere else: not
-//! into the daemon's log (at debug level, with the plugin trying to log it and to fail with
-//! it), its run records, or any API response.
+//! into the daemon's log (at debug level, with the plugin trying to log it, to fail with it,
+//! to reach a host named by it, to emit it as an id and a field's name, and to checkpoint
+//! it in a cursor), its run records, or any API response.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -57,6 +58,7 @@ fn secrets_never_reach_logs_run_records_or_api_responses() {
     let steps = json!({"steps": [
         {"id": "auth", "http": {"method": "GET", "url": url, "bearer_secret": "api_token"}},
         {"id": "leak-to-log", "secret": "api_token"},
+        {"id": "plant", "plant_secret": "api_token"},
         {"id": "leak-to-error", "fail_with_secret": "api_token"},
     ]});
     let install = rapport(&store)
@@ -80,6 +82,10 @@ fn secrets_never_reach_logs_run_records_or_api_responses() {
     assert_eq!(run["status"], "failed", "{run}");
     assert_eq!(run["failure"]["error"]["kind"], "auth", "{run}");
     assert_eq!(authorized.load(Ordering::SeqCst), 1, "the remote should have seen the secret once");
+    // The planted copies arrived, so their absence below is the host's doing.
+    assert_eq!(run["operations_skipped"], 2, "{run}");
+    assert_eq!(run["network"]["denied"], 1, "{run}");
+    assert_eq!(run["cursor"], "cursor-[redacted]", "{run}");
 
     let mut responses = vec![run.to_string()];
     let paths = [

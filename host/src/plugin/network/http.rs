@@ -223,7 +223,7 @@ impl Network {
                 Ok(Ok(answer)) => answer,
             };
             let status = answer.status();
-            tracing::debug!(method = %method, destination = %origin, status = status.as_u16(), "http request");
+            tracing::debug!(method = %method, destination = %self.shown(&origin), status = status.as_u16(), "http request");
             if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
                 self.counters.http_rate_limited += 1;
             }
@@ -252,7 +252,7 @@ impl Network {
                     retries += 1;
                     self.counters.http_retries += 1;
                     self.counters.wait_ms += u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
-                    tracing::info!(destination = %origin, status = status.as_u16(), wait_ms = wait.as_millis(), retry = retries, "rate limited; retrying");
+                    tracing::info!(destination = %self.shown(&origin), status = status.as_u16(), wait_ms = wait.as_millis(), retry = retries, "rate limited; retrying");
                     tokio::time::sleep(wait).await;
                 }
                 Answer::Final(response) => {

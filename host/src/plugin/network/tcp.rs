@@ -89,7 +89,7 @@ impl Network {
         if mode == TlsMode::Tls {
             stream.handshake(timeout).await?;
         }
-        tracing::debug!(destination = %stream.origin, tls = ?mode, "tcp connection opened");
+        tracing::debug!(destination = %self.shown(&stream.origin), tls = ?mode, "tcp connection opened");
         Ok(stream)
     }
 
