@@ -296,3 +296,29 @@ fn secrets_reach_their_instance_and_the_remote_but_never_its_reports() {
     let crm = listed["instances"].as_array().unwrap().iter().find(|i| i["name"] == "crm").unwrap();
     assert_eq!(crm["grant"]["secrets"], json!(["api_token"]), "names are shown, values never");
 }
+
+#[test]
+fn headers_a_plugin_sets_stay_with_their_origin_and_host_is_the_urls() {
+    let remote = Remote::start(SECRET);
+    let server = server(vec![("probe", grant(&["http://127.0.0.1:*", "http://localhost:*"]))], |_| {});
+    let (base, port) = (&remote.http, remote.http_port);
+    let with_headers = |url: String| json!({"method": "GET", "url": url, "headers": [["X-Api-Key", "k-123"], ["Accept", "text/plain"]]});
+    let (_, outcomes) = probe_ok(
+        &server,
+        "probe",
+        json!([
+            {"id": "same-origin", "http": with_headers(format!("{base}/redirect?to={base}/headers"))},
+            {"id": "cross-origin", "http": with_headers(format!("{base}/redirect?to=http://localhost:{port}/headers"))},
+            {"id": "host", "http": {"method": "GET", "url": format!("{base}/hello"), "headers": [["Host", "elsewhere.example"]]}},
+        ]),
+    );
+    let same = outcomes["same-origin"]["body"].as_str().unwrap();
+    assert!(same.contains("x-api-key: k-123") && same.contains("accept: text/plain"), "{same}");
+    let cross = outcomes["cross-origin"]["body"].as_str().unwrap();
+    assert_eq!(outcomes["cross-origin"]["status"], 200);
+    assert!(!cross.contains("x-api-key") && cross.contains("accept: text/plain"), "a custom credential followed the redirect: {cross}");
+    let (kind, message) = error(&outcomes["host"]);
+    assert_eq!(kind, "invalid_request");
+    assert!(message.contains("Host header"), "{message}");
+    assert!(remote.arrivals("/hello").is_empty(), "the request with a Host of the plugin's choosing never left");
+}

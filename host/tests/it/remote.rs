@@ -79,6 +79,7 @@ impl Remote {
 fn router(api: Api) -> axum::Router {
     axum::Router::new()
         .route("/hello", get(|| async { "hello" }))
+        .route("/headers", get(|headers: HeaderMap| async move { echo_headers(&headers) }))
         .route("/redirect", get(|Query(q): Query<HashMap<String, String>>| async move { redirect(&q["to"]) }))
         .route("/big", get(|Query(q): Query<HashMap<String, usize>>| async move { "x".repeat(q["bytes"]) }))
         .route("/chunked", get(chunked))
@@ -100,6 +101,11 @@ async fn record(State(api): State<Api>, request: axum::extract::Request, next: a
 async fn chunked(Query(q): Query<HashMap<String, usize>>) -> Response {
     let chunks = (0..q["bytes"].div_ceil(100)).map(move |i| Ok::<_, std::convert::Infallible>("x".repeat(100.min(q["bytes"] - i * 100))));
     axum::body::Body::from_stream(futures_util::stream::iter(chunks)).into_response()
+}
+
+/// The request's headers, one `name: value` per line, names in lower case.
+fn echo_headers(headers: &HeaderMap) -> String {
+    headers.iter().map(|(name, value)| format!("{name}: {}\n", value.to_str().unwrap_or("?"))).collect()
 }
 
 fn redirect(to: &str) -> Response {

@@ -41,6 +41,20 @@ fn start_receiver() -> (String, Arc<AtomicUsize>) {
     (url, authorized)
 }
 
+/// A listener standing in for a proxy: counts the connections made to it.
+fn start_proxy() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&connections);
+    std::thread::spawn(move || {
+        for _ in listener.incoming() {
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (addr, connections)
+}
+
 #[test]
 fn secrets_never_reach_logs_run_records_or_api_responses() {
     let (url, authorized) = start_receiver();
@@ -76,12 +90,20 @@ fn secrets_never_reach_logs_run_records_or_api_responses() {
     let log = std::fs::File::create(&log_path).unwrap();
     let mut command = rapport(&store);
     command.env("PROBE_API_TOKEN", SECRET).env("RUST_LOG", "debug").arg("--config").arg(&config).arg("serve").stderr(log);
+    // A proxy in the daemon's environment would resolve names past the address rule:
+    // plugin traffic must not go through it.
+    let proxied = start_proxy();
+    for var in ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"] {
+        command.env(var, format!("http://{}", proxied.0));
+    }
+    command.env_remove("no_proxy").env_remove("NO_PROXY");
     let daemon = Daemon::spawn(&mut command, "rapport listening on ");
     let id = daemon.start_run(INSTANCE);
     let run = daemon.wait_for_run(INSTANCE, &id, |r| r["status"] != "running");
     assert_eq!(run["status"], "failed", "{run}");
     assert_eq!(run["failure"]["error"]["kind"], "auth", "{run}");
     assert_eq!(authorized.load(Ordering::SeqCst), 1, "the remote should have seen the secret once");
+    assert_eq!(proxied.1.load(Ordering::SeqCst), 0, "a plugin request went through the environment's proxy");
     // The planted copies arrived, so their absence below is the host's doing.
     assert_eq!(run["operations_skipped"], 2, "{run}");
     assert_eq!(run["network"]["denied"], 1, "{run}");

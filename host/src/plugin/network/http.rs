@@ -20,6 +20,10 @@ const MAX_REDIRECTS: usize = 10;
 /// First backoff when a 429/503 names no `Retry-After`; doubled per retry.
 const BASE_BACKOFF: Duration = Duration::from_millis(500);
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
+/// Plugin-set headers that follow a redirect to another origin; every other one, a
+/// credential under any name (`X-Api-Key`, `X-Auth-Token`, …) among them, stays behind.
+const CROSS_ORIGIN_HEADERS: &[HeaderName] =
+    &[header::ACCEPT, header::ACCEPT_LANGUAGE, header::CONTENT_LANGUAGE, header::CONTENT_TYPE, header::USER_AGENT];
 
 /// Resolves names for the run's HTTP client, dropping restricted addresses no grant
 /// names; the check happens where the connection is made, so a name cannot change its
@@ -161,6 +165,9 @@ impl Network {
         let client = reqwest::Client::builder()
             .use_preconfigured_tls((*self.shared.tls).clone())
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the daemon's environment would resolve names itself, past the
+            // address rule; plugin traffic goes direct.
+            .no_proxy()
             .connect_timeout(self.shared.config.connect_timeout)
             .dns_resolver(Arc::new(GrantedResolver { access: Arc::clone(&self.access) }))
             .user_agent(concat!("rapport/", env!("CARGO_PKG_VERSION")))
@@ -194,6 +201,10 @@ impl Network {
         for (name, value) in &request.headers {
             let parsed = HeaderName::from_bytes(name.as_bytes()).ok().zip(HeaderValue::from_str(value).ok());
             let (name, value) = parsed.ok_or_else(|| invalid(format!("header `{name}` has an invalid name or value")))?;
+            if name == header::HOST {
+                // A Host of the plugin's choosing would reach another site behind a granted name.
+                return Err(invalid("the Host header is the URL's host; set the URL instead".to_owned()));
+            }
             headers.append(name, value);
         }
         let mut body = request.body;
@@ -235,11 +246,13 @@ impl Network {
                     }
                     let next = location.to_str().ok().and_then(|l| url.join(l).ok());
                     let next = next.ok_or_else(|| NetworkError::Io(format!("{origin} redirected to an unreadable location")))?;
-                    // Credentials stay with the origin they were meant for.
+                    // Credentials stay with the origin they were meant for, whatever they are called.
                     if Origin::of_url(&next).as_ref() != Some(&origin) {
-                        for name in [header::AUTHORIZATION, header::COOKIE, header::PROXY_AUTHORIZATION] {
-                            headers.remove(name);
-                        }
+                        headers = headers
+                            .iter()
+                            .filter(|(name, _)| CROSS_ORIGIN_HEADERS.contains(name))
+                            .map(|(n, v)| (n.clone(), v.clone()))
+                            .collect();
                     }
                     if status == StatusCode::SEE_OTHER || (method == Method::POST && matches!(status.as_u16(), 301 | 302)) {
                         method = Method::GET;
