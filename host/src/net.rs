@@ -195,6 +195,13 @@ impl HostPattern {
             _ => None,
         }
     }
+
+    /// Whether this pattern names `ip` itself for `origin`'s scheme and port: the grant a
+    /// restricted address needs when a name resolves to it (`tcp://127.0.0.1:5000` admits
+    /// that port over TCP, not HTTP on another).
+    pub fn admits_address(&self, origin: &Origin, ip: IpAddr) -> bool {
+        self.literal_ip() == Some(ip) && self.scheme == origin.scheme && self.port.is_none_or(|port| port == origin.port)
+    }
 }
 
 impl std::fmt::Display for HostPattern {

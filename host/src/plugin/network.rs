@@ -9,7 +9,7 @@ pub(crate) mod tcp;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub(crate) use self::bucket::TokenBucket;
 use super::bindings::NetworkError;
@@ -55,11 +55,22 @@ pub(crate) struct Network {
     pub counters: NetworkCounters,
     /// TCP connections the plugin holds open now.
     pub open_connections: usize,
+    /// The HTTP origin being connected to, for the resolver (which is told only the name);
+    /// a run's requests are made one at a time.
+    connecting: Arc<Mutex<Option<Origin>>>,
 }
 
 impl Network {
     pub fn new(access: Arc<Access>, shared: NetworkShared) -> Self {
-        Self { access, shared, client: None, denied_logged: HashSet::new(), counters: NetworkCounters::default(), open_connections: 0 }
+        Self {
+            access,
+            shared,
+            client: None,
+            denied_logged: HashSet::new(),
+            counters: NetworkCounters::default(),
+            open_connections: 0,
+            connecting: Arc::default(),
+        }
     }
 
     pub fn secrets(&self) -> &Secrets {
@@ -97,7 +108,7 @@ impl Network {
 
     /// Why `ip` may not be reached for `origin`, if it may not.
     fn address_refusal(&self, origin: &Origin, ip: IpAddr) -> Option<String> {
-        let refused = ungranted_address(&self.access.granted, ip)?;
+        let refused = ungranted_address(&self.access.granted, Some(origin), ip)?;
         Some(self.restricted_message(origin, &refused))
     }
 
@@ -121,6 +132,14 @@ impl Network {
         NetworkError::Denied(message)
     }
 
+    /// Waits for the instance's rate limit, if it has one, before a request or a connect.
+    pub(super) async fn pace(&mut self) {
+        if let Some(bucket) = &self.access.bucket {
+            let waited = bucket.acquire().await;
+            self.counters.wait_ms += u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+        }
+    }
+
     /// A destination as logs show it: the plugin chose it, so secrets are cut out.
     pub(super) fn shown(&self, origin: &Origin) -> String {
         self.scrub(&origin.to_string())
@@ -139,7 +158,7 @@ impl Network {
             .await
             .map_err(|_| NetworkError::Timeout(format!("resolving {name} took longer than the connect timeout")))?
             .map_err(|e| NetworkError::Connect(format!("cannot resolve {name}: {e}")))?;
-        admit(&self.access.granted, resolved).map_err(|refused| {
+        admit(&self.access.granted, Some(origin), resolved).map_err(|refused| {
             let message = self.restricted_message(origin, &refused);
             self.deny(origin, message)
         })
@@ -161,18 +180,24 @@ pub(crate) struct RestrictedAddress {
 
 /// Private, loopback and link-local addresses are reachable only when a grant names them
 /// literally (`http://127.0.0.1:*`): a name that merely resolves to one is not enough.
-fn ungranted_address(granted: &[HostPattern], ip: IpAddr) -> Option<RestrictedAddress> {
+/// `ip`'s restricted range, if it has one and no grant names it for `origin` (unknown: no
+/// grant does).
+fn ungranted_address(granted: &[HostPattern], origin: Option<&Origin>, ip: IpAddr) -> Option<RestrictedAddress> {
     let range = restricted_range(ip)?;
-    (!granted.iter().any(|p| p.literal_ip() == Some(ip))).then_some(RestrictedAddress { ip, range })
+    (!origin.is_some_and(|origin| granted.iter().any(|p| p.admits_address(origin, ip)))).then_some(RestrictedAddress { ip, range })
 }
 
 /// The addresses of a resolved name that may be reached; none is an error naming the
 /// first refused one.
-fn admit(granted: &[HostPattern], resolved: impl IntoIterator<Item = SocketAddr>) -> Result<Vec<SocketAddr>, RestrictedAddress> {
+fn admit(
+    granted: &[HostPattern],
+    origin: Option<&Origin>,
+    resolved: impl IntoIterator<Item = SocketAddr>,
+) -> Result<Vec<SocketAddr>, RestrictedAddress> {
     let mut allowed = Vec::new();
     let mut refused = None;
     for address in resolved {
-        match ungranted_address(granted, address.ip()) {
+        match ungranted_address(granted, origin, address.ip()) {
             None => allowed.push(address),
             Some(restricted) => refused = refused.or(Some(restricted)),
         }

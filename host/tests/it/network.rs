@@ -251,14 +251,25 @@ fn tcp_streams_reach_granted_ports_with_tls_verified_against_the_configured_ca()
 }
 
 #[test]
-fn tls_fails_when_the_servers_ca_is_not_trusted() {
+fn tls_fails_when_the_servers_ca_is_not_trusted_and_failures_take_no_connection_place() {
     let remote = Remote::start(SECRET);
-    let server = server(vec![("probe", grant(&[&format!("tcp://127.0.0.1:{}", remote.tls_echo.port())]))], |_| {});
-    let spec = json!({"host": "127.0.0.1", "port": remote.tls_echo.port(), "tls": "tls", "exchange": ["hello\n"]});
-    let (_, outcomes) = probe_ok(&server, "probe", json!([{"id": "tls", "tcp": spec}]));
-    let (kind, message) = error(&outcomes["tls"]);
+    let (tls, plain) = (remote.tls_echo.port(), remote.plain_echo.port());
+    let mut paced = grant(&[&format!("tcp://127.0.0.1:{tls}"), &format!("tcp://127.0.0.1:{plain}")]);
+    paced.rate_limit = Some(RateLimit { requests_per_second: 50.0, burst: 1 });
+    let server = server(vec![("probe", paced)], |_| {});
+    let spec = json!({"host": "127.0.0.1", "port": tls, "tls": "tls", "exchange": ["hello\n"]});
+    // More failed handshakes than a run has connection places, then a good connection.
+    let mut steps: Vec<Value> = (0..20).map(|i| json!({"id": format!("tls-{i}"), "tcp": spec})).collect();
+    steps.push(json!({"id": "plain", "tcp": {"host": "127.0.0.1", "port": plain, "tls": "none", "exchange": ["still here\n"]}}));
+    let (record, outcomes) = probe_ok(&server, "probe", Value::Array(steps));
+    let (kind, message) = error(&outcomes["tls-0"]);
     assert_eq!(kind, "connect");
     assert!(message.contains("TLS handshake") && message.to_lowercase().contains("certificate"), "{message}");
+    assert_eq!(error(&outcomes["tls-19"]).0, "connect", "still a handshake failure, not out of places");
+    assert_eq!(outcomes["plain"]["lines"], json!(["still here\n"]));
+    // Connects are paced by the instance's rate limit like requests: with a burst of one,
+    // the host made the run wait.
+    assert!(record.network.wait_ms > 0, "{:?}", record.network);
 }
 
 #[test]
@@ -321,4 +332,26 @@ fn headers_a_plugin_sets_stay_with_their_origin_and_host_is_the_urls() {
     assert_eq!(kind, "invalid_request");
     assert!(message.contains("Host header"), "{message}");
     assert!(remote.arrivals("/hello").is_empty(), "the request with a Host of the plugin's choosing never left");
+}
+
+#[test]
+fn a_literal_address_grant_admits_its_own_scheme_and_port_only() {
+    let remote = Remote::start(SECRET);
+    let (plain, http_port) = (remote.plain_echo.port(), remote.http_port);
+    // The operator grants one TCP port of 127.0.0.1, and any port of the name localhost.
+    let server = server(vec![("probe", grant(&[&format!("tcp://127.0.0.1:{plain}"), "http://localhost:*"]))], |_| {});
+    let (_, outcomes) = probe_ok(
+        &server,
+        "probe",
+        json!([
+            {"id": "granted-tcp", "tcp": {"host": "127.0.0.1", "port": plain, "tls": "none", "exchange": ["hi\n"]}},
+            {"id": "http-by-name", "http": get(format!("http://localhost:{http_port}/hello"))},
+        ]),
+    );
+    assert_eq!(outcomes["granted-tcp"]["lines"], json!(["hi\n"]), "the literal grant works for what it names");
+    // localhost resolves to 127.0.0.1, which only the TCP grant names: not for HTTP here.
+    let (kind, message) = error(&outcomes["http-by-name"]);
+    assert_eq!(kind, "denied");
+    assert!(message.contains(&format!("add \"http://127.0.0.1:{http_port}\"")), "{message}");
+    assert!(remote.arrivals("/hello").is_empty());
 }

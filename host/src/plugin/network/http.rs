@@ -30,14 +30,18 @@ const CROSS_ORIGIN_HEADERS: &[HeaderName] =
 /// answer between a check and the connect.
 struct GrantedResolver {
     access: Arc<Access>,
+    /// The origin the run is connecting to: a literal-address grant admits its scheme and
+    /// port only, and the resolver is told only the name.
+    connecting: Arc<std::sync::Mutex<Option<Origin>>>,
 }
 
 impl reqwest::dns::Resolve for GrantedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let access = Arc::clone(&self.access);
+        let origin = crate::plugin::lock(&self.connecting).clone();
         Box::pin(async move {
             let resolved = tokio::net::lookup_host((name.as_str(), 0)).await?;
-            let allowed = admit(&access.granted, resolved)?;
+            let allowed = admit(&access.granted, origin.as_ref(), resolved)?;
             Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
     }
@@ -169,7 +173,7 @@ impl Network {
             // address rule; plugin traffic goes direct.
             .no_proxy()
             .connect_timeout(self.shared.config.connect_timeout)
-            .dns_resolver(Arc::new(GrantedResolver { access: Arc::clone(&self.access) }))
+            .dns_resolver(Arc::new(GrantedResolver { access: Arc::clone(&self.access), connecting: Arc::clone(&self.connecting) }))
             .user_agent(concat!("rapport/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| NetworkError::Connect(format!("cannot set up the HTTP client: {}", chain(&e))))?;
@@ -215,10 +219,8 @@ impl Network {
         loop {
             let origin = Origin::of_url(&url).ok_or_else(|| invalid(format!("`{url}` is not an http or https URL")))?;
             self.authorize(&origin)?;
-            if let Some(bucket) = &self.access.bucket {
-                let waited = bucket.acquire().await;
-                self.counters.wait_ms += u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
-            }
+            *crate::plugin::lock(&self.connecting) = Some(origin.clone());
+            self.pace().await;
             self.counters.http_requests += 1;
             self.counters.bytes_sent += body.len() as u64;
             let mut builder = client.request(method.clone(), url.clone()).headers(headers.clone());

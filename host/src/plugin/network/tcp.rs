@@ -56,6 +56,7 @@ impl Network {
             )));
         }
         let addresses = self.resolve(&origin).await?;
+        self.pace().await;
         let timeout = self.shared.config.connect_timeout;
         let connect = async {
             let mut last = None;
@@ -75,7 +76,6 @@ impl Network {
         // Line protocols exchange small messages; Nagle's delay would dominate them.
         let _ = socket.set_nodelay(true);
         self.counters.tcp_connections += 1;
-        self.open_connections += 1;
         let server_name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_owned())
             .map_err(|_| NetworkError::InvalidRequest(format!("`{host}` is not a valid TLS server name")))?;
         let mut stream = PluginStream {
@@ -89,6 +89,8 @@ impl Network {
         if mode == TlsMode::Tls {
             stream.handshake(timeout).await?;
         }
+        // Counted once it is the plugin's: a failed handshake leaves no place taken.
+        self.open_connections += 1;
         tracing::debug!(destination = %self.shown(&stream.origin), tls = ?mode, "tcp connection opened");
         Ok(stream)
     }
