@@ -323,6 +323,23 @@ impl Drop for Claim {
 /// Names a failed run from what the sandbox saw: a failure the host decided (CPU budget,
 /// checkpoint cap, host-call timeout), a refused memory growth, or a plain trap, quoted
 /// with the panic message the plugin printed.
+/// Whether an out-of-bounds trap is a guest's stack running out. A guest compiled from
+/// Rust keeps its stack in linear memory, growing down from a fixed top: past the bottom,
+/// the stack pointer wraps and the fault lies beyond 4 GiB; and the captured frames are all
+/// one recursing function.
+fn exhausted_shadow_stack(trap: &wasmtime::Error) -> bool {
+    let wrapped = trap.chain().any(|cause| {
+        let text = cause.to_string();
+        let address = text.strip_prefix("memory fault at wasm address 0x").and_then(|rest| rest.split(' ').next());
+        address.and_then(|hex| u64::from_str_radix(hex, 16).ok()).is_some_and(|address| address >= 1 << 32)
+    });
+    let recursing = trap.downcast_ref::<wasmtime::WasmBacktrace>().is_some_and(|backtrace| {
+        let frames = backtrace.frames();
+        frames.len() >= 16 && frames.windows(2).all(|pair| pair[0].func_index() == pair[1].func_index())
+    });
+    wrapped || recursing
+}
+
 fn classify(state: &RunState, trap: &wasmtime::Error) -> RunFailure {
     if let Some(failure) = &state.failure {
         return failure.clone();
@@ -330,7 +347,14 @@ fn classify(state: &RunState, trap: &wasmtime::Error) -> RunFailure {
     if state.out_of_memory() {
         return RunFailure::OutOfMemory { limit_bytes: state.memory_limit() };
     }
-    let what = trap.downcast_ref::<wasmtime::Trap>().map_or_else(|| trap.root_cause().to_string(), ToString::to_string);
+    let code = trap.downcast_ref::<wasmtime::Trap>();
+    let what = if code == Some(&wasmtime::Trap::StackOverflow)
+        || (code == Some(&wasmtime::Trap::MemoryOutOfBounds) && exhausted_shadow_stack(trap))
+    {
+        "stack overflow: the plugin's calls nested too deep and exhausted its stack (unbounded recursion?)".to_owned()
+    } else {
+        code.map_or_else(|| trap.root_cause().to_string(), ToString::to_string)
+    };
     let text = state.stderr_text();
     let printed: Vec<&str> = text.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with("note:")).collect();
     let message = if printed.is_empty() { what } else { format!("{what}; the plugin printed: {}", printed.join(" ")) };
@@ -862,8 +886,8 @@ impl PluginHost {
             }
             let duration_ms = started.elapsed().as_millis();
             match &record.failure {
-                None => tracing::info!(checkpoints = record.checkpoints, applied = record.operations_applied, skipped = record.operations_skipped, duration_ms, "run succeeded"),
-                Some(failure) => tracing::warn!(checkpoints = record.checkpoints, applied = record.operations_applied, skipped = record.operations_skipped, duration_ms, %failure, "run failed"),
+                None => tracing::info!(checkpoints = record.checkpoints, applied = record.operations_applied, skipped = record.operations_skipped, log_lines_dropped = record.log_lines_dropped, duration_ms, "run succeeded"),
+                Some(failure) => tracing::warn!(checkpoints = record.checkpoints, applied = record.operations_applied, skipped = record.operations_skipped, log_lines_dropped = record.log_lines_dropped, duration_ms, %failure, "run failed"),
             }
             drop(claim);
             (record, ended.trace)

@@ -352,6 +352,33 @@ fn level_name(level: Level) -> &'static str {
     }
 }
 
+impl RunState {
+    /// Re-emits a guest log line inside the run's span and returns it as stored: secrets
+    /// cut out before the line is shortened, so no part of one survives a cut.
+    fn log_line(&self, level: Level, message: &str, fields: &[(String, String)]) -> LogLine {
+        let secrets = self.network.secrets();
+        let mut budget = self.limits.max_log_line_bytes;
+        let message = cut_to(&secrets.redact(message), budget.min(MAX_LOG_MESSAGE_BYTES), &mut budget);
+        let fields: Vec<(String, String)> = fields
+            .iter()
+            .take(MAX_LOG_FIELDS)
+            .map(|(k, v)| {
+                let key = cut_to(&secrets.redact(k), MAX_LOG_KEY_BYTES, &mut budget);
+                (key, cut_to(&secrets.redact(v), budget, &mut budget))
+            })
+            .collect();
+        let shown = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+        match level {
+            Level::Trace => tracing::trace!(target: "plugin", fields = %shown, "{message}"),
+            Level::Debug => tracing::debug!(target: "plugin", fields = %shown, "{message}"),
+            Level::Info => tracing::info!(target: "plugin", fields = %shown, "{message}"),
+            Level::Warn => tracing::warn!(target: "plugin", fields = %shown, "{message}"),
+            Level::Error => tracing::error!(target: "plugin", fields = %shown, "{message}"),
+        }
+        LogLine { at: chrono::Utc::now(), level: level_name(level).to_owned(), message, fields }
+    }
+}
+
 impl bindings::TypesHost for RunState {}
 
 impl bindings::Host for RunState {
@@ -412,33 +439,22 @@ impl bindings::Host for RunState {
 
     async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
         self.pause_clock();
-        let secrets = self.network.secrets();
-        // Secrets are cut out before the line is shortened, so no part of one survives a cut.
-        let mut budget = self.limits.max_log_line_bytes;
-        let message = cut_to(&secrets.redact(&message), budget.min(MAX_LOG_MESSAGE_BYTES), &mut budget);
-        let fields: Vec<(String, String)> = fields
-            .iter()
-            .take(MAX_LOG_FIELDS)
-            .map(|(k, v)| {
-                let key = cut_to(&secrets.redact(k), MAX_LOG_KEY_BYTES, &mut budget);
-                (key, cut_to(&secrets.redact(v), budget, &mut budget))
-            })
-            .collect();
-        let shown = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
-        match level {
-            Level::Trace => tracing::trace!(target: "plugin", fields = %shown, "{message}"),
-            Level::Debug => tracing::debug!(target: "plugin", fields = %shown, "{message}"),
-            Level::Info => tracing::info!(target: "plugin", fields = %shown, "{message}"),
-            Level::Warn => tracing::warn!(target: "plugin", fields = %shown, "{message}"),
-            Level::Error => tracing::error!(target: "plugin", fields = %shown, "{message}"),
-        }
-        if let Some(run) = self.run.as_ref() {
+        // Past the lines a run keeps, a line is only counted: neither the store nor the
+        // daemon's own log (stderr) takes a flood, and counting costs the host next to nothing.
+        let over = self.run.as_ref().is_some_and(|run| {
             let log = &mut lock(&run.committed).log;
-            if log.kept < MAX_RUN_LOG_LINES {
-                log.kept += 1;
-                log.pending.push(LogLine { at: chrono::Utc::now(), level: level_name(level).to_owned(), message, fields });
-            } else {
+            let over = log.kept >= MAX_RUN_LOG_LINES;
+            if over {
                 log.dropped += 1;
+            }
+            over
+        });
+        if !over {
+            let line = self.log_line(level, &message, &fields);
+            if let Some(run) = self.run.as_ref() {
+                let log = &mut lock(&run.committed).log;
+                log.kept += 1;
+                log.pending.push(line);
             }
         }
         self.resume_clock();

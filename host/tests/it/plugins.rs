@@ -310,3 +310,14 @@ fn log_lines_and_skipped_examples_stay_small_whatever_the_plugin_sends() {
     let size = serde_json::to_vec(&record).unwrap().len();
     assert!(size < 64 << 10, "a run record of {size} bytes");
 }
+
+#[test]
+fn unbounded_recursion_is_reported_as_a_stack_overflow() {
+    let server = TestServer::start();
+    install(&server, "hostile", "recursive", json!({"behaviour": "recurse"}));
+    let record = run_beside_good_neighbours(&server, "recursive");
+    match failure(&record) {
+        RunFailure::Trap { message } => assert!(message.starts_with("stack overflow"), "{message}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}

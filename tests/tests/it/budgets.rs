@@ -69,3 +69,23 @@ fn floods_of_bytes_keep_the_daemon_within_its_memory_bound() {
     }
     daemon.stop();
 }
+
+#[test]
+fn a_log_flood_reaches_neither_the_store_nor_the_daemons_stderr_past_the_kept_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let package = rapport_fixtures::package("hostile");
+    let flood = json!({"behaviour": "big-log", "bytes": 100, "count": 200_000});
+    let output = rapport(&store)
+        .args(["plugin", "install", package.to_str().unwrap(), "--instance", "chatty", "--instance-config"])
+        .arg(flood.to_string())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = rapport(&store).env("RUST_LOG", "info").args(["plugin", "run", "chatty"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let shown = stderr.lines().filter(|line| line.contains("a big field")).count();
+    assert_eq!(shown, 1000, "the lines a run keeps are shown, the rest only counted");
+    assert!(stderr.contains("log_lines_dropped") && stderr.contains("199000"), "{}", &stderr[stderr.len().saturating_sub(2000)..]);
+}
