@@ -600,7 +600,7 @@ impl PluginHost {
     async fn check_description(&self, pre: &ConnectorPre<RunState>, manifest: &Manifest) -> Result<(), PluginError> {
         // `describe` gets no network access and no secrets.
         let network = Network::new(Arc::new(Access::default()), self.network.clone());
-        let mut store = RunState::store(&self.sandbox.engine, self.limits(), None, network);
+        let mut store = RunState::store(&self.sandbox.engine, Arc::clone(&self.sandbox.ticks), self.limits(), None, network);
         let describe = async {
             let connector = pre.instantiate_async(&mut store).await?;
             store.data_mut().resume_clock();
@@ -908,7 +908,7 @@ impl PluginHost {
         let active = ActiveRun::new(Arc::clone(&self.graph), claim.record.clone(), on_commit, trace);
         let committed = Arc::clone(&active.committed);
         let network = Network::new(self.access(claim), self.network.clone());
-        let mut store = RunState::store(&self.sandbox.engine, self.limits(), Some(active), network);
+        let mut store = RunState::store(&self.sandbox.engine, Arc::clone(&self.sandbox.ticks), self.limits(), Some(active), network);
         let config = claim.instance.config.to_string();
         let cursor = claim.cursor.clone();
         let work = async {

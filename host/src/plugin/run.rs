@@ -4,6 +4,7 @@
 //! over the instance's own secrets, and the `http` and `tcp` interfaces go through the
 //! run's [`Network`]. Also the CPU clock the epoch callback reads and the memory limiter.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,9 +53,11 @@ pub(crate) struct RunState {
     stderr: MemoryOutputPipe,
     memory: MemoryLimit,
     limits: RunLimits,
-    /// Guest execution time so far, and since when the guest has been running.
+    /// Guest execution time so far; since when (and since which epoch tick) the guest has
+    /// been running; the ticker's count.
     guest_time: Duration,
-    running_since: Option<Instant>,
+    running_since: Option<(Instant, u64)>,
+    ticks: Arc<AtomicU64>,
     /// Why the host stopped the run, when it did.
     pub failure: Option<RunFailure>,
     run: Option<ActiveRun>,
@@ -172,7 +175,13 @@ impl RunState {
     /// A fresh store: WASI with nothing granted (no preopens, environment, stdio or
     /// network; stderr captured for panic messages), the memory limiter, and the epoch
     /// deadline that yields while within the CPU budget and interrupts past it.
-    pub fn store(engine: &wasmtime::Engine, limits: RunLimits, run: Option<ActiveRun>, network: Network) -> Store<Self> {
+    pub fn store(
+        engine: &wasmtime::Engine,
+        ticks: Arc<AtomicU64>,
+        limits: RunLimits,
+        run: Option<ActiveRun>,
+        network: Network,
+    ) -> Store<Self> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = WasiCtx::builder().stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
         let memory = MemoryLimit { limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX), hit: false };
@@ -184,6 +193,7 @@ impl RunState {
             limits,
             guest_time: Duration::ZERO,
             running_since: None,
+            ticks,
             failure: None,
             run,
             network,
@@ -193,8 +203,7 @@ impl RunState {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
-            state.pause_clock();
-            state.resume_clock();
+            state.count_guest_time();
             if state.guest_time > state.limits.cpu_budget {
                 let budget_ms = u64::try_from(state.limits.cpu_budget.as_millis()).unwrap_or(u64::MAX);
                 state.failure = Some(RunFailure::CpuBudget { budget_ms });
@@ -207,13 +216,25 @@ impl RunState {
 
     /// The guest starts (or resumes after a host call) executing.
     pub fn resume_clock(&mut self) {
-        self.running_since = Some(Instant::now());
+        self.running_since = Some((Instant::now(), self.ticks.load(Ordering::Relaxed)));
     }
 
     /// The guest stops executing (a host call, the end of the call): its time is counted.
     pub fn pause_clock(&mut self) {
-        if let Some(since) = self.running_since.take() {
-            self.guest_time += since.elapsed();
+        self.count_guest_time();
+        self.running_since = None;
+    }
+
+    /// Adds the time since the clock last looked. A guest that runs meets the epoch
+    /// deadline at every tick, so more than one tick since the last look means it waited —
+    /// blocked in a WASI call such as a sleep, or set aside by the scheduler — and at most
+    /// one tick of that interval was its own.
+    fn count_guest_time(&mut self) {
+        if let Some((since, tick)) = self.running_since {
+            let now = self.ticks.load(Ordering::Relaxed);
+            let elapsed = since.elapsed();
+            self.guest_time += if now.saturating_sub(tick) <= 1 { elapsed } else { elapsed.min(super::sandbox::EPOCH_TICK) };
+            self.running_since = Some((Instant::now(), now));
         }
     }
 

@@ -6,7 +6,7 @@
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -30,6 +30,9 @@ pub(super) struct Sandbox {
     cache_dir: PathBuf,
     ticker: Option<std::thread::JoinHandle<()>>,
     stop: Arc<AtomicBool>,
+    /// Epochs the ticker has advanced: the runs' CPU clocks read it to tell a guest that ran
+    /// from one that waited.
+    pub ticks: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -47,19 +50,21 @@ impl Sandbox {
         bindings::Connector::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(link)?;
 
         let stop = Arc::new(AtomicBool::new(false));
+        let ticks = Arc::new(AtomicU64::new(0));
         let ticker = {
-            let (engine, stop) = (engine.clone(), Arc::clone(&stop));
+            let (engine, stop, ticks) = (engine.clone(), Arc::clone(&stop), Arc::clone(&ticks));
             std::thread::Builder::new()
                 .name("rapport-epoch".to_owned())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
+                        ticks.fetch_add(1, Ordering::Relaxed);
                         engine.increment_epoch();
                     }
                 })
                 .map_err(|e| PluginError::Engine(format!("starting the epoch ticker: {e}")))?
         };
-        Ok(Self { engine, linker, cache_dir: config.dir.join("compiled"), ticker: Some(ticker), stop })
+        Ok(Self { engine, linker, cache_dir: config.dir.join("compiled"), ticker: Some(ticker), stop, ticks })
     }
 
     /// Compiles a component (or loads its cached compilation) and pre-links it.

@@ -321,3 +321,13 @@ fn unbounded_recursion_is_reported_as_a_stack_overflow() {
         other => panic!("expected a trap, got {other:?}"),
     }
 }
+
+#[test]
+fn time_asleep_in_wasi_is_not_cpu_time() {
+    // Spinning is counted (the spinner test); waiting is not: 1.2 s of naps under a 0.5 s budget.
+    let server = TestServer::with_plugin_limits(|c| c.cpu_budget = std::time::Duration::from_millis(500));
+    install(&server, "hostile", "napper", json!({"behaviour": "naps", "naps": 3, "ms": 400}));
+    let record = run_beside_good_neighbours(&server, "napper");
+    assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
+    assert_eq!(organizations(&server, "napper", (0..3).map(|n| format!("nap-{n}"))), 3);
+}
