@@ -151,23 +151,46 @@ impl WasiView for RunState {
 }
 
 /// Refuses memory growth past the limit and remembers that it did, so the run can say
-/// "out of memory" rather than the trap the guest's allocator turns it into.
+/// "out of memory" rather than the trap the guest's allocator turns it into. The limit is
+/// the run's, summed over every memory of its component (a component may declare several),
+/// and so is the cap on table elements.
+#[derive(Debug)]
 struct MemoryLimit {
     limit: usize,
     hit: bool,
+    /// Bytes of all the run's memories, and elements of all its tables.
+    memory_bytes: usize,
+    table_elements: usize,
+}
+
+/// Table elements one run may hold, over all its tables.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl MemoryLimit {
+    fn new(limit: usize) -> Self {
+        Self { limit, hit: false, memory_bytes: 0, table_elements: 0 }
+    }
 }
 
 impl ResourceLimiter for MemoryLimit {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.limit {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // Creating a memory counts as growing it from zero, so the sum covers every one.
+        let total = self.memory_bytes.saturating_add(desired.saturating_sub(current));
+        if total > self.limit {
             self.hit = true;
             return Ok(false);
         }
+        self.memory_bytes = total;
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.table_elements.saturating_add(desired.saturating_sub(current));
+        if total > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.table_elements = total;
+        Ok(true)
     }
 }
 
@@ -184,7 +207,7 @@ impl RunState {
     ) -> Store<Self> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = WasiCtx::builder().stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
-        let memory = MemoryLimit { limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX), hit: false };
+        let memory = MemoryLimit::new(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
         let state = Self {
             wasi,
             table: ResourceTable::new(),
@@ -535,5 +558,26 @@ impl bindings::HostConnection for RunState {
         self.table.delete(stream)?;
         self.network.open_connections -= 1;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::ResourceLimiter;
+
+    use super::MemoryLimit;
+
+    #[test]
+    fn the_memory_limit_is_the_sum_over_every_memory_of_a_run() {
+        let mut limit = MemoryLimit::new(100);
+        // Three memories created at 30 bytes each fit; a fourth does not, nor growing one.
+        for _ in 0..3 {
+            assert!(limit.memory_growing(0, 30, None).unwrap());
+        }
+        assert!(!limit.memory_growing(0, 30, None).unwrap(), "each alone is under the limit, together they are not");
+        assert!(limit.hit);
+        assert!(!limit.memory_growing(30, 41, None).unwrap());
+        assert!(limit.memory_growing(30, 40, None).unwrap(), "up to the limit exactly");
+        assert_eq!(limit.memory_bytes, 100);
     }
 }

@@ -130,6 +130,11 @@ fn engine_config(config: &PluginsConfig) -> Config {
         .total_memories(slots * 2)
         .total_tables(slots * 4)
         .total_stacks(slots)
+        // What one component may take of the pool is what a slot holds, so a component
+        // declaring more memories, tables or instances cannot take another run's place.
+        .max_memories_per_component(2)
+        .max_tables_per_component(4)
+        .max_core_instances_per_component(8)
         // The limiter refuses growth past the configured limit first, so the run records
         // "out of memory"; the pool's own cap sits just above it.
         .max_memory_size(usize::try_from(config.memory_limit_bytes).unwrap_or(usize::MAX).saturating_add(1 << 16));
