@@ -20,7 +20,7 @@ use rapport::api::{self, AppState};
 use rapport::config::{ApiConfig, DEFAULT_CACHE_BYTES, PluginsConfig, token_digest};
 use rapport::demo::{self, SourceBatch, WorldSpec};
 use rapport::graph::model::{NodeId, RecordKind, Timestamp};
-use rapport::graph::{ContextQuery, Graph, IdentityRules, IngestBatch, InvalidPolicy};
+use rapport::graph::{ContextQuery, Graph, IdentityRules, IngestBatch, InvalidPolicy, SourceTrust};
 use rapport::import::{ImportOptions, import_jsonl};
 use rapport::plugin::PluginHost;
 use rapport::store::{EntryIter, KeyRange, SledStore, Store, StoreError, WriteBatch};
@@ -84,6 +84,7 @@ fn ingest_all(graph: &Graph, batches: Vec<SourceBatch>) -> IngestFigures {
                     source: batch.source.to_owned(),
                     operations: chunk.to_vec(),
                     policy: InvalidPolicy::SkipInvalid,
+                    trust: SourceTrust::FULL,
                     meta: Vec::new(),
                     now: Timestamp::now(),
                 })

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rapport::config::DEFAULT_CACHE_BYTES;
 use rapport::graph::model::{RecordKind, Timestamp};
-use rapport::graph::{Graph, IdentityRules, IngestBatch, InvalidPolicy};
+use rapport::graph::{Graph, IdentityRules, IngestBatch, InvalidPolicy, SourceTrust};
 use rapport::import::{ImportOptions, import_jsonl};
 use rapport::ops::parse_operation;
 use rapport::store::SledStore;
@@ -48,6 +48,7 @@ fn people_with_lists(people: usize, emails_each: usize) -> (Duration, Duration) 
                 source: "crm".to_owned(),
                 operations: chunk.to_vec(),
                 policy: InvalidPolicy::SkipInvalid,
+                trust: SourceTrust::FULL,
                 meta: Vec::new(),
                 now: Timestamp::now(),
             })

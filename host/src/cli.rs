@@ -17,7 +17,7 @@ use rapport::api::{self, AppState};
 use rapport::config::{Config, PluginsConfig, Secret, hex, token_digest};
 use rapport::demo::{self, WorldSpec};
 use rapport::graph::model::{MergeRecord, NodeId, RecordKind, Timestamp, merge_id_text, parse_merge_id};
-use rapport::graph::{ContextQuery, Graph, IngestBatch, InvalidPolicy};
+use rapport::graph::{ContextQuery, Graph, IngestBatch, InvalidPolicy, SourceTrust};
 use rapport::import::{ImportOptions, import_jsonl};
 use rapport::net::HostPattern;
 use rapport::ops::{ObservationRecord, Operation, SOURCE_RULE, Subject, is_valid_source};
@@ -666,6 +666,7 @@ fn observe(config: &Config, args: ObserveArgs) -> anyhow::Result<()> {
             observed_at: None,
         })],
         policy: InvalidPolicy::RejectBatch,
+        trust: SourceTrust::FULL,
         meta: Vec::new(),
         now: Timestamp::now(),
     })?;
@@ -776,6 +777,7 @@ fn load_demo_natively(graph: &Graph, spec: WorldSpec) -> anyhow::Result<()> {
             source: source.to_owned(),
             operations: batch.operations,
             policy: InvalidPolicy::SkipInvalid,
+            trust: SourceTrust::FULL,
             meta: Vec::new(),
             now: Timestamp::now(),
         })?;

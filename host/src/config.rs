@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::graph::IdentityRules;
+use crate::graph::{IdentityRules, SourceTrust};
 use crate::net::HostPattern;
 use crate::ops::{self, RecordLimits};
 use crate::plugin::manifest::is_valid_name;
@@ -159,6 +159,8 @@ struct RawInstance {
     rate_limit: Option<RateLimit>,
     #[serde(default)]
     secrets: BTreeMap<String, RawSecret>,
+    #[serde(default)]
+    trust: SourceTrust,
 }
 
 /// A secret as written: the value itself, or the environment variable holding it.
@@ -228,6 +230,8 @@ pub struct InstanceGrant {
     pub rate_limit: Option<RateLimit>,
     /// Secrets by name, handed to this instance only.
     pub secrets: BTreeMap<String, Secret>,
+    /// What the instance may assert about identity (nothing by default).
+    pub trust: SourceTrust,
 }
 
 /// How the host makes plugins' network calls.
@@ -800,7 +804,10 @@ fn plugins_config(raw: RawPlugins, store_path: Option<&Path>, env: &[(String, St
             }
             secrets.insert(secret, Secret(value));
         }
-        config.instances.insert(name, InstanceGrant { allowed_hosts: instance.allowed_hosts, rate_limit: instance.rate_limit, secrets });
+        config.instances.insert(
+            name,
+            InstanceGrant { allowed_hosts: instance.allowed_hosts, rate_limit: instance.rate_limit, secrets, trust: instance.trust },
+        );
     }
     Ok(config)
 }

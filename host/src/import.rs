@@ -12,7 +12,7 @@ use tracing::warn;
 
 use crate::codec;
 use crate::graph::model::Timestamp;
-use crate::graph::{Graph, GraphError, IngestBatch, InvalidPolicy};
+use crate::graph::{Graph, GraphError, IngestBatch, InvalidPolicy, SourceTrust};
 use crate::ops::{self, Operation};
 
 /// An import failed as a whole (the store, or reading the input).
@@ -215,6 +215,7 @@ fn commit(
         source: options.source.clone(),
         operations,
         policy: InvalidPolicy::SkipInvalid,
+        trust: SourceTrust::FULL,
         meta: vec![(checkpoint_key(&options.source), codec::encode(&checkpoint))],
         now: Timestamp::now(),
     })?;

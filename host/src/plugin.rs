@@ -905,7 +905,8 @@ impl PluginHost {
                 return Ended { record: claim.record.clone(), failure, log_tail: None, trace: None };
             }
         };
-        let active = ActiveRun::new(Arc::clone(&self.graph), claim.record.clone(), on_commit, trace);
+        let trust = self.config.instances.get(&claim.record.instance).map(|grant| grant.trust).unwrap_or_default();
+        let active = ActiveRun::new(Arc::clone(&self.graph), claim.record.clone(), on_commit, trace, trust);
         let committed = Arc::clone(&active.committed);
         let network = Network::new(self.access(claim), self.network.clone());
         let mut store = RunState::store(&self.sandbox.engine, Arc::clone(&self.sandbox.ticks), self.limits(), Some(active), network);

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState, ErrorBody, JsonBody, blocking, parse_id};
 use crate::graph::model::{NodeId, RecordKind, Timestamp};
-use crate::graph::{GraphError, IngestBatch, IngestReport, InvalidPolicy};
+use crate::graph::{GraphError, IngestBatch, IngestReport, InvalidPolicy, SourceTrust};
 use crate::ops::{self, Email, FieldError, NodeIdText, ObservationRecord, Operation, Subject, Tag, Text};
 
 /// The source name of records written through the API itself (observations).
@@ -81,8 +81,14 @@ pub(super) async fn ingest(
     if !details.is_empty() {
         return Err(invalid_batch(details));
     }
-    let batch =
-        IngestBatch { source: request.source, operations, policy: InvalidPolicy::RejectBatch, meta: Vec::new(), now: Timestamp::now() };
+    let batch = IngestBatch {
+        source: request.source,
+        operations,
+        policy: InvalidPolicy::RejectBatch,
+        trust: SourceTrust::FULL,
+        meta: Vec::new(),
+        now: Timestamp::now(),
+    };
     let report: IngestReport = blocking(&state, move |graph| graph.ingest(batch)).await?;
     if !report.committed {
         let details = report
@@ -167,6 +173,7 @@ pub(super) async fn add_observation(
         source: API_SOURCE.to_owned(),
         operations: vec![op],
         policy: InvalidPolicy::RejectBatch,
+        trust: SourceTrust::FULL,
         meta: Vec::new(),
         now: Timestamp::now(),
     };

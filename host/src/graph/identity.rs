@@ -130,8 +130,14 @@ pub(super) fn flag_duplicates(txn: &mut Txn<'_>, node: &Node, now: Timestamp) ->
             }
             _ => continue,
         };
-        txn.put(keys::review(node.id, other), encode(&DuplicateCandidate { a: other, b: node.id, reason, found_at: now }));
+        flag_pair(txn, other, node.id, reason, now)?;
     }
+    Ok(())
+}
+
+/// Puts a pair on the review list, for a person to merge or pin apart.
+pub(super) fn flag_pair(txn: &mut Txn<'_>, a: NodeId, b: NodeId, reason: String, now: Timestamp) -> Result<(), GraphError> {
+    txn.put(keys::review(a, b), encode(&DuplicateCandidate { a, b, reason, found_at: now }));
     Ok(())
 }
 

@@ -36,10 +36,33 @@ pub struct IngestBatch {
     pub operations: Vec<Operation>,
     /// What to do with invalid operations.
     pub policy: InvalidPolicy,
+    /// What the source may assert about identity.
+    pub trust: SourceTrust,
     /// Metadata written in the same atomic commit (import progress, a plugin cursor).
     pub meta: Vec<(String, Vec<u8>)>,
     /// The time of ingest, used where a record gives none.
     pub now: Timestamp,
+}
+
+/// What a source may assert about identity beyond its own records. Imports and the API are
+/// the operator's own and fully trusted; a plugin instance gets what `rapport.toml` grants it
+/// (`trust` under `[plugins.instances.<name>]`), nothing by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceTrust {
+    /// May mark a person as one of our employees (`internal`) whose addresses are not in
+    /// our own domains.
+    #[serde(default)]
+    pub internal: bool,
+    /// May join two existing clusters (a record claiming keys of two other clusters);
+    /// otherwise the pair goes to the review list.
+    #[serde(default)]
+    pub join_clusters: bool,
+}
+
+impl SourceTrust {
+    /// Everything: the operator's own imports and API writes.
+    pub const FULL: Self = Self { internal: true, join_clusters: true };
 }
 
 /// An operation that was not applied.
@@ -66,6 +89,9 @@ pub struct IngestReport {
     pub merges: usize,
     /// Store keys written or removed by the commit.
     pub keys_written: usize,
+    /// Assertions the source is not trusted for, set aside: `internal` flags ignored, and
+    /// cluster joins sent to the review list.
+    pub untrusted: usize,
 }
 
 /// An operation could not be applied, or the graph failed.
@@ -115,10 +141,19 @@ impl Graph {
             let mut errors = op.validate("", &self.limits);
             if errors.is_empty() {
                 let savepoint = txn.savepoint();
-                let mut apply = Apply { txn: &mut txn, graph: self, source: &batch.source, now: batch.now, merges: 0 };
+                let mut apply = Apply {
+                    txn: &mut txn,
+                    graph: self,
+                    source: &batch.source,
+                    trust: batch.trust,
+                    now: batch.now,
+                    merges: 0,
+                    untrusted: 0,
+                };
                 match apply.operation(op) {
                     Ok(()) => {
                         report.merges += apply.merges;
+                        report.untrusted += apply.untrusted;
                         report.applied += 1;
                         continue;
                     }
@@ -160,8 +195,10 @@ struct Apply<'a, 's> {
     txn: &'a mut Txn<'s>,
     graph: &'a Graph,
     source: &'a str,
+    trust: SourceTrust,
     now: Timestamp,
     merges: usize,
+    untrusted: usize,
 }
 
 impl Apply<'_, '_> {
@@ -286,12 +323,30 @@ impl Apply<'_, '_> {
             None => self.txn.put(key, encode(&id)),
             Some(bytes) => {
                 let owner: NodeId = decode_at(&key, &bytes)?;
-                if owner != id && identity::merge_clusters(self.txn, owner, id, reason, self.now)?.is_some() {
+                if owner == id {
+                    return Ok(());
+                }
+                if !self.trust.join_clusters && self.joins_two_clusters(owner, id)? {
+                    // A person decides: the pair waits on the review list, nothing merges.
+                    let reason = format!("{reason}; source {} is not trusted to join two clusters", self.source);
+                    identity::flag_pair(self.txn, owner, id, reason, self.now)?;
+                    self.untrusted += 1;
+                } else if identity::merge_clusters(self.txn, owner, id, reason, self.now)?.is_some() {
                     self.merges += 1;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Whether merging `newcomer` into `owner`'s cluster would join two clusters that both
+    /// exist already (rather than add a record to one).
+    fn joins_two_clusters(&self, owner: NodeId, newcomer: NodeId) -> Result<bool, GraphError> {
+        let (theirs, ours) = (self.txn.root(owner)?, self.txn.root(newcomer)?);
+        if theirs == ours {
+            return Ok(false);
+        }
+        Ok(ours != newcomer || !self.txn.scan_prefix(&keys::owned_prefix(ns::CHILD, ours))?.is_empty())
     }
 
     fn release(&mut self, key: &[u8], id: NodeId) -> Result<(), GraphError> {
@@ -332,7 +387,11 @@ impl Apply<'_, '_> {
             });
         }
         let emails = dedup_ordered(r.emails.iter().filter_map(|e| ops::normalize_email(e)));
-        let internal = r.internal || emails.iter().any(|e| self.is_internal_address(e));
+        let by_domain = emails.iter().any(|e| self.is_internal_address(e));
+        if r.internal && !by_domain && !self.trust.internal {
+            self.untrusted += 1;
+        }
+        let internal = by_domain || (r.internal && self.trust.internal);
         let (mut node, old) =
             self.upsert_target(RecordKind::Person, &r.external_id, r.seen_at.map(Into::into), Body::Person(Person::default()))?;
         node.body = Body::Person(Person {

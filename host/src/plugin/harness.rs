@@ -94,6 +94,7 @@ impl TestBench {
             allowed_hosts: options.allowed_hosts.unwrap_or_else(|| manifest.network.allowed_hosts.clone()),
             rate_limit: None,
             secrets: options.secrets,
+            ..InstanceGrant::default()
         };
         plugins.instances.insert(TEST_INSTANCE.to_owned(), grant);
         let host = PluginHost::new(graph, plugins)?;

@@ -19,7 +19,7 @@ use super::network::Network;
 use super::network::tcp::PluginStream;
 use super::registry::{self, LogLine, MAX_RUN_LOG_LINES, RunFailure, RunRecord, SKIPPED_EXAMPLES, SkippedEmit};
 use crate::graph::model::Timestamp;
-use crate::graph::{Graph, GraphError, IngestBatch, InvalidPolicy};
+use crate::graph::{Graph, GraphError, IngestBatch, InvalidPolicy, SourceTrust};
 use crate::ops::{self, Operation};
 
 /// Bytes of the plugin's stderr kept, to quote a panic message in the run record.
@@ -128,13 +128,21 @@ pub(super) struct ActiveRun {
     record: RunRecord,
     pub committed: Arc<Mutex<Committed>>,
     on_commit: Box<dyn Fn(&RunRecord) + Send + Sync>,
+    /// What the instance may assert about identity.
+    trust: SourceTrust,
 }
 
 impl ActiveRun {
-    pub fn new(graph: Arc<Graph>, record: RunRecord, on_commit: Box<dyn Fn(&RunRecord) + Send + Sync>, trace: bool) -> Self {
+    pub fn new(
+        graph: Arc<Graph>,
+        record: RunRecord,
+        on_commit: Box<dyn Fn(&RunRecord) + Send + Sync>,
+        trace: bool,
+        trust: SourceTrust,
+    ) -> Self {
         let committed =
             Arc::new(Mutex::new(Committed { record: record.clone(), late: None, log: RunLog::default(), trace: trace.then(Vec::new) }));
-        Self { graph, pending: Vec::new(), emitted: 0, emitted_bytes: 0, record, committed, on_commit }
+        Self { graph, pending: Vec::new(), emitted: 0, emitted_bytes: 0, record, committed, on_commit, trust }
     }
 }
 
@@ -317,8 +325,14 @@ impl RunState {
         }
         let deletions: Vec<usize> =
             operations.iter().enumerate().filter(|(_, op)| matches!(op, Operation::Delete(_))).map(|(index, _)| index).collect();
-        let batch =
-            IngestBatch { source: record.instance.clone(), operations, policy: InvalidPolicy::SkipInvalid, meta, now: Timestamp::now() };
+        let batch = IngestBatch {
+            source: record.instance.clone(),
+            operations,
+            policy: InvalidPolicy::SkipInvalid,
+            trust: run.trust,
+            meta,
+            now: Timestamp::now(),
+        };
         let graph = Arc::clone(&run.graph);
         let span = tracing::Span::current();
         let mut commit = tokio::task::spawn_blocking(move || {
@@ -336,7 +350,14 @@ impl RunState {
                 }
                 vec![(registry::run_key(&record.instance, &record.id), registry::encode(&record))]
             });
-            report.map(|_| record)
+            let report = report?;
+            if report.untrusted > 0 {
+                tracing::warn!(
+                    set_aside = report.untrusted,
+                    "assertions this instance is not trusted for were set aside: `internal` flags ignored, cluster joins sent to the review list (trust under [plugins.instances.<name>] in rapport.toml)"
+                );
+            }
+            Ok(record)
         });
         let record = match tokio::time::timeout(timeout, &mut commit).await {
             Err(_) => {

@@ -1,7 +1,7 @@
 //! Ingest and identity resolution, through the library.
 
 use rapport::graph::model::{RecordKind, Timestamp};
-use rapport::graph::{ContextQuery, GraphStats, IdentityError, IngestBatch, InvalidPolicy};
+use rapport::graph::{ContextQuery, GraphStats, IdentityError, IngestBatch, InvalidPolicy, SourceTrust};
 
 use crate::harness::{ingest, op, temp_graph};
 
@@ -321,6 +321,7 @@ fn a_rejected_batch_writes_nothing() {
                 op(r#"{"op":"add_observation","external_id":"o1","about":{"id":"org_01J9Z3K4X7Q8R2M5N6P7T8V9W0"},"text":"x"}"#),
             ],
             policy: InvalidPolicy::RejectBatch,
+            trust: SourceTrust::FULL,
             meta: vec![("cursor".into(), b"42".to_vec())],
             now: Timestamp::now(),
         })
@@ -468,4 +469,58 @@ fn a_person_with_a_huge_address_list_ingests_and_reads_in_linear_time() {
     let view = graph.person(id).unwrap();
     assert_eq!(view.emails.len(), 40_000, "repeats removed, order kept");
     assert_eq!(view.emails[0], "a0@acme.com");
+}
+
+fn ingest_as(graph: &rapport::graph::Graph, source: &str, trust: SourceTrust, ops: &[&str]) -> rapport::graph::IngestReport {
+    let operations = ops.iter().map(|j| op(j)).collect();
+    graph
+        .ingest(IngestBatch {
+            source: source.to_owned(),
+            operations,
+            policy: InvalidPolicy::SkipInvalid,
+            trust,
+            meta: Vec::new(),
+            now: Timestamp::now(),
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_source_not_trusted_for_it_can_neither_join_two_clusters_nor_make_a_client_an_employee() {
+    let store = temp_graph();
+    let graph = &store.graph;
+    ingest(
+        graph,
+        "crm",
+        &[
+            r#"{"op":"upsert_organization","external_id":"a","name":"Acme","domains":["acme.com"]}"#,
+            r#"{"op":"upsert_organization","external_id":"g","name":"Globex","domains":["globex.com"]}"#,
+            r#"{"op":"upsert_person","external_id":"p","name":"Paula","emails":["paula@acme.com"]}"#,
+        ],
+    );
+    let id = |source: &str, kind, external: &str| graph.resolve(source, kind, external).unwrap().unwrap();
+    let (acme, globex) = (id("crm", RecordKind::Organization, "a"), id("crm", RecordKind::Organization, "g"));
+    let rogue = [
+        r#"{"op":"upsert_organization","external_id":"x","name":"Acme Globex","domains":["acme.com","globex.com"]}"#,
+        r#"{"op":"upsert_person","external_id":"q","name":"Paula","emails":["paula@acme.com"],"internal":true}"#,
+    ];
+    let report = ingest_as(graph, "rogue", SourceTrust::default(), &rogue);
+    assert_eq!((report.applied, report.untrusted), (2, 2), "{report:?}");
+    // Its record joined one cluster (a record of its own may), not both.
+    assert_eq!(graph.organization(acme).unwrap().merged.len(), 1);
+    assert_ne!(graph.organization(acme).unwrap().id, graph.organization(globex).unwrap().id, "two clients stay two");
+    let review = graph.duplicates(10).unwrap();
+    assert!(review.iter().any(|d| d.reason.contains("not trusted to join two clusters")), "{review:?}");
+    assert!(!graph.person(id("crm", RecordKind::Person, "p")).unwrap().internal, "the client's contact is no employee");
+
+    // The same operations from a source trusted for both do what they say.
+    let report = ingest_as(
+        graph,
+        "trusted",
+        SourceTrust::FULL,
+        &rogue.map(|op| op.replace("\"x\"", "\"y\"").replace("\"q\"", "\"r\"")).each_ref().map(String::as_str),
+    );
+    assert_eq!(report.untrusted, 0);
+    assert_eq!(graph.organization(acme).unwrap().id, graph.organization(globex).unwrap().id, "a trusted source joins them");
+    assert!(graph.person(id("crm", RecordKind::Person, "p")).unwrap().internal);
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rapport::api::{self, AppState};
 use rapport::config::{ApiConfig, PluginsConfig, token_digest};
 use rapport::graph::model::Timestamp;
-use rapport::graph::{Graph, IdentityRules, IngestBatch, IngestReport, InvalidPolicy};
+use rapport::graph::{Graph, IdentityRules, IngestBatch, IngestReport, InvalidPolicy, SourceTrust};
 use rapport::ops::{Operation, parse_operation};
 use rapport::plugin::PluginHost;
 use rapport::schedule::{Clock, SystemClock};
@@ -43,6 +43,7 @@ pub fn ingest(graph: &Graph, source: &str, ops: &[&str]) -> IngestReport {
             source: source.to_owned(),
             operations: ops.iter().map(|j| op(j)).collect(),
             policy: InvalidPolicy::SkipInvalid,
+            trust: SourceTrust::FULL,
             meta: Vec::new(),
             now: Timestamp::now(),
         })
