@@ -16,8 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rapport::config::{DEFAULT_CACHE_BYTES, InstanceGrant, Secret};
-use rapport::graph::model::Timestamp;
-use rapport::graph::{Graph, IdentityRules, IngestBatch, InvalidPolicy, SourceTrust};
+use rapport::graph::{Graph, IdentityRules, IngestBatch};
 use rapport::net::HostPattern;
 use rapport::ops::operation_from_value;
 use rapport::store::SledStore;
@@ -84,14 +83,7 @@ fn in_process(n: u64) {
             page["results"].as_array().unwrap().iter().flat_map(operations).map(|op| operation_from_value(op, "").unwrap()).collect();
         after = page["paging"]["next"].as_str().map(str::to_owned);
         let meta = vec![("cursor/bench".to_owned(), after.clone().unwrap_or_default().into_bytes())];
-        let batch = IngestBatch {
-            source: "bench".to_owned(),
-            operations,
-            policy: InvalidPolicy::SkipInvalid,
-            trust: SourceTrust::FULL,
-            meta,
-            now: Timestamp::now(),
-        };
+        let batch = IngestBatch { meta, ..IngestBatch::trusted("bench", operations) };
         applied += graph.ingest(batch).unwrap().applied;
         if after.is_none() {
             break;

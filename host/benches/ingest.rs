@@ -20,7 +20,7 @@ use rapport::api::{self, AppState};
 use rapport::config::{ApiConfig, DEFAULT_CACHE_BYTES, PluginsConfig, token_digest};
 use rapport::demo::{self, SourceBatch, WorldSpec};
 use rapport::graph::model::{NodeId, RecordKind, Timestamp};
-use rapport::graph::{ContextQuery, Graph, IdentityRules, IngestBatch, InvalidPolicy, SourceTrust};
+use rapport::graph::{ContextQuery, Graph, IdentityRules, IngestBatch};
 use rapport::import::{ImportOptions, import_jsonl};
 use rapport::plugin::PluginHost;
 use rapport::store::{EntryIter, KeyRange, SledStore, Store, StoreError, WriteBatch};
@@ -79,16 +79,7 @@ fn ingest_all(graph: &Graph, batches: Vec<SourceBatch>) -> IngestFigures {
     let started = Instant::now();
     for batch in batches {
         for chunk in batch.operations.chunks(BATCH) {
-            let report = graph
-                .ingest(IngestBatch {
-                    source: batch.source.to_owned(),
-                    operations: chunk.to_vec(),
-                    policy: InvalidPolicy::SkipInvalid,
-                    trust: SourceTrust::FULL,
-                    meta: Vec::new(),
-                    now: Timestamp::now(),
-                })
-                .unwrap();
+            let report = graph.ingest(IngestBatch::trusted(batch.source, chunk.to_vec())).unwrap();
             assert!(report.skipped.is_empty());
             figures.operations += chunk.len();
             figures.keys += report.keys_written;

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rapport::config::DEFAULT_CACHE_BYTES;
-use rapport::graph::model::{RecordKind, Timestamp};
-use rapport::graph::{Graph, IdentityRules, IngestBatch, InvalidPolicy, SourceTrust};
+use rapport::graph::model::RecordKind;
+use rapport::graph::{Graph, IdentityRules, IngestBatch};
 use rapport::import::{ImportOptions, import_jsonl};
 use rapport::ops::parse_operation;
 use rapport::store::SledStore;
@@ -43,16 +43,7 @@ fn people_with_lists(people: usize, emails_each: usize) -> (Duration, Duration) 
     let batch = (1000 / emails_each).max(1);
     let started = Instant::now();
     for chunk in operations.chunks(batch) {
-        let report = graph
-            .ingest(IngestBatch {
-                source: "crm".to_owned(),
-                operations: chunk.to_vec(),
-                policy: InvalidPolicy::SkipInvalid,
-                trust: SourceTrust::FULL,
-                meta: Vec::new(),
-                now: Timestamp::now(),
-            })
-            .unwrap();
+        let report = graph.ingest(IngestBatch::trusted("crm", chunk.to_vec())).unwrap();
         assert!(report.skipped.is_empty(), "{:?}", report.skipped);
     }
     let ingest = started.elapsed();

@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 use support::{compare, report_child, run_child, setup};
 
 use rapport::config::DEFAULT_CACHE_BYTES;
-use rapport::graph::model::Timestamp;
-use rapport::graph::{Graph, IdentityRules, IngestBatch, InvalidPolicy, SourceTrust};
+use rapport::graph::{Graph, IdentityRules, IngestBatch};
 use rapport::ops::parse_operation;
 use rapport::store::SledStore;
 use serde_json::json;
@@ -41,16 +40,7 @@ fn in_process(n: u64) {
             })
             .collect();
         let meta = vec![("cursor/bench".to_owned(), page.to_string().into_bytes())];
-        graph
-            .ingest(IngestBatch {
-                source: "bench".to_owned(),
-                operations,
-                policy: InvalidPolicy::SkipInvalid,
-                trust: SourceTrust::FULL,
-                meta,
-                now: Timestamp::now(),
-            })
-            .unwrap();
+        graph.ingest(IngestBatch { meta, ..IngestBatch::trusted("bench", operations) }).unwrap();
     }
     report_child(started.elapsed().as_secs_f64());
 }

@@ -773,14 +773,7 @@ fn load_demo_natively(graph: &Graph, spec: WorldSpec) -> anyhow::Result<()> {
     let (batches, _) = demo::generate(spec);
     for batch in batches {
         let source = batch.source;
-        let report = graph.ingest(IngestBatch {
-            source: source.to_owned(),
-            operations: batch.operations,
-            policy: InvalidPolicy::SkipInvalid,
-            trust: SourceTrust::FULL,
-            meta: Vec::new(),
-            now: Timestamp::now(),
-        })?;
+        let report = graph.ingest(IngestBatch::trusted(source, batch.operations))?;
         println!("{source:>8}: {} operations applied, {} skipped", report.applied, report.skipped.len());
     }
     Ok(())

@@ -44,6 +44,21 @@ pub struct IngestBatch {
     pub now: Timestamp,
 }
 
+impl IngestBatch {
+    /// The operator's own batch (fully trusted, no metadata, now), skipping invalid
+    /// operations: what imports, the demo and benchmarks send.
+    pub fn trusted(source: impl Into<String>, operations: Vec<Operation>) -> Self {
+        Self {
+            source: source.into(),
+            operations,
+            policy: InvalidPolicy::SkipInvalid,
+            trust: SourceTrust::FULL,
+            meta: Vec::new(),
+            now: Timestamp::now(),
+        }
+    }
+}
+
 /// What a source may assert about identity beyond its own records. Imports and the API are
 /// the operator's own and fully trusted; a plugin instance gets what `rapport.toml` grants it
 /// (`trust` under `[plugins.instances.<name>]`), nothing by default.

@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use rapport::api::{self, AppState};
 use rapport::config::{ApiConfig, PluginsConfig, token_digest};
-use rapport::graph::model::Timestamp;
-use rapport::graph::{Graph, IdentityRules, IngestBatch, IngestReport, InvalidPolicy, SourceTrust};
+use rapport::graph::{Graph, IdentityRules, IngestBatch, IngestReport};
 use rapport::ops::{Operation, parse_operation};
 use rapport::plugin::PluginHost;
 use rapport::schedule::{Clock, SystemClock};
@@ -38,16 +37,7 @@ pub fn op(json: &str) -> Operation {
 
 /// Ingests `ops` from `source`, skipping invalid ones.
 pub fn ingest(graph: &Graph, source: &str, ops: &[&str]) -> IngestReport {
-    graph
-        .ingest(IngestBatch {
-            source: source.to_owned(),
-            operations: ops.iter().map(|j| op(j)).collect(),
-            policy: InvalidPolicy::SkipInvalid,
-            trust: SourceTrust::FULL,
-            meta: Vec::new(),
-            now: Timestamp::now(),
-        })
-        .unwrap()
+    graph.ingest(IngestBatch::trusted(source, ops.iter().map(|j| op(j)).collect())).unwrap()
 }
 
 /// An API server on 127.0.0.1:0 over a temporary graph, with the plugin runtime; its

@@ -167,8 +167,14 @@ fn a_panic_traps_the_run_and_quotes_the_panic_message() {
     let server = TestServer::start();
     install(&server, "hostile", "panicky", json!({"behaviour": "panic"}));
     let record = run_beside_good_neighbours(&server, "panicky");
-    match failure(&record) {
-        RunFailure::Trap { message } => assert!(message.contains("the plugin gave up"), "{message}"),
+    let message = trap_message(&record);
+    assert!(message.contains("the plugin gave up"), "{message}");
+}
+
+/// The message of a run that failed with a trap.
+fn trap_message(record: &RunRecord) -> &str {
+    match failure(record) {
+        RunFailure::Trap { message } => message,
         other => panic!("expected a trap, got {other:?}"),
     }
 }
@@ -316,10 +322,8 @@ fn unbounded_recursion_is_reported_as_a_stack_overflow() {
     let server = TestServer::start();
     install(&server, "hostile", "recursive", json!({"behaviour": "recurse"}));
     let record = run_beside_good_neighbours(&server, "recursive");
-    match failure(&record) {
-        RunFailure::Trap { message } => assert!(message.starts_with("stack overflow"), "{message}"),
-        other => panic!("expected a trap, got {other:?}"),
-    }
+    let message = trap_message(&record);
+    assert!(message.starts_with("stack overflow"), "{message}");
 }
 
 #[test]
