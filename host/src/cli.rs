@@ -17,7 +17,7 @@ use rapport::api::{self, AppState};
 use rapport::config::{Config, PluginsConfig, Secret, hex, token_digest};
 use rapport::demo::{self, WorldSpec};
 use rapport::graph::model::{MergeRecord, NodeId, RecordKind, Timestamp, merge_id_text, parse_merge_id};
-use rapport::graph::{ContextQuery, Graph, IngestBatch, InvalidPolicy, SourceTrust};
+use rapport::graph::{ContextQuery, Graph, IngestBatch, InvalidPolicy};
 use rapport::import::{ImportOptions, import_jsonl};
 use rapport::net::HostPattern;
 use rapport::ops::{ObservationRecord, Operation, SOURCE_RULE, Subject, is_valid_source};
@@ -655,21 +655,15 @@ fn merges_command(config: &Config, command: MergesCommand) -> anyhow::Result<()>
 fn observe(config: &Config, args: ObserveArgs) -> anyhow::Result<()> {
     let graph = open_graph(config, &config.store.path, "store.path")?;
     let external_id = ulid::Ulid::new().to_string();
-    let report = graph.ingest(IngestBatch {
-        source: "cli".to_owned(),
-        operations: vec![Operation::AddObservation(ObservationRecord {
-            external_id: external_id.clone(),
-            about: Subject { organization: None, person: None, id: Some(args.about) },
-            author_email: args.author,
-            text: args.text,
-            tags: args.tags,
-            observed_at: None,
-        })],
-        policy: InvalidPolicy::RejectBatch,
-        trust: SourceTrust::FULL,
-        meta: Vec::new(),
-        now: Timestamp::now(),
-    })?;
+    let observation = Operation::AddObservation(ObservationRecord {
+        external_id: external_id.clone(),
+        about: Subject { organization: None, person: None, id: Some(args.about) },
+        author_email: args.author,
+        text: args.text,
+        tags: args.tags,
+        observed_at: None,
+    });
+    let report = graph.ingest(IngestBatch { policy: InvalidPolicy::RejectBatch, ..IngestBatch::trusted("cli", vec![observation]) })?;
     if let Some(skipped) = report.skipped.first() {
         let reasons: Vec<String> = skipped.errors.iter().map(ToString::to_string).collect();
         bail!("observation not recorded: {}", reasons.join("; "));

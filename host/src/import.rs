@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::codec;
-use crate::graph::model::Timestamp;
-use crate::graph::{Graph, GraphError, IngestBatch, InvalidPolicy, SourceTrust};
+use crate::graph::{Graph, GraphError, IngestBatch};
 use crate::ops::{self, Operation};
 
 /// An import failed as a whole (the store, or reading the input).
@@ -212,12 +211,8 @@ fn commit(
     let (lines, operations): (Vec<u64>, Vec<Operation>) = std::mem::take(pending).into_iter().unzip();
     let checkpoint = Checkpoint { input: options.input_name.clone(), lines: through_line };
     let report = graph.ingest(IngestBatch {
-        source: options.source.clone(),
-        operations,
-        policy: InvalidPolicy::SkipInvalid,
-        trust: SourceTrust::FULL,
         meta: vec![(checkpoint_key(&options.source), codec::encode(&checkpoint))],
-        now: Timestamp::now(),
+        ..IngestBatch::trusted(options.source.clone(), operations)
     })?;
     summary.applied += report.applied as u64;
     summary.merges += report.merges as u64;

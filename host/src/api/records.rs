@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState, ErrorBody, JsonBody, blocking, parse_id};
-use crate::graph::model::{NodeId, RecordKind, Timestamp};
-use crate::graph::{GraphError, IngestBatch, IngestReport, InvalidPolicy, SourceTrust};
+use crate::graph::model::{NodeId, RecordKind};
+use crate::graph::{GraphError, IngestBatch, IngestReport, InvalidPolicy};
 use crate::ops::{self, Email, FieldError, NodeIdText, ObservationRecord, Operation, Subject, Tag, Text};
 
 /// The source name of records written through the API itself (observations).
@@ -81,14 +81,7 @@ pub(super) async fn ingest(
     if !details.is_empty() {
         return Err(invalid_batch(details));
     }
-    let batch = IngestBatch {
-        source: request.source,
-        operations,
-        policy: InvalidPolicy::RejectBatch,
-        trust: SourceTrust::FULL,
-        meta: Vec::new(),
-        now: Timestamp::now(),
-    };
+    let batch = IngestBatch { policy: InvalidPolicy::RejectBatch, ..IngestBatch::trusted(request.source, operations) };
     let report: IngestReport = blocking(&state, move |graph| graph.ingest(batch)).await?;
     if !report.committed {
         let details = report
@@ -169,14 +162,7 @@ pub(super) async fn add_observation(
     if !details.is_empty() {
         return Err(invalid_batch(details));
     }
-    let batch = IngestBatch {
-        source: API_SOURCE.to_owned(),
-        operations: vec![op],
-        policy: InvalidPolicy::RejectBatch,
-        trust: SourceTrust::FULL,
-        meta: Vec::new(),
-        now: Timestamp::now(),
-    };
+    let batch = IngestBatch { policy: InvalidPolicy::RejectBatch, ..IngestBatch::trusted(API_SOURCE, vec![op]) };
     let (report, id) = blocking(&state, move |graph| {
         let report = graph.ingest(batch)?;
         let id = graph.resolve(API_SOURCE, RecordKind::Observation, &external_id)?;
