@@ -83,6 +83,9 @@ pub enum PluginError {
     /// The file is not a WebAssembly component.
     #[error("not a WebAssembly component built for wasm32-wasip2: {0}")]
     NotAComponent(String),
+    /// The component asks more of the sandbox than one run's slot holds.
+    #[error("the component does not fit in a sandbox slot (at most 2 memories, 4 tables and 8 core instances): {0}")]
+    DoesNotFit(String),
     /// The component does not fit the contract.
     #[error("the component does not implement the rapport:connector world: {0}")]
     Link(String),

@@ -82,7 +82,7 @@ impl Sandbox {
         std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut engine_hash);
         let key = format!("{}-{}", hex(&Sha256::digest(wasm)[..16]), hex(&engine_hash.0.finalize()[..8]));
         let path = self.cache_dir.join(format!("{key}.cwasm"));
-        if let Some(component) = std::fs::read(&path).ok().and_then(|bytes| self.deserialize(&bytes)) {
+        if let Some(component) = std::fs::read(&path).ok().and_then(|bytes| self.deserialize(&bytes).ok()) {
             return Ok(component);
         }
         let compiled = self.engine.precompile_component(wasm).map_err(|e| PluginError::NotAComponent(format!("{e:#}")))?;
@@ -92,21 +92,22 @@ impl Sandbox {
         if let Err(err) = write_atomically(&path, &file) {
             tracing::warn!(path = %path.display(), error = %err, "cannot cache the compiled plugin");
         }
-        self.deserialize(&file).ok_or_else(|| PluginError::Engine("a freshly compiled component did not load".to_owned()))
+        // Loading checks the component against the pool's per-component caps too.
+        self.deserialize(&file).map_err(|err| PluginError::DoesNotFit(format!("{err:#}")))
     }
 
     /// Loads a cache file: a SHA-256 of the artifact, then the artifact.
     #[allow(unsafe_code)]
-    fn deserialize(&self, file: &[u8]) -> Option<Component> {
-        let (digest, artifact) = file.split_at_checked(32)?;
-        if Sha256::digest(artifact).as_slice() != digest {
-            return None;
-        }
+    fn deserialize(&self, file: &[u8]) -> wasmtime::Result<Component> {
+        let artifact = match file.split_at_checked(32) {
+            Some((digest, artifact)) if Sha256::digest(artifact).as_slice() == digest => artifact,
+            _ => wasmtime::bail!("the compiled code's digest does not match"),
+        };
         // SAFETY: `Component::deserialize` requires bytes produced by `precompile_component`
         // of a compatible engine. The artifact was written by this host into its own cache
         // directory (atomically, so never torn), its digest matches, and its file name
         // carries this engine's compatibility hash; wasmtime still checks the header.
-        unsafe { Component::deserialize(&self.engine, artifact) }.ok()
+        unsafe { Component::deserialize(&self.engine, artifact) }
     }
 }
 

@@ -335,3 +335,28 @@ fn time_asleep_in_wasi_is_not_cpu_time() {
     assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
     assert_eq!(organizations(&server, "napper", (0..3).map(|n| format!("nap-{n}"))), 3);
 }
+
+#[test]
+fn memory_is_limited_over_all_of_a_runs_memories_together() {
+    // `memories` grows two memories by 20 MiB each: within 64 MiB, past 32 MiB together,
+    // though each alone fits.
+    let roomy = TestServer::with_plugin_limits(|c| c.memory_limit_bytes = 64 << 20);
+    install(&roomy, "memories", "two", json!({}));
+    assert_eq!(run_beside_good_neighbours(&roomy, "two").status, RunStatus::Succeeded);
+
+    let server = TestServer::with_plugin_limits(|c| c.memory_limit_bytes = 32 << 20);
+    install(&server, "memories", "two", json!({}));
+    let record = run_beside_good_neighbours(&server, "two");
+    assert_eq!(failure(&record), &RunFailure::OutOfMemory { limit_bytes: 32 << 20 });
+}
+
+#[test]
+fn a_component_with_more_memories_than_a_pool_slot_holds_is_refused_at_install() {
+    let server = TestServer::start();
+    let err = try_install(&server, &rapport_fixtures::package("three-memories")).unwrap_err().to_string();
+    assert!(err.contains("does not fit in a sandbox slot") && err.contains("memories"), "{err}");
+    assert!(server.plugins.plugins().unwrap().iter().all(|p| p.manifest.name != "memories"));
+    // The pool still has its places: the two-memory component installs and runs.
+    install(&server, "memories", "two", json!({}));
+    assert_eq!(run(&server, "two").status, RunStatus::Succeeded);
+}
