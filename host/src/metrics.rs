@@ -80,6 +80,8 @@ pub struct Metrics {
     pub plugin_operations: Family<InstanceEventLabels, Counter>,
     /// Plugins' network activity by instance, added up when each run ends.
     pub plugin_network: Family<InstanceEventLabels, Counter>,
+    /// How long runs waited for a pool slot, by instance (a pool too small shows here).
+    pub plugin_slot_wait: Family<InstanceLabels, Histogram>,
 }
 
 fn run_histogram() -> Histogram {
@@ -115,6 +117,8 @@ impl Metrics {
         registry.register("rapport_plugin_operations", "Operations plugin runs committed or skipped (event)", plugin_operations.clone());
         let plugin_network = Family::<InstanceEventLabels, Counter>::default();
         registry.register("rapport_plugin_network", "Plugins' network requests, refusals and bytes, by event", plugin_network.clone());
+        let plugin_slot_wait = Family::<InstanceLabels, Histogram>::new_with_constructor(run_histogram as fn() -> Histogram);
+        registry.register("rapport_plugin_slot_wait_seconds", "Time plugin runs waited for a slot of the pool", plugin_slot_wait.clone());
         Self {
             registry,
             http_requests,
@@ -127,6 +131,7 @@ impl Metrics {
             plugin_run_duration,
             plugin_operations,
             plugin_network,
+            plugin_slot_wait,
         }
     }
 

@@ -28,11 +28,14 @@ pub use self::secrets::REDACTED;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit};
 use tracing::Instrument;
 
 use self::bindings::{ConnectorPre, PluginFailure};
@@ -232,7 +235,7 @@ pub struct PluginHost {
     /// Instances with a run in progress.
     running: Arc<Mutex<HashSet<String>>>,
     /// One permit per instance-pool slot.
-    slots: tokio::sync::Semaphore,
+    slots: Arc<tokio::sync::Semaphore>,
     /// Network settings and TLS roots for every run.
     network: NetworkShared,
     /// Request pacing per instance, kept across its runs.
@@ -315,6 +318,37 @@ struct Claim {
     plugin: InstalledPlugin,
     /// The cursor the run starts from, as stored (the record shows it with secrets cut out).
     cursor: Option<String>,
+    /// Its pool slot, or its place in the queue for one (taken when the run starts).
+    slot: Option<Slot>,
+}
+
+type SlotWait = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send + Sync>>;
+
+/// A run's slot of the pool, or its turn in the queue for one. The turn is taken when the
+/// run is claimed, not when its task first runs, so runs get slots in the order they were
+/// started (tokio's semaphore is first in, first out).
+enum Slot {
+    Held(OwnedSemaphorePermit),
+    Queued(SlotWait),
+}
+
+impl Slot {
+    fn queue(slots: &Arc<tokio::sync::Semaphore>) -> Self {
+        let mut wait: SlotWait = Box::pin(Arc::clone(slots).acquire_owned());
+        // One poll joins the queue; the task that runs the sync polls again with its waker.
+        match wait.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+            Poll::Ready(Ok(permit)) => Self::Held(permit),
+            _ => Self::Queued(wait),
+        }
+    }
+
+    /// Waits for the slot; `None` only if the pool were closed, which it never is.
+    async fn take(self) -> Option<OwnedSemaphorePermit> {
+        match self {
+            Self::Held(permit) => Some(permit),
+            Self::Queued(wait) => wait.await.ok(),
+        }
+    }
 }
 
 impl Drop for Claim {
@@ -388,7 +422,7 @@ impl PluginHost {
             scheduler: Scheduler::default(),
             clock,
             ids: Mutex::new(ulid::Generator::new()),
-            slots: tokio::sync::Semaphore::new(config.max_concurrent_runs as usize),
+            slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_runs as usize)),
             config,
             sandbox,
             prepared: Mutex::new(HashMap::new()),
@@ -849,7 +883,7 @@ impl PluginHost {
     /// Runs a claimed sync inside its `plugin_run` span and records how it ended.
     async fn execute(
         &self,
-        claim: Claim,
+        mut claim: Claim,
         on_commit: Box<dyn Fn(&RunRecord) + Send + Sync>,
         trace: bool,
     ) -> (RunRecord, Option<Vec<CommitTrace>>) {
@@ -863,8 +897,12 @@ impl PluginHost {
         );
         async move {
             let started = Instant::now();
-            // The semaphore is never closed; a permit bounds the runs using pool slots.
-            let _permit = self.slots.acquire().await.ok();
+            let _permit = match claim.slot.take() {
+                Some(slot) => slot.take().await,
+                None => None,
+            };
+            let instance = crate::metrics::InstanceLabels { instance: claim.record.instance.clone() };
+            METRICS.plugin_slot_wait.get_or_create(&instance).observe(started.elapsed().as_secs_f64());
             let ended = self.sync(&claim, on_commit, trace).await;
             let mut record = ended.record;
             record.status = if ended.failure.is_some() { RunStatus::Failed } else { RunStatus::Succeeded };
@@ -1021,7 +1059,8 @@ impl PluginHost {
         };
         let cursor = cursor?;
         let shown = cursor.as_deref().map(|c| self.secrets_of(name).redact(c).into_owned());
-        let mut claim = Claim { running: Arc::clone(&self.running), record, instance, plugin, cursor };
+        let slot = Some(Slot::queue(&self.slots));
+        let mut claim = Claim { running: Arc::clone(&self.running), record, instance, plugin, cursor, slot };
         claim.record.cursor_before.clone_from(&shown);
         claim.record.cursor = shown;
         self.graph.write_meta(vec![

@@ -206,6 +206,7 @@ fn runs_and_operations_are_counted_per_instance() {
         r#"rapport_plugin_runs_total{instance="metrics-b",event="trap"} 1"#,
         r#"rapport_plugin_operations_total{instance="metrics-a",event="applied"} 3"#,
         r#"rapport_plugin_run_duration_seconds_count{instance="metrics-a"} 1"#,
+        r#"rapport_plugin_slot_wait_seconds_count{instance="metrics-a"} 1"#,
     ] {
         assert!(metrics.lines().any(|l| l == line), "missing {line}:\n{metrics}");
     }

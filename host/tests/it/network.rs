@@ -3,6 +3,7 @@
 //! redirects, body caps, timeouts, `Retry-After`, the token bucket, TCP with TLS, secrets.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rapport::config::{InstanceGrant, PluginsConfig, RateLimit, Secret};
@@ -354,4 +355,31 @@ fn a_literal_address_grant_admits_its_own_scheme_and_port_only() {
     assert_eq!(kind, "denied");
     assert!(message.contains(&format!("add \"http://127.0.0.1:{http_port}\"")), "{message}");
     assert!(remote.arrivals("/hello").is_empty());
+}
+
+#[test]
+fn runs_waiting_for_a_pool_slot_get_one_in_the_order_they_were_started() {
+    let remote = Remote::start(SECRET);
+    let names = ["holder", "third", "first", "second"];
+    let grants = names.iter().map(|name| (*name, grant(&["http://127.0.0.1:*"]))).collect();
+    let server = server(grants, |c| c.max_concurrent_runs = 1);
+    for name in names {
+        let path = if name == "holder" { "/gate/holder".to_owned() } else { format!("/hello?{name}") };
+        let steps = json!([{"id": "get", "http": {"url": format!("{}{path}", remote.http)}}]);
+        let options = InstallOptions { instance: Some(name.to_owned()), config: Some(json!({ "steps": steps })) };
+        server.runtime.block_on(server.plugins.install(&rapport_fixtures::package("net-probe"), options)).unwrap();
+    }
+    let _runtime = server.runtime.enter();
+    server.plugins.start("holder", Trigger::Api).unwrap();
+    // The holder has the pool's one slot until its gate opens; the others queue behind it.
+    remote.wait_for("/gate/holder", 1);
+    // Started from within a task, as the scheduler starts the instances due at once: a
+    // task's last spawn runs first on its worker, so only a place taken at start keeps order.
+    let plugins = Arc::clone(&server.plugins);
+    let queued = async move { names[1..].iter().for_each(|name| drop(plugins.start(name, Trigger::Schedule).unwrap())) };
+    server.runtime.block_on(tokio::spawn(queued)).unwrap();
+    remote.open("holder");
+    remote.wait_for("/hello", 3);
+    let order: Vec<String> = remote.paths().into_iter().filter(|path| path.starts_with("/hello")).collect();
+    assert_eq!(order, ["/hello?third", "/hello?first", "/hello?second"]);
 }

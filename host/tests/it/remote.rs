@@ -1,11 +1,13 @@
 //! The remote systems plugins talk to, as real servers on 127.0.0.1 with their own runtime:
-//! an HTTP API that records when each request arrived, and line-echo servers over plain
-//! TCP, TLS and STARTTLS with a certificate from a CA made for the test.
+//! an HTTP API that records when each request arrived (and holds `/gate/<name>` requests
+//! until the test opens that gate), and line-echo servers over plain TCP, TLS and STARTTLS
+//! with a certificate from a CA made for the test.
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -25,14 +27,23 @@ pub struct Remote {
     pub starttls_echo: SocketAddr,
     /// The test CA's certificate, PEM.
     pub ca_pem: String,
-    /// Each HTTP request's path and arrival time, in arrival order.
-    pub hits: Arc<Mutex<Vec<(String, Instant)>>>,
+    hits: Arc<Hits>,
+    gates: tokio::sync::watch::Sender<HashSet<String>>,
     _runtime: tokio::runtime::Runtime,
+}
+
+/// Each HTTP request's path and arrival time, in arrival order; waiters are woken on each.
+#[derive(Default)]
+struct Hits {
+    list: Mutex<Vec<(String, Instant)>>,
+    arrived: Condvar,
 }
 
 #[derive(Clone)]
 struct Api {
-    hits: Arc<Mutex<Vec<(String, Instant)>>>,
+    hits: Arc<Hits>,
+    /// The gates opened so far.
+    gates: tokio::sync::watch::Receiver<HashSet<String>>,
     /// Rate-limited keys already answered 429 once.
     limited: Arc<Mutex<HashMap<String, u32>>>,
     bearer: String,
@@ -42,8 +53,9 @@ impl Remote {
     /// Starts every server; `/auth` accepts `Authorization: Bearer <bearer>` only.
     pub fn start(bearer: &str) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let hits = Arc::new(Mutex::new(Vec::new()));
-        let api = Api { hits: Arc::clone(&hits), limited: Arc::default(), bearer: bearer.to_owned() };
+        let hits = Arc::new(Hits::default());
+        let (gates, opened) = tokio::sync::watch::channel(HashSet::new());
+        let api = Api { hits: Arc::clone(&hits), gates: opened, limited: Arc::default(), bearer: bearer.to_owned() };
         let (ca_pem, acceptor) = test_ca();
         let (http, plain_echo, tls_echo, starttls_echo) = runtime.block_on(async {
             let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -66,13 +78,34 @@ impl Remote {
             starttls_echo,
             ca_pem,
             hits,
+            gates,
             _runtime: runtime,
         }
     }
 
     /// Arrival times of the requests whose path starts with `prefix`.
     pub fn arrivals(&self, prefix: &str) -> Vec<Instant> {
-        self.hits.lock().unwrap().iter().filter(|(path, _)| path.starts_with(prefix)).map(|(_, at)| *at).collect()
+        self.hits.list.lock().unwrap().iter().filter(|(path, _)| path.starts_with(prefix)).map(|(_, at)| *at).collect()
+    }
+
+    /// The paths of every request so far, in arrival order.
+    pub fn paths(&self) -> Vec<String> {
+        self.hits.list.lock().unwrap().iter().map(|(path, _)| path.clone()).collect()
+    }
+
+    /// Blocks until `count` requests whose path starts with `prefix` have arrived.
+    pub fn wait_for(&self, prefix: &str, count: usize) {
+        let arrived = |list: &Vec<(String, Instant)>| list.iter().filter(|(path, _)| path.starts_with(prefix)).count() >= count;
+        let list = self.hits.list.lock().unwrap();
+        let (_list, waited) = self.hits.arrived.wait_timeout_while(list, Duration::from_secs(60), |list| !arrived(list)).unwrap();
+        assert!(!waited.timed_out(), "{count} requests to {prefix} did not arrive within a minute");
+    }
+
+    /// Lets the requests held at `/gate/<name>`, and every later one, through.
+    pub fn open(&self, name: &str) {
+        self.gates.send_modify(|open| {
+            open.insert(name.to_owned());
+        });
     }
 }
 
@@ -87,13 +120,21 @@ fn router(api: Api) -> axum::Router {
         .route("/paced", get(|| async { "ok" }))
         .route("/limited/{key}", get(limited))
         .route("/auth", get(auth))
+        .route("/gate/{name}", get(gate))
         .layer(axum::middleware::from_fn_with_state(api.clone(), record))
         .with_state(api)
 }
 
 async fn record(State(api): State<Api>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    api.hits.lock().unwrap().push((request.uri().to_string(), Instant::now()));
+    api.hits.list.lock().unwrap().push((request.uri().to_string(), Instant::now()));
+    api.hits.arrived.notify_all();
     next.run(request).await
+}
+
+/// Answers once the test opened the gate `name`.
+async fn gate(State(mut api): State<Api>, Path(name): Path<String>) -> &'static str {
+    let _ = api.gates.wait_for(|open| open.contains(&name)).await;
+    "open"
 }
 
 /// `bytes` bytes in chunks of 100, with no Content-Length: the reader finds out the size
