@@ -1,5 +1,5 @@
 //! Plugin runtime benchmark: per-run instantiate overhead (fresh sandbox, instantiate,
-//! `describe`, drop), the host-call round trip, and N small records (default 1M) emitted
+//! `describe`, drop), the host-call round trip, a log flood's cost per line, and N small records (default 1M) emitted
 //! through a real plugin against the same records through in-process ingest, each path in
 //! a fresh process so its peak RSS is its own. Prints its figures; asserts nothing.
 //!
@@ -75,9 +75,18 @@ fn main() {
     setup.install("pager", "caller", json!({"pages": 0, "calls": calls}));
     let (idle, busy) = (setup.timed_run("idle").1, setup.timed_run("caller").1);
     println!("host-call round trip (empty emit): {:.2} µs (target < 2 µs)", (busy - idle) * 1e6 / calls as f64);
+
+    // 3. A log flood: past the 1,000 lines a run keeps, a line costs about a host call.
+    setup.install("hostile", "babbler", json!({"behaviour": "big-log", "bytes": 100, "count": calls}));
+    let flood = setup.timed_run("babbler").1;
+    println!(
+        "log flood: {calls} lines of 100 bytes in {flood:.2} s, {:.2} µs a line ({:.1}× the empty emit; 1,000 kept)",
+        flood * 1e6 / calls as f64,
+        (flood - idle) / (busy - idle)
+    );
     drop(setup);
 
-    // 3. N records through the plugin against in-process ingest, each in its own process.
+    // 4. N records through the plugin against in-process ingest, each in its own process.
     compare(n, "records", "in-process ingest", "through the plugin (target: ratio >= 0.5)");
 }
 

@@ -502,8 +502,9 @@ impl bindings::Host for RunState {
         Ok(())
     }
 
+    /// A log line is work done for the plugin, never a wait, so its time stays on the
+    /// guest's CPU clock: a flood of lines spends the run's CPU budget.
     async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
-        self.pause_clock();
         // Past the lines a run keeps, a line is only counted: neither the store nor the
         // daemon's own log (stderr) takes a flood, and counting costs the host next to nothing.
         let over = self.run.as_ref().is_some_and(|run| {
@@ -522,7 +523,6 @@ impl bindings::Host for RunState {
                 log.pending.push(line);
             }
         }
-        self.resume_clock();
         Ok(())
     }
 
