@@ -42,7 +42,7 @@ fn through_plugin(n: u64) {
     let grant = InstanceGrant {
         allowed_hosts: vec![HostPattern::parse(&api.url()).unwrap()],
         rate_limit: None,
-        secrets: BTreeMap::from([("api_token".to_owned(), Secret::new(TOKEN))]),
+        secrets: BTreeMap::from([("api_token".to_owned(), Secret::new(TOKEN).into())]),
         ..InstanceGrant::default()
     };
     let setup = setup(|config| {

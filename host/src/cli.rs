@@ -404,9 +404,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => run_demo(config()?, args),
         Command::Token { command: TokenCommand::New } => {
             let token = format!("rpt_{}{}", ulid::Ulid::new(), ulid::Ulid::new()).to_lowercase();
-            println!("token:  {token}");
-            println!("config: token_sha256 = [\"{}\"]   # under [api]", hex(&token_digest(&token)));
-            println!("Give the token to the client; store only the digest in the config.");
+            println!("token: {token}");
+            println!("Give the token to clients (the CLI reads RAPPORT_TOKEN); keep only its digest, in rapport.toml:");
+            println!();
+            println!("[api]");
+            println!("token_sha256 = [\"{}\"]", hex(&token_digest(&token)));
+            println!();
+            println!("If rapport.toml has an [api] table already, add the token_sha256 line (or the digest) to it.");
             Ok(())
         }
     }

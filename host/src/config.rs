@@ -218,6 +218,54 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A secret as the operator configured it: the value itself, or the environment variable
+/// holding it, read only when the instance runs — so a command that never runs it (listing
+/// the graph, say, in a terminal without the variable) does not need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// Written in the config file.
+    Value(Secret),
+    /// In this environment variable of the process that runs the instance.
+    Env {
+        /// The variable.
+        var: String,
+        /// The key that names it (`plugins.instances.<name>.secrets.<secret>`), for errors.
+        key: String,
+    },
+}
+
+impl From<Secret> for SecretSource {
+    fn from(secret: Secret) -> Self {
+        Self::Value(secret)
+    }
+}
+
+impl SecretSource {
+    /// The value, read from the process environment if that is where it is.
+    pub fn resolve(&self) -> Result<Secret, ConfigError> {
+        self.resolve_in(|var| std::env::var(var).ok())
+    }
+
+    fn resolve_in(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<Secret, ConfigError> {
+        match self {
+            Self::Value(secret) => Ok(secret.clone()),
+            Self::Env { var, key } => {
+                let value = lookup(var)
+                    .ok_or_else(|| invalid(key, format!("environment variable {var} is not set (export it where `rapport serve` runs)")))?;
+                check_secret_length(key, &value)?;
+                Ok(Secret(value))
+            }
+        }
+    }
+}
+
+fn check_secret_length(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.chars().count() < MIN_SECRET_CHARS {
+        return Err(invalid(key, format!("a secret has at least {MIN_SECRET_CHARS} characters")));
+    }
+    Ok(())
+}
+
 /// Shortest secret accepted: shorter values would be redacted out of ordinary text.
 pub const MIN_SECRET_CHARS: usize = 6;
 
@@ -229,7 +277,7 @@ pub struct InstanceGrant {
     /// Overrides the manifest's rate limit.
     pub rate_limit: Option<RateLimit>,
     /// Secrets by name, handed to this instance only.
-    pub secrets: BTreeMap<String, Secret>,
+    pub secrets: BTreeMap<String, SecretSource>,
     /// What the instance may assert about identity (nothing by default).
     pub trust: SourceTrust,
 }
@@ -515,12 +563,25 @@ impl Config {
                 None => unknown_variables.push(UnknownVariable { var: var.clone(), closest: closest_variable(var) }),
             }
         }
-        let raw: RawConfig = serde_path_to_error::deserialize(toml::de::Deserializer::from(table)).map_err(|e| {
+        let mut raw: RawConfig = serde_path_to_error::deserialize(toml::de::Deserializer::from(table)).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
             origins.error(&key, inner.message(), inner.span().map(|s| s.start))
         })?;
-        let mut config = validate(raw, env).map_err(|e| match e {
+        // Relative paths written in the file (and the defaults) mean the same whatever the
+        // working directory: they are the file's directory's. One set by a variable is the
+        // shell's, so it stays relative to the working directory.
+        let base = path.and_then(Path::parent).unwrap_or(Path::new(""));
+        let anchor = |key: &str, path: &mut PathBuf| {
+            if !origins.overridden.iter().any(|(k, _)| *k == key) {
+                *path = base.join(&*path);
+            }
+        };
+        raw.store.path.get_or_insert_with(|| PathBuf::from(DEFAULT_STORE_PATH));
+        raw.store.path.iter_mut().for_each(|p| anchor("store.path", p));
+        raw.plugins.dir.iter_mut().for_each(|p| anchor("plugins.dir", p));
+        raw.plugins.network.extra_ca_files.iter_mut().flatten().for_each(|p| anchor("plugins.network.extra_ca_files", p));
+        let mut config = validate(raw).map_err(|e| match e {
             ConfigError::Invalid { key, message } => origins.error(&key, &message, None),
             other => other,
         })?;
@@ -680,7 +741,10 @@ fn domains(key: &str, list: Vec<String>) -> Result<HashSet<String>, ConfigError>
         .collect()
 }
 
-fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigError> {
+/// Where the store is when no `store.path` is given (relative to the config file's directory).
+const DEFAULT_STORE_PATH: &str = "data/rapport";
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let api = api_config(raw.api)?;
     let mut identity =
         IdentityRules::with_defaults(domains("identity.internal_domains", raw.identity.internal_domains.unwrap_or_default())?);
@@ -695,13 +759,11 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
     set_positive(&mut records.max_list_items, "records.max_list_items", raw.records.max_list_items, std::convert::identity)?;
     set_positive(&mut records.max_name_chars, "records.max_name_chars", raw.records.max_name_chars, std::convert::identity)?;
     set_positive(&mut records.max_text_chars, "records.max_text_chars", raw.records.max_text_chars, std::convert::identity)?;
-    let plugins = plugins_config(raw.plugins, raw.store.path.as_deref(), env)?;
+    let store_path = raw.store.path.unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_PATH));
+    let plugins = plugins_config(raw.plugins, &store_path)?;
     Ok(Config {
         plugins,
-        store: StoreConfig {
-            path: raw.store.path.unwrap_or_else(|| PathBuf::from("data/rapport")),
-            cache_bytes: raw.store.cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES),
-        },
+        store: StoreConfig { path: store_path, cache_bytes: raw.store.cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES) },
         api,
         identity,
         import_batch_size,
@@ -757,9 +819,9 @@ fn positive<T: Default + PartialEq>(key: &str, value: Option<T>) -> Result<Optio
     }
 }
 
-fn plugins_config(raw: RawPlugins, store_path: Option<&Path>, env: &[(String, String)]) -> Result<PluginsConfig, ConfigError> {
+fn plugins_config(raw: RawPlugins, store_path: &Path) -> Result<PluginsConfig, ConfigError> {
     // Plugins sit beside the store unless configured elsewhere.
-    let dir = raw.dir.unwrap_or_else(|| store_path.and_then(Path::parent).unwrap_or(Path::new("data")).join("plugins"));
+    let dir = raw.dir.unwrap_or_else(|| store_path.parent().unwrap_or(Path::new("")).join("plugins"));
     let mut config = PluginsConfig::with_dir(dir);
     set_positive(&mut config.max_concurrent_runs, "plugins.max_concurrent_runs", raw.max_concurrent_runs, std::convert::identity)?;
     set_positive(&mut config.memory_limit_bytes, "plugins.memory_limit_bytes", raw.memory_limit_bytes, std::convert::identity)?;
@@ -791,18 +853,14 @@ fn plugins_config(raw: RawPlugins, store_path: Option<&Path>, env: &[(String, St
         let mut secrets = BTreeMap::new();
         for (secret, raw) in instance.secrets {
             let key = format!("{key}.secrets.{secret}");
-            let value = match raw {
-                RawSecret::Value(value) => value,
-                RawSecret::Env { env: var } => env
-                    .iter()
-                    .find(|(name, _)| *name == var)
-                    .map(|(_, value)| value.clone())
-                    .ok_or_else(|| invalid(&key, format!("environment variable {var} is not set")))?,
+            let source = match raw {
+                RawSecret::Value(value) => {
+                    check_secret_length(&key, &value)?;
+                    SecretSource::Value(Secret(value))
+                }
+                RawSecret::Env { env: var } => SecretSource::Env { var, key },
             };
-            if value.chars().count() < MIN_SECRET_CHARS {
-                return Err(invalid(&key, format!("a secret has at least {MIN_SECRET_CHARS} characters")));
-            }
-            secrets.insert(secret, Secret(value));
+            secrets.insert(secret, source);
         }
         config.instances.insert(
             name,
@@ -890,7 +948,7 @@ mod tests {
         assert!(err.starts_with("environment variable RAPPORT_API_BIND (overrides `api.bind`)") && err.contains("nowhere"), "{err}");
         let err = load("[api]\n", &[("RAPPORT_API_MAX_BODY_BYTES", "-1")]).unwrap_err().to_string();
         assert!(err.contains("RAPPORT_API_MAX_BODY_BYTES"), "{err}");
-        let text = "[plugins.instances.crm]\nallowed_hosts = []\nsecrets = { token = { env = \"CRM_TOKEN\" } }\n";
+        let text = "[plugins.instances.crm]\nallowed_hosts = []\nsecrets = { token = \"short\" }\n";
         let err = load(text, &[]).unwrap_err().to_string();
         assert!(err.contains("rapport.toml:3: key `plugins.instances.crm.secrets.token`"), "{err}");
         let err = load("[import]\nbatch_size = 0\n", &[]).unwrap_err().to_string();
@@ -911,6 +969,25 @@ mod tests {
     }
 
     #[test]
+    fn relative_paths_in_the_file_are_the_files_directorys_and_a_variables_the_shells() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rapport.toml");
+        std::fs::write(&path, "[plugins.network]\nextra_ca_files = [\"ca.pem\", \"/etc/ca.pem\"]\n").unwrap();
+        let config = Config::load_from(Some(&path), &[]).unwrap();
+        assert_eq!(config.store.path, dir.path().join("data/rapport"), "the default too");
+        assert_eq!(config.plugins.dir, dir.path().join("data/plugins"));
+        assert_eq!(config.plugins.network.extra_ca_files, [dir.path().join("ca.pem"), PathBuf::from("/etc/ca.pem")]);
+        std::fs::write(&path, "[store]\npath = \"store\"\n").unwrap();
+        let config = Config::load_from(Some(&path), &[]).unwrap();
+        assert_eq!((config.store.path, config.plugins.dir), (dir.path().join("store"), dir.path().join("plugins")));
+        let env = [("RAPPORT_STORE_PATH".to_owned(), "elsewhere/store".to_owned())];
+        let config = Config::load_from(Some(&path), &env).unwrap();
+        assert_eq!((config.store.path, config.plugins.dir), (PathBuf::from("elsewhere/store"), PathBuf::from("elsewhere/plugins")));
+        let config = Config::load_from(None, &[]).unwrap();
+        assert_eq!(config.store.path, Path::new("data/rapport"), "without a file, the working directory's");
+    }
+
+    #[test]
     fn plugin_limits_are_positive_and_the_directory_sits_beside_the_store() {
         let config = load("[store]\npath = \"/srv/rapport/store\"\n[plugins]\ncpu_budget_ms = 250\n", &[]).unwrap();
         assert_eq!(config.plugins.dir, Path::new("/srv/rapport/plugins"));
@@ -927,13 +1004,17 @@ mod tests {
     fn instance_grants_read_secrets_from_the_file_or_the_environment() {
         let text = "[plugins.instances.crm]\nallowed_hosts = [\"https://api.example.com\"]\n\
                     secrets = { token = { env = \"CRM_TOKEN\" }, password = \"hunter22\" }\n";
-        let config = load(text, &[("CRM_TOKEN", "from-the-env")]).unwrap();
+        // The variable is read when the instance runs, not when the config loads.
+        let config = load(text, &[]).unwrap();
         let crm = &config.plugins.instances["crm"];
-        assert_eq!(crm.secrets["token"].expose(), "from-the-env");
-        assert_eq!(crm.secrets["password"].expose(), "hunter22");
+        let env = |value: &'static str| move |var: &str| (var == "CRM_TOKEN").then(|| value.to_owned());
+        assert_eq!(crm.secrets["token"].resolve_in(env("from-the-env")).unwrap().expose(), "from-the-env");
+        assert_eq!(crm.secrets["password"].resolve_in(|_| None).unwrap().expose(), "hunter22");
         assert!(!format!("{config:?}").contains("hunter22"), "secrets stay out of Debug output");
-        let err = load(text, &[]).unwrap_err().to_string();
+        let err = crm.secrets["token"].resolve_in(|_| None).unwrap_err().to_string();
         assert!(err.contains("plugins.instances.crm.secrets.token") && err.contains("CRM_TOKEN is not set"), "{err}");
+        let err = crm.secrets["token"].resolve_in(env("abc")).unwrap_err().to_string();
+        assert!(err.contains("at least 6 characters"), "{err}");
         let err = load("[plugins.instances.crm]\nallowed_hosts = [\"api.example.com\"]\n", &[]).unwrap_err().to_string();
         assert!(err.contains(":2: key `plugins.instances.crm.allowed_hosts") && err.contains("scheme://host"), "{err}");
         let err = load("[plugins.instances.crm]\nsecrets = { token = 42 }\n", &[]).unwrap_err().to_string();

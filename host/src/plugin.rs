@@ -46,7 +46,7 @@ pub use self::run::CommitTrace;
 use self::run::{ActiveRun, RunLimits, RunState};
 use self::sandbox::Sandbox;
 use self::secrets::Secrets;
-use crate::config::{PluginsConfig, RateLimit, hex};
+use crate::config::{ConfigError, PluginsConfig, RateLimit, hex};
 use crate::graph::{Graph, GraphError};
 use crate::metrics::METRICS;
 use crate::net::tls::{self, TlsError};
@@ -673,13 +673,24 @@ impl PluginHost {
     /// The last committed cursor of an instance, as shown to people: the instance's
     /// secrets cut out (the plugin itself resumes from the stored value).
     pub fn cursor(&self, instance: &str) -> Result<Option<String>, PluginError> {
-        let secrets = self.secrets_of(instance);
-        Ok(registry::cursor(&self.graph, instance)?.map(|c| secrets.redact(&c).into_owned()))
+        Ok(registry::cursor(&self.graph, instance)?.map(|c| self.shown_cursor(instance, &c)))
     }
 
-    /// The secrets the operator grants `instance`.
-    fn secrets_of(&self, instance: &str) -> Secrets {
-        Secrets::new(self.config.instances.get(instance).map(|grant| grant.secrets.clone()).unwrap_or_default())
+    /// `cursor` as shown to people: the instance's secrets cut out, or all of it hidden
+    /// while they cannot be read (a variable not set in this process).
+    fn shown_cursor(&self, instance: &str, cursor: &str) -> String {
+        match self.secrets_of(instance) {
+            Ok(secrets) => secrets.redact(cursor).into_owned(),
+            Err(err) => format!("(hidden until the instance's secrets can be read: {err})"),
+        }
+    }
+
+    /// The secrets the operator grants `instance`, those held in variables read now.
+    fn secrets_of(&self, instance: &str) -> Result<Secrets, ConfigError> {
+        let sources = self.config.instances.get(instance).map(|grant| &grant.secrets);
+        let secrets =
+            sources.into_iter().flatten().map(|(name, source)| Ok((name.clone(), source.resolve()?))).collect::<Result<_, _>>()?;
+        Ok(Secrets::new(secrets))
     }
 
     /// Sets (or, with `None`, clears) an instance's cursor: its next run starts there, or
@@ -946,10 +957,17 @@ impl PluginHost {
                 return Ended { record: claim.record.clone(), failure, log_tail: None, trace: None };
             }
         };
+        let access = match self.access(claim) {
+            Ok(access) => access,
+            Err(err) => {
+                let failure = Some(RunFailure::Config { message: err.to_string() });
+                return Ended { record: claim.record.clone(), failure, log_tail: None, trace: None };
+            }
+        };
         let trust = self.config.instances.get(&claim.record.instance).map(|grant| grant.trust).unwrap_or_default();
         let active = ActiveRun::new(Arc::clone(&self.graph), claim.record.clone(), on_commit, trace, trust);
         let committed = Arc::clone(&active.committed);
-        let network = Network::new(self.access(claim), self.network.clone());
+        let network = Network::new(access, self.network.clone());
         let mut store = RunState::store(&self.sandbox.engine, Arc::clone(&self.sandbox.ticks), self.limits(), Some(active), network);
         let config = claim.instance.config.to_string();
         let cursor = claim.cursor.clone();
@@ -990,7 +1008,7 @@ impl PluginHost {
 
     /// What a run of the claimed instance may reach: what its manifest requests, narrowed
     /// to what the operator grants it, paced by the grant's (or else the manifest's) rate.
-    fn access(&self, claim: &Claim) -> Arc<Access> {
+    fn access(&self, claim: &Claim) -> Result<Arc<Access>, ConfigError> {
         let name = &claim.record.instance;
         let grant = self.config.instances.get(name).cloned().unwrap_or_default();
         let requested = &claim.plugin.manifest.network;
@@ -1002,14 +1020,14 @@ impl PluginHost {
             }
             Arc::clone(bucket)
         });
-        Arc::new(Access {
+        Ok(Arc::new(Access {
             plugin: claim.plugin.manifest.name.clone(),
             instance: name.clone(),
             requested: requested.allowed_hosts.clone(),
             granted: grant.allowed_hosts,
             bucket,
-            secrets: Secrets::new(grant.secrets),
-        })
+            secrets: self.secrets_of(name)?,
+        }))
     }
 
     /// The pre-linked component of an installed plugin, compiled (or loaded from the
@@ -1058,7 +1076,7 @@ impl PluginHost {
             failure: None,
         };
         let cursor = cursor?;
-        let shown = cursor.as_deref().map(|c| self.secrets_of(name).redact(c).into_owned());
+        let shown = cursor.as_deref().map(|c| self.shown_cursor(name, c));
         let slot = Some(Slot::queue(&self.slots));
         let mut claim = Claim { running: Arc::clone(&self.running), record, instance, plugin, cursor, slot };
         claim.record.cursor_before.clone_from(&shown);

@@ -93,7 +93,7 @@ impl TestBench {
         let grant = InstanceGrant {
             allowed_hosts: options.allowed_hosts.unwrap_or_else(|| manifest.network.allowed_hosts.clone()),
             rate_limit: None,
-            secrets: options.secrets,
+            secrets: options.secrets.into_iter().map(|(name, secret)| (name, secret.into())).collect(),
             ..InstanceGrant::default()
         };
         plugins.instances.insert(TEST_INSTANCE.to_owned(), grant);

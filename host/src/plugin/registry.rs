@@ -157,6 +157,12 @@ pub enum RunFailure {
         /// What failed.
         message: String,
     },
+    /// The instance's grant in `rapport.toml` cannot be used (a secret's variable is not set
+    /// where the daemon runs); the run did not start.
+    Config {
+        /// The key and what is wrong with it.
+        message: String,
+    },
 }
 
 impl RunFailure {
@@ -173,6 +179,7 @@ impl RunFailure {
             Self::CursorTooLarge { .. } => "cursor_too_large",
             Self::Trap { .. } => "trap",
             Self::Host { .. } => "host",
+            Self::Config { .. } => "config",
         }
     }
 }
@@ -211,6 +218,7 @@ impl std::fmt::Display for RunFailure {
             ),
             Self::Trap { message } => write!(f, "trapped: {message}"),
             Self::Host { message } => write!(f, "host error: {message}"),
+            Self::Config { message } => write!(f, "the instance's configuration: {message}"),
         }
     }
 }

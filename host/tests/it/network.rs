@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rapport::config::{InstanceGrant, PluginsConfig, RateLimit, Secret};
+use rapport::config::{InstanceGrant, PluginsConfig, RateLimit, Secret, SecretSource};
 use rapport::graph::model::RecordKind;
 use rapport::net::HostPattern;
 use rapport::plugin::InstallOptions;
@@ -277,7 +277,7 @@ fn tls_fails_when_the_servers_ca_is_not_trusted_and_failures_take_no_connection_
 fn secrets_reach_their_instance_and_the_remote_but_never_its_reports() {
     let remote = Remote::start(SECRET);
     let mut with_secret = grant(&["http://127.0.0.1:*"]);
-    with_secret.secrets.insert("api_token".to_owned(), Secret::new(SECRET));
+    with_secret.secrets.insert("api_token".to_owned(), Secret::new(SECRET).into());
     let server = server(vec![("crm", with_secret), ("other", grant(&["http://127.0.0.1:*"]))], |_| {});
     let auth = json!({"method": "GET", "url": format!("{}/auth", remote.http), "bearer_secret": "api_token"});
     let (record, outcomes) = probe(
@@ -382,4 +382,18 @@ fn runs_waiting_for_a_pool_slot_get_one_in_the_order_they_were_started() {
     remote.wait_for("/hello", 3);
     let order: Vec<String> = remote.paths().into_iter().filter(|path| path.starts_with("/hello")).collect();
     assert_eq!(order, ["/hello?third", "/hello?first", "/hello?second"]);
+}
+
+#[test]
+fn a_secret_whose_variable_is_not_set_fails_the_run_naming_key_and_variable() {
+    let mut grant = grant(&["http://127.0.0.1:*"]);
+    let key = "plugins.instances.unset.secrets.api_token".to_owned();
+    grant.secrets.insert("api_token".to_owned(), SecretSource::Env { var: "IT_NEVER_SET_TOKEN".to_owned(), key });
+    let server = server(vec![("unset", grant)], |_| {});
+    let (record, _) = probe(&server, "unset", json!([{"id": "s", "secret": "api_token"}]));
+    let RunFailure::Config { message } = &record.failure.clone().unwrap() else { panic!("{record:?}") };
+    assert!(
+        message.contains("plugins.instances.unset.secrets.api_token") && message.contains("IT_NEVER_SET_TOKEN is not set"),
+        "{message}"
+    );
 }

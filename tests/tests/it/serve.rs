@@ -1,8 +1,11 @@
 //! The daemon as an operator runs it: config errors, auth, restarts.
 
+use std::path::Path;
+use std::process::Command;
+
 use serde_json::{Value, json};
 
-use crate::harness::{Daemon, TOKEN, rapport};
+use crate::harness::{Daemon, TOKEN, binary, rapport};
 
 fn ingest(client: &reqwest::blocking::Client, daemon: &Daemon, external_id: &str) {
     let batch = json!({"source": "crm", "operations": [
@@ -104,4 +107,28 @@ fn store_open_failures_say_what_failed() {
         stderr.contains("store.path") && stderr.contains("cannot open the store at") && !stderr.contains("another process"),
         "{stderr}"
     );
+}
+
+#[test]
+fn relative_paths_in_a_config_file_are_its_directorys_whatever_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rapport.toml");
+    // A secret's variable is the daemon's business: other commands run without it.
+    let text = "[store]\npath = \"store\"\n[plugins.instances.crm]\nsecrets = { token = { env = \"E2E_UNSET_CRM_TOKEN\" } }\n";
+    std::fs::write(&config, text).unwrap();
+    let lines = dir.path().join("crm.jsonl");
+    std::fs::write(&lines, "{\"op\":\"upsert_organization\",\"external_id\":\"1\",\"name\":\"Acme\"}\n").unwrap();
+    let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let command = |cwd: &Path| {
+        let mut command = Command::new(binary());
+        command.current_dir(cwd).env("RUST_LOG", "warn").env_remove("E2E_UNSET_CRM_TOKEN").arg("--config").arg(&config);
+        command
+    };
+    let imported = command(first.path()).arg("import").arg(&lines).args(["--source", "crm"]).output().unwrap();
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    assert!(dir.path().join("store").is_dir());
+    assert_eq!(std::fs::read_dir(first.path()).unwrap().count(), 0, "nothing was created in the working directory");
+    let stats = command(second.path()).args(["graph", "stats"]).output().unwrap();
+    let stats: Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(stats["organizations"], 1, "another working directory sees the same store");
 }
