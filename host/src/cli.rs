@@ -239,8 +239,10 @@ struct DemoArgs {
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
     /// Install a plugin package: a directory with plugin.toml and plugin.wasm (or the .wasm
-    /// file, with plugin.toml beside it). Creates an instance that runs it; installing the
-    /// same package again adds another instance.
+    /// file, with plugin.toml beside it). Creates an instance that runs it. Installing the
+    /// same package again changes nothing for an existing instance (a different
+    /// --instance-config is refused: use `plugin config`); with another --instance it adds
+    /// one.
     Install {
         /// The package directory or its .wasm file.
         path: PathBuf,
@@ -1011,9 +1013,17 @@ fn plugin_test(config: &Config, args: TestArgs) -> anyhow::Result<()> {
             for line in &report.logs {
                 print_log_line(line);
             }
-            for (n, commit) in report.commits.iter().enumerate() {
-                let cursor = commit.cursor.as_deref().unwrap_or("(unchanged: the tail after the last checkpoint)");
-                println!("commit {}: {} operations, cursor {cursor}", n + 1, commit.operations.len());
+            let mut checkpoints = 0;
+            for commit in &report.commits {
+                match commit.cursor.as_deref() {
+                    Some(cursor) => {
+                        checkpoints += 1;
+                        println!("checkpoint {checkpoints}: {} operations, cursor {cursor}", commit.operations.len());
+                    }
+                    // What a successful sync emitted after its last checkpoint, committed with it.
+                    None if commit.operations.is_empty() => {}
+                    None => println!("after the last checkpoint: {} operations (committed, cursor unchanged)", commit.operations.len()),
+                }
             }
             print_run(&report.run);
             println!("final cursor: {}", report.cursor.as_deref().unwrap_or("(none)"));
@@ -1026,6 +1036,16 @@ fn plugin_test(config: &Config, args: TestArgs) -> anyhow::Result<()> {
     match failed {
         Some(failure) => bail!("the run failed: {failure}"),
         None => Ok(()),
+    }
+}
+
+/// A byte count as people read it.
+fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
     }
 }
 
@@ -1046,16 +1066,34 @@ fn parse_json_argument(flag: &str, text: &str) -> anyhow::Result<serde_json::Val
 fn print_run(record: &RunRecord) {
     let seconds = record.ended_at.map(|end| (end - record.started_at).num_milliseconds() as f64 / 1000.0);
     println!(
-        "{}  {:?}  {}  {} checkpoints, {} applied, {} skipped{}{}",
+        "{}  {:?}  {}  {} checkpoints, {} applied, {} skipped, {} deleted{}{}",
         record.id,
         record.status,
         record.started_at.format("%Y-%m-%d %H:%M:%S"),
         record.checkpoints,
         record.operations_applied,
         record.operations_skipped,
+        record.operations_deleted,
         seconds.map(|s| format!(", {s:.1}s")).unwrap_or_default(),
         record.failure.as_ref().map(|f| format!("\n    {f}")).unwrap_or_default(),
     );
+    let net = &record.network;
+    if net.http_requests + net.tcp_connections + net.denied > 0 {
+        println!(
+            "    network: {} requests, {} rate-limited (429/503), {} retries, {:.1}s waited, {} denied, {} TCP connections, {} sent, {} received",
+            net.http_requests,
+            net.http_rate_limited,
+            net.http_retries,
+            net.wait_ms as f64 / 1000.0,
+            net.denied,
+            net.tcp_connections,
+            bytes(net.bytes_sent),
+            bytes(net.bytes_received),
+        );
+    }
+    if record.log_warnings > 0 {
+        println!("    {} warnings in the log: rapport plugin logs {} {}", record.log_warnings, record.instance, record.id);
+    }
     for skipped in &record.skipped_examples {
         let errors: Vec<String> = skipped.errors.iter().map(ToString::to_string).collect();
         println!("    skipped {}: {}", if skipped.external_id.is_empty() { "(no id)" } else { &skipped.external_id }, errors.join("; "));

@@ -280,6 +280,18 @@ pub struct InstanceGrant {
     pub secrets: BTreeMap<String, SecretSource>,
     /// What the instance may assert about identity (nothing by default).
     pub trust: SourceTrust,
+    /// Where the grant comes from, so a refusal says what to change.
+    pub granted_by: GrantedBy,
+}
+
+/// Where a run's grant comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GrantedBy {
+    /// `[plugins.instances.<name>]` in `rapport.toml`.
+    #[default]
+    Config,
+    /// `rapport plugin test --allow`.
+    TestAllow,
 }
 
 /// How the host makes plugins' network calls.
@@ -864,7 +876,13 @@ fn plugins_config(raw: RawPlugins, store_path: &Path) -> Result<PluginsConfig, C
         }
         config.instances.insert(
             name,
-            InstanceGrant { allowed_hosts: instance.allowed_hosts, rate_limit: instance.rate_limit, secrets, trust: instance.trust },
+            InstanceGrant {
+                allowed_hosts: instance.allowed_hosts,
+                rate_limit: instance.rate_limit,
+                secrets,
+                trust: instance.trust,
+                granted_by: GrantedBy::Config,
+            },
         );
     }
     Ok(config)

@@ -92,6 +92,19 @@ pub enum PluginError {
     /// The component does not fit the contract.
     #[error("the component does not implement the rapport:connector world: {0}")]
     Link(String),
+    /// Installing again named an existing instance with another configuration.
+    #[error(
+        "instance `{0}` is installed already with another configuration; change it with \
+         `rapport plugin config {0} --replace JSON`, or install another instance with --instance NAME"
+    )]
+    InstanceConfigured(String),
+    /// The component exports no connector: `export_connector!` is missing.
+    #[error(
+        "the component exports no connector (`describe` and `sync`){}: register yours with \
+         `rapport_sdk::export_connector!(YourConnector);` in the crate's lib.rs",
+        if .0.is_empty() { String::new() } else { format!("; it exports {}", .0.join(", ")) }
+    )]
+    NoConnector(Vec<String>),
     /// `describe` disagrees with the manifest.
     #[error("the plugin describes itself as {described}, but its manifest says {manifest}: rebuild it or fix plugin.toml")]
     ManifestMismatch {
@@ -541,6 +554,7 @@ impl PluginHost {
     pub async fn install(&self, path: &Path, options: InstallOptions) -> Result<(InstalledPlugin, Instance), PluginError> {
         let (manifest, wasm, pre) = self.load_package(path).await?;
         let instance_name = options.instance.unwrap_or_else(|| manifest.name.clone());
+        let asked_config = options.config.clone();
         let fresh = self.new_instance(instance_name, &manifest.name, options.config.unwrap_or_else(|| serde_json::json!({})))?;
         let digest = hex(&Sha256::digest(&wasm));
         let previous = registry::get::<InstalledPlugin>(&self.graph, &registry::plugin_key(&manifest.name))?;
@@ -554,6 +568,10 @@ impl PluginHost {
         let existing = registry::get::<Instance>(&self.graph, &registry::instance_key(&fresh.name))?;
         if let Some(existing) = existing.as_ref().filter(|e| e.plugin != manifest.name) {
             return Err(PluginError::InstanceTaken { instance: fresh.name, plugin: existing.plugin.clone() });
+        }
+        // Installing again is idempotent, but never drops a configuration silently.
+        if let Some(existing) = existing.as_ref().filter(|e| asked_config.as_ref().is_some_and(|asked| *asked != e.config)) {
+            return Err(PluginError::InstanceConfigured(existing.name.clone()));
         }
         let plugin = match previous {
             Some(plugin) => plugin,
@@ -1027,6 +1045,7 @@ impl PluginHost {
             granted: grant.allowed_hosts,
             bucket,
             secrets: self.secrets_of(name)?,
+            granted_by: grant.granted_by,
         }))
     }
 
@@ -1073,6 +1092,7 @@ impl PluginHost {
             network: Default::default(),
             log_lines: 0,
             log_lines_dropped: 0,
+            log_warnings: 0,
             failure: None,
         };
         let cursor = cursor?;

@@ -72,10 +72,17 @@ impl Page {
         self.body.pointer(pointer)
     }
 
-    /// The array at a JSON pointer read into `T`s; a missing array is an empty page, an item
-    /// that does not fit is invalid data naming its index and field.
+    /// The array at a JSON pointer read into `T`s. An empty body is an empty page; a body
+    /// without the array is invalid data naming the pointer and the keys that are there
+    /// (a mistyped pointer would otherwise read every page as empty); an item that does not
+    /// fit is invalid data naming its index and field.
     pub fn items<T: DeserializeOwned>(&self, pointer: &str) -> Result<Vec<T>, PluginError> {
-        let Some(items) = self.at(pointer) else { return Ok(Vec::new()) };
+        if self.body.is_null() {
+            return Ok(Vec::new());
+        }
+        let Some(items) = self.at(pointer) else {
+            return Err(PluginError::InvalidData(format!("{}: {}", self.response.url, missing(&self.body, pointer))));
+        };
         let Value::Array(items) = items else {
             return Err(PluginError::InvalidData(format!("{}: `{pointer}` is not an array", self.response.url)));
         };
@@ -89,6 +96,69 @@ impl Page {
     }
 }
 
+/// Why `pointer` finds nothing in `body`: the first missing step, and what is there instead.
+fn missing(body: &Value, pointer: &str) -> String {
+    let mut at = body;
+    let mut walked = String::new();
+    for step in pointer.split('/').skip(1) {
+        let next = match at {
+            Value::Object(map) => map.get(step),
+            Value::Array(items) => step.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        };
+        match next {
+            Some(value) => {
+                at = value;
+                walked = format!("{walked}/{step}");
+            }
+            None => break,
+        }
+    }
+    let place = if walked.is_empty() { "the page".to_owned() } else { format!("`{walked}`") };
+    let there = match at {
+        Value::Object(map) if map.is_empty() => "an empty object".to_owned(),
+        Value::Object(map) => format!("the keys {}", map.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")),
+        Value::Array(items) => format!("an array of {}", items.len()),
+        other => format!("a {}", json_type(other)),
+    };
+    format!("no `{pointer}` in the page: {place} holds {there}; check the pointer")
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Query parameters that commonly carry a page size.
+const PAGE_SIZE_PARAMS: &[&str] = &["limit", "per_page", "page_size", "pagesize", "size", "count", "max", "maxresults", "top", "$top"];
+
+/// The page size the request asks for, if one of its query parameters is a known page-size name.
+fn requested_page_size(url: &str) -> Option<usize> {
+    let (_, query) = url.split_once('?')?;
+    query.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        PAGE_SIZE_PARAMS.contains(&name.to_ascii_lowercase().as_str()).then(|| value.parse().ok()).flatten()
+    })
+}
+
+/// The items on a page, as far as paging can tell without knowing where they are: the
+/// longest array in the body, at its top or one level down.
+fn longest_array(body: &Value) -> usize {
+    let children: Box<dyn Iterator<Item = &Value>> = match body {
+        Value::Object(map) => {
+            Box::new(map.values().flat_map(|v| std::iter::once(v).chain(v.as_object().into_iter().flat_map(|m| m.values()))))
+        }
+        other => Box::new(std::iter::once(other)),
+    };
+    children.filter_map(Value::as_array).map(Vec::len).max().unwrap_or(0)
+}
+
 /// The pages of a listing, fetched one at a time as the iteration goes.
 #[derive(Debug)]
 pub struct Pages {
@@ -96,6 +166,8 @@ pub struct Pages {
     next: Option<Request>,
     paging: Paging,
     offset: u64,
+    /// Pages fetched so far.
+    fetched: u64,
 }
 
 impl Pages {
@@ -108,7 +180,31 @@ impl Pages {
             }
             Paging::Cursor { .. } | Paging::LinkHeader => first.clone(),
         };
-        Self { first, next: Some(next), paging, offset: 0 }
+        Self { first, next: Some(next), paging, offset: 0, fetched: 0 }
+    }
+
+    /// A warning when `page`, the last by its paging, was full: as many items as the request
+    /// asked for. Either the listing ends exactly there or the next-page pointer is wrong,
+    /// which would otherwise end a sync after its first page without a word.
+    fn full_last_page(&self, page: &Page) -> Option<String> {
+        let where_next = match &self.paging {
+            Paging::Cursor { next_at, .. } => match page.at(next_at) {
+                None => missing(&page.body, next_at),
+                Some(value) => format!("the token at `{next_at}` is {value}"),
+            },
+            Paging::LinkHeader => "the answer has no `Link` header with rel=\"next\"".to_owned(),
+            // A full offset page always asks for the next.
+            Paging::Offset { .. } => return None,
+        };
+        let size = requested_page_size(self.first.url())?;
+        let items = longest_array(&page.body);
+        (size > 0 && items >= size).then(|| {
+            format!(
+                "page {} of {} was full ({items} items, as many as asked for) but names no next page ({where_next}): \
+                 if the listing goes on, the paging's next-page pointer is wrong",
+                self.fetched, page.response.url
+            )
+        })
     }
 
     /// The request for the page after `page`, if there is one.
@@ -148,7 +244,13 @@ impl Iterator for Pages {
         });
         match fetched {
             Ok(page) => {
+                self.fetched += 1;
                 self.next = self.after(&page);
+                if self.next.is_none()
+                    && let Some(warning) = self.full_last_page(&page)
+                {
+                    crate::log(crate::Level::Warn, &warning, &[]);
+                }
                 Some(Ok(page))
             }
             Err(err) => Some(Err(err)),
@@ -218,6 +320,65 @@ mod tests {
         }
         let err = listing.items::<Item>("/results").unwrap_err();
         assert!(matches!(&err, PluginError::InvalidData(m) if m.contains("/results/1")), "{err:?}");
-        assert!(listing.items::<Item>("/missing").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_wrong_items_pointer_is_an_error_naming_what_is_there_and_an_empty_body_an_empty_page() {
+        let url = "https://api.example.com/v1/tickets";
+        let cases = [
+            (
+                "/ticket",
+                serde_json::json!({"tickets": [], "next": null}),
+                Some("no `/ticket` in the page: the page holds the keys `next`, `tickets`"),
+            ),
+            (
+                "/data/items",
+                serde_json::json!({"data": {"rows": [1]}}),
+                Some("no `/data/items` in the page: `/data` holds the keys `rows`"),
+            ),
+            ("/results", serde_json::json!([1, 2]), Some("the page holds an array of 2")),
+            ("/results", serde_json::json!({"results": "none"}), Some("`/results` is not an array")),
+            ("/results", serde_json::json!({"results": []}), None),
+            ("/results", Value::Null, None),
+        ];
+        for (pointer, body, expected) in cases {
+            let result = page(url, &[], body.clone()).items::<Value>(pointer);
+            match (expected, result) {
+                (None, Ok(items)) => assert!(items.is_empty(), "{body}"),
+                (Some(text), Err(PluginError::InvalidData(message))) => assert!(message.contains(text), "{body}: {message}"),
+                (expected, result) => panic!("{pointer} in {body}: expected {expected:?}, got {result:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_last_page_warns_that_the_next_pointer_may_be_wrong() {
+        let full = serde_json::json!({"tickets": [1, 2, 3], "next_page": "abc"});
+        let short = serde_json::json!({"tickets": [1, 2], "next": null});
+        let sized = Request::get("https://api.example.com/v1/tickets").query("per_page", "3");
+        let cases = [
+            (
+                sized.clone(),
+                Paging::cursor("page", "/next"),
+                full.clone(),
+                Some("no `/next` in the page: the page holds the keys `next_page`, `tickets`"),
+            ),
+            (sized.clone(), Paging::cursor("page", "/next"), short, None),
+            (sized.clone(), Paging::LinkHeader, full.clone(), Some("no `Link` header")),
+            (sized, Paging::offset(3, "/tickets"), full.clone(), None),
+            (Request::get("https://api.example.com/v1/tickets"), Paging::cursor("page", "/next"), full, None),
+        ];
+        for (first, paging, body, expected) in cases {
+            let mut pages = Pages::new(first, paging.clone());
+            pages.fetched = 1;
+            let warning = pages.full_last_page(&page("https://api.example.com/v1/tickets", &[], body));
+            match (expected, &warning) {
+                (None, None) => {}
+                (Some(text), Some(warning)) => {
+                    assert!(warning.contains(text) && warning.contains("page 1 of") && warning.contains("3 items"), "{warning}")
+                }
+                _ => panic!("{paging:?}: expected {expected:?}, got {warning:?}"),
+            }
+        }
     }
 }

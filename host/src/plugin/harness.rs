@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::registry::{LogLine, RunRecord, Trigger};
 use super::run::CommitTrace;
 use super::{InstallOptions, PluginError, PluginHost};
-use crate::config::{InstanceGrant, PluginsConfig, Secret};
+use crate::config::{GrantedBy, InstanceGrant, PluginsConfig, Secret};
 use crate::graph::{Graph, IdentityRules};
 use crate::net::HostPattern;
 use crate::ops::Operation;
@@ -91,6 +91,7 @@ impl TestBench {
         let mut plugins = options.plugins;
         plugins.dir = dir.path().join("plugins");
         let grant = InstanceGrant {
+            granted_by: GrantedBy::TestAllow,
             allowed_hosts: options.allowed_hosts.unwrap_or_else(|| manifest.network.allowed_hosts.clone()),
             rate_limit: None,
             secrets: options.secrets.into_iter().map(|(name, secret)| (name, secret.into())).collect(),

@@ -15,7 +15,7 @@ pub(crate) use self::bucket::TokenBucket;
 use super::bindings::NetworkError;
 use super::registry::NetworkCounters;
 use super::secrets::Secrets;
-use crate::config::NetworkConfig;
+use crate::config::{GrantedBy, NetworkConfig};
 use crate::net::{Host, HostPattern, Origin, restricted_range};
 
 /// What a run may reach, fixed when the run starts.
@@ -33,6 +33,20 @@ pub(crate) struct Access {
     pub bucket: Option<Arc<TokenBucket>>,
     /// The instance's secrets.
     pub secrets: Secrets,
+    /// Where the grant comes from, so a refusal says what to change.
+    pub granted_by: GrantedBy,
+}
+
+impl Access {
+    /// What to change so `origin` is granted.
+    fn how_to_grant(&self, origin: &Origin) -> String {
+        match self.granted_by {
+            GrantedBy::Config => {
+                format!("add \"{origin}\" to allowed_hosts under [plugins.instances.{}] in rapport.toml", self.instance)
+            }
+            GrantedBy::TestAllow => format!("grant it to the test: rapport plugin test … --allow \"{origin}\""),
+        }
+    }
 }
 
 /// Shared by every run: settings and the TLS configuration.
@@ -81,20 +95,15 @@ impl Network {
     /// and is logged once per run and destination.
     fn authorize(&mut self, origin: &Origin) -> Result<(), NetworkError> {
         let access = &self.access;
-        let grant_hint = || format!("grant it in rapport.toml: allowed_hosts under [plugins.instances.{}]", access.instance);
         let refusal = if !access.requested.iter().any(|p| p.matches(origin)) {
             Some(format!(
                 "{origin} is not allowed: plugin `{}` does not request it; add \"{origin}\" to allowed_hosts in the [network] \
                  section of its plugin.toml, and {}",
                 access.plugin,
-                grant_hint()
+                access.how_to_grant(origin)
             ))
         } else if !access.granted.iter().any(|p| p.matches(origin)) {
-            Some(format!(
-                "{origin} is not allowed: it is not granted to instance `{}`; add \"{origin}\" to {}",
-                access.instance,
-                grant_hint()
-            ))
+            Some(format!("{origin} is not allowed: it is not granted to instance `{}`; {}", access.instance, access.how_to_grant(origin)))
         } else if let Host::Ip(ip) = origin.host {
             self.address_refusal(origin, ip)
         } else {
@@ -115,9 +124,10 @@ impl Network {
     fn restricted_message(&self, origin: &Origin, refused: &RestrictedAddress) -> String {
         let named = Origin { host: Host::Ip(refused.ip), ..origin.clone() };
         format!(
-            "{origin} is not allowed: it resolves to {}, a {} address, which needs an explicit grant; \
-             add \"{named}\" to allowed_hosts under [plugins.instances.{}] in rapport.toml",
-            refused.ip, refused.range, self.access.instance
+            "{origin} is not allowed: it resolves to {}, a {} address, which needs an explicit grant; {}",
+            refused.ip,
+            refused.range,
+            self.access.how_to_grant(&named)
         )
     }
 

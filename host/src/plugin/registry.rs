@@ -292,6 +292,10 @@ pub struct RunRecord {
     /// Log lines past the per-run limit, counted but not kept.
     #[serde(default)]
     pub log_lines_dropped: u64,
+    /// Lines at warn or error level, kept or not: a run that succeeded with warnings (a
+    /// full last page, say) is worth a look.
+    #[serde(default)]
+    pub log_warnings: u64,
     /// Why it failed.
     pub failure: Option<RunFailure>,
 }

@@ -89,6 +89,7 @@ pub(super) struct RunLog {
     pub chunks: u32,
     pub kept: u64,
     pub dropped: u64,
+    pub warnings: u64,
 }
 
 impl RunLog {
@@ -97,6 +98,7 @@ impl RunLog {
     pub fn take_chunk(&mut self, record: &mut RunRecord) -> Option<(String, Vec<u8>)> {
         record.log_lines = self.kept;
         record.log_lines_dropped = self.dropped;
+        record.log_warnings = self.warnings;
         if self.pending.is_empty() {
             return None;
         }
@@ -432,13 +434,16 @@ impl RunState {
                 (key, cut_to(&secrets.redact(v), budget, &mut budget))
             })
             .collect();
-        let shown = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+        // The plugin's fields have names of its choosing, which tracing's fields cannot
+        // take: they follow the message as `key=value`, as `rapport plugin logs` shows them.
+        let shown: String =
+            std::iter::once(message.clone()).chain(fields.iter().map(|(k, v)| format!("{k}={v}"))).collect::<Vec<_>>().join(" ");
         match level {
-            Level::Trace => tracing::trace!(target: "plugin", fields = %shown, "{message}"),
-            Level::Debug => tracing::debug!(target: "plugin", fields = %shown, "{message}"),
-            Level::Info => tracing::info!(target: "plugin", fields = %shown, "{message}"),
-            Level::Warn => tracing::warn!(target: "plugin", fields = %shown, "{message}"),
-            Level::Error => tracing::error!(target: "plugin", fields = %shown, "{message}"),
+            Level::Trace => tracing::trace!(target: "plugin", "{shown}"),
+            Level::Debug => tracing::debug!(target: "plugin", "{shown}"),
+            Level::Info => tracing::info!(target: "plugin", "{shown}"),
+            Level::Warn => tracing::warn!(target: "plugin", "{shown}"),
+            Level::Error => tracing::error!(target: "plugin", "{shown}"),
         }
         LogLine { at: chrono::Utc::now(), level: level_name(level).to_owned(), message, fields }
     }
@@ -509,6 +514,9 @@ impl bindings::Host for RunState {
         // daemon's own log (stderr) takes a flood, and counting costs the host next to nothing.
         let over = self.run.as_ref().is_some_and(|run| {
             let log = &mut lock(&run.committed).log;
+            if matches!(level, Level::Warn | Level::Error) {
+                log.warnings += 1;
+            }
             let over = log.kept >= MAX_RUN_LOG_LINES;
             if over {
                 log.dropped += 1;

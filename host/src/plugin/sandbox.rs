@@ -71,6 +71,10 @@ impl Sandbox {
     pub fn prepare(&self, wasm: &[u8]) -> Result<ConnectorPre<RunState>, PluginError> {
         let component = self.load(wasm)?;
         check_imports(&self.engine, &component)?;
+        let exports: Vec<String> = component.component_type().exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        if !["describe", "sync"].iter().all(|name| exports.iter().any(|e| e == name)) {
+            return Err(PluginError::NoConnector(exports));
+        }
         let pre = self.linker.instantiate_pre(&component).map_err(|e| PluginError::Link(format!("{e:#}")))?;
         ConnectorPre::new(pre).map_err(|e| PluginError::Link(format!("{e:#}")))
     }

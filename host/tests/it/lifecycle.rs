@@ -41,6 +41,15 @@ fn two_instances_of_one_plugin_keep_their_own_cursor_configuration_and_provenanc
     assert_eq!(server.plugins.cursor("crm-us").unwrap().as_deref(), Some("2"));
     assert!(has_organization(&server, "crm-eu", "eu-5") && !has_organization(&server, "crm-eu", "us-0"));
     assert!(has_organization(&server, "crm-us", "us-8") && !has_organization(&server, "crm-us", "eu-0"));
+    // Installing again as an existing instance changes nothing, and refuses to drop a new
+    // configuration silently.
+    install(&server, "pager", "crm-eu", json!({"pages": 2, "page_size": 3, "prefix": "eu-"})).unwrap();
+    let err = install(&server, "pager", "crm-eu", json!({"pages": 9})).unwrap_err();
+    assert!(
+        matches!(&err, PluginError::InstanceConfigured(name) if name == "crm-eu") && err.to_string().contains("plugin config crm-eu"),
+        "{err}"
+    );
+    assert_eq!(server.plugins.instance("crm-eu").unwrap().config["pages"], 2);
 
     // A third through `add_instance`, and a name already taken is refused.
     server.plugins.add_instance("pager", "crm-apac", json!({"pages": 1, "page_size": 2, "prefix": "ap-"})).unwrap();

@@ -370,3 +370,10 @@ fn an_endless_log_flood_spends_the_cpu_budget_and_keeps_only_the_first_lines() {
     assert_eq!(record.log_lines, 1000, "{record:?}");
     assert!(record.log_lines_dropped > 0, "{record:?}");
 }
+
+#[test]
+fn a_component_without_a_connector_is_refused_naming_the_macro() {
+    let server = TestServer::start();
+    let err = try_install(&server, &rapport_fixtures::package("no-connector")).unwrap_err().to_string();
+    assert!(err.contains("exports no connector") && err.contains("rapport_sdk::export_connector!"), "{err}");
+}
