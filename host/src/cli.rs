@@ -1,7 +1,13 @@
 //! The `rapport` command line: argument parsing and the commands' wiring.
 //!
-//! Commands are thin: they load the config, open the graph, and call into the library.
-//! Errors leave as `anyhow` with context saying what failed and what to do.
+//! Commands are thin: they load the config, open the graph (or, while `serve` holds it,
+//! talk to the daemon: `daemon`), and call into the library. Errors leave as `anyhow` with
+//! context saying what failed and what to do.
+
+mod daemon;
+mod graph;
+mod package;
+mod plugins;
 
 use std::io::{BufReader, IsTerminal, Write};
 use std::net::SocketAddr;
@@ -14,17 +20,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use rapport::api::{self, AppState};
-use rapport::config::{Config, PluginsConfig, Secret, hex, token_digest};
+use rapport::config::{Config, PluginsConfig, hex, token_digest};
 use rapport::demo::{self, WorldSpec};
-use rapport::graph::model::{MergeRecord, NodeId, RecordKind, Timestamp, merge_id_text, parse_merge_id};
-use rapport::graph::{ContextQuery, Graph, IngestBatch, InvalidPolicy};
+use rapport::graph::model::{NodeId, RecordKind, Timestamp};
+use rapport::graph::{Graph, IngestBatch};
 use rapport::import::{ImportOptions, import_jsonl};
-use rapport::net::HostPattern;
-use rapport::ops::{ObservationRecord, Operation, SOURCE_RULE, Subject, is_valid_source};
-use rapport::plugin::harness::{TestBench, TestOptions};
-use rapport::plugin::registry::{InstanceSchedule, LogLine, RunRecord, Trigger};
+use rapport::ops::{SOURCE_RULE, is_valid_source};
 use rapport::plugin::{InstallOptions, PluginHost};
-use rapport::store::SledStore;
+use rapport::store::{SledStore, StoreError};
+
+use self::daemon::{AddressFile, Daemon};
 use rapport::telemetry::{self, LogFormat};
 
 /// Rapport keeps the context of your client relationships: who they are, who talks to
@@ -57,6 +62,10 @@ pub struct Cli {
     /// warning about them.
     #[arg(long, global = true)]
     strict: bool,
+    /// API token for commands that go through a running daemon (which holds the store);
+    /// prefer RAPPORT_TOKEN, which other users cannot see in the process list.
+    #[arg(long, global = true, value_name = "TOKEN")]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -244,7 +253,8 @@ enum PluginCommand {
     /// --instance-config is refused: use `plugin config`); with another --instance it adds
     /// one.
     Install {
-        /// The package directory or its .wasm file.
+        /// The package directory or its .wasm file, or a connector crate's directory (packaged
+        /// first, as `plugin package` does).
         path: PathBuf,
         /// Name of the instance to create; it is the source of every record the instance
         /// writes (default: the plugin's name).
@@ -301,6 +311,18 @@ enum PluginCommand {
     /// Run a plugin package once against a throwaway store, without a daemon, and print
     /// what it emitted, its checkpoints, final cursor and logs.
     Test(TestArgs),
+    /// Build a connector crate (release, for wasm32-wasip2) into an installable package:
+    /// plugin.wasm and a plugin.toml with the name, version and description from Cargo.toml,
+    /// the plugin API version of the SDK it was built with, and the rest (network, cursor
+    /// format) from the crate's own plugin.toml.
+    Package {
+        /// The crate's directory.
+        #[arg(default_value = ".")]
+        crate_dir: PathBuf,
+        /// Where to write the package (default: CRATE_DIR/package).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// List installed plugins and their instances with their cursors.
     List,
     /// Run a sync of an instance now, showing its progress.
@@ -353,7 +375,8 @@ enum PluginCommand {
 /// `rapport plugin test`.
 #[derive(Debug, clap::Args)]
 struct TestArgs {
-    /// The package directory or its .wasm file.
+    /// The package directory or its .wasm file, or a connector crate's directory (packaged
+    /// first, as `plugin package` does).
     path: PathBuf,
     /// The instance configuration: a JSON object, or @FILE to read one.
     #[arg(long, value_name = "JSON|@FILE")]
@@ -396,13 +419,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Ok::<_, anyhow::Error>(config)
     };
+    let token = cli.token.as_deref();
     match cli.command {
         Command::Serve => serve(config()?),
         Command::Import(args) => import(&config()?, args),
-        Command::Graph { command } => graph_command(&config()?, command),
-        Command::Observe(args) => observe(&config()?, args),
-        Command::Merges { command } => merges_command(&config()?, command),
-        Command::Plugin { command } => plugin_command(&config()?, command),
+        Command::Graph { command } => graph::graph_command(&Backend::open(&config()?, token)?, command),
+        Command::Observe(args) => graph::observe(&Backend::open(&config()?, token)?, args),
+        Command::Merges { command } => graph::merges_command(&Backend::open(&config()?, token)?, command),
+        Command::Plugin { command } => plugins::plugin_command(&config()?, token, command),
         Command::Demo(args) => run_demo(config()?, args),
         Command::Token { command: TokenCommand::New } => {
             let token = format!("rpt_{}{}", ulid::Ulid::new(), ulid::Ulid::new()).to_lowercase();
@@ -418,9 +442,36 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Where a command's reads and changes go: the store itself, or the daemon holding it.
+enum Backend {
+    Store(Arc<Graph>),
+    Daemon(Daemon),
+}
+
+impl Backend {
+    /// The store, or the daemon when one holds it: found at the address it wrote into the
+    /// store's directory, with `--token`, else RAPPORT_TOKEN.
+    fn open(config: &Config, token: Option<&str>) -> anyhow::Result<Self> {
+        match SledStore::open(&config.store.path, config.store.cache_bytes) {
+            Ok(store) => Ok(Self::Store(Arc::new(Graph::new(Arc::new(store), config.identity.clone()).with_limits(config.records)))),
+            Err(StoreError::Locked { .. }) => {
+                let token = token.map(str::to_owned).or_else(|| config.client_token.as_ref().map(|t| t.expose().to_owned()));
+                Ok(Self::Daemon(Daemon::find(&config.store.path, config.api.bind, token)?))
+            }
+            Err(err) => Err(err).context("cannot open the graph (store.path)"),
+        }
+    }
+}
+
 /// Opens the graph in `dir`, which the `setting` names (`store.path`, `--data`).
 fn open_graph(config: &Config, dir: &Path, setting: &str) -> anyhow::Result<Arc<Graph>> {
-    let store = SledStore::open(dir, config.store.cache_bytes).with_context(|| format!("cannot open the graph ({setting})"))?;
+    let store = SledStore::open(dir, config.store.cache_bytes).map_err(|err| {
+        let hint = match err {
+            StoreError::Locked { .. } => "; while `rapport serve` runs, send records with POST /v1/ingest, or stop it first",
+            _ => "",
+        };
+        anyhow::Error::new(err).context(format!("cannot open the graph ({setting}){hint}"))
+    })?;
     Ok(Arc::new(Graph::new(Arc::new(store), config.identity.clone()).with_limits(config.records)))
 }
 
@@ -428,8 +479,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
+/// Serves the graph stored in `store` until a signal; commands started meanwhile find the
+/// daemon at the address it writes into `store`.
 fn serve_graph(
     graph: Arc<Graph>,
+    store: &Path,
     plugins: PluginsConfig,
     api: rapport::config::ApiConfig,
     banner: impl FnOnce(SocketAddr),
@@ -451,6 +505,7 @@ fn serve_graph(
         let listener =
             tokio::net::TcpListener::bind(api.bind).await.with_context(|| format!("cannot listen on {} (api.bind)", api.bind))?;
         let addr = listener.local_addr().context("listener has no address")?;
+        let _address_file = AddressFile::write(store, addr)?;
         banner(addr);
         tracing::info!(%addr, dev_mode = api.dev_mode, "api listening");
         api::serve(listener, AppState::new(graph, plugins, api), shutdown).await.context("the API server failed")
@@ -493,7 +548,7 @@ fn print_line(line: &str) {
 
 fn serve(config: Config) -> anyhow::Result<()> {
     let graph = open_graph(&config, &config.store.path, "store.path")?;
-    serve_graph(graph, config.plugins, config.api, |addr| print_line(&format!("rapport listening on http://{addr}")))
+    serve_graph(graph, &config.store.path, config.plugins, config.api, |addr| print_line(&format!("rapport listening on http://{addr}")))
 }
 
 fn progress_bar(total: u64, unit: &str) -> ProgressBar {
@@ -590,95 +645,6 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn graph_command(config: &Config, command: GraphCommand) -> anyhow::Result<()> {
-    let graph = open_graph(config, &config.store.path, "store.path")?;
-    match command {
-        GraphCommand::Show { id } => {
-            let id = parse_id(&id)?;
-            match id.kind {
-                RecordKind::Organization => print_json(&graph.organization_context(id, ContextQuery { at: Timestamp::now(), recent: 10 })?),
-                RecordKind::Person => print_json(&graph.person(id)?),
-                other => bail!("`graph show` takes an organization or a person, not a {other:?}"),
-            }
-        }
-        GraphCommand::Search { query, people } => {
-            let kind = if people { RecordKind::Person } else { RecordKind::Organization };
-            for id in graph.search(kind, &query, 50)? {
-                match kind {
-                    RecordKind::Person => {
-                        let p = graph.person(id)?;
-                        println!("{}\t{}\t{}", p.id, p.name, p.emails.join(", "));
-                    }
-                    _ => {
-                        let o = graph.organization(id)?;
-                        println!("{}\t{}\t{}", o.id, o.name, o.domains.join(", "));
-                    }
-                }
-            }
-            Ok(())
-        }
-        GraphCommand::Timeline { id, from, to, limit } => {
-            let id = parse_id(&id)?;
-            let to = parse_time(to.as_deref())?.unwrap_or(Timestamp(i64::MAX / 2));
-            let page = graph.timeline(id, parse_time(from.as_deref())?, to, None, limit)?;
-            for item in page.items {
-                let when = item.occurred_at.to_datetime().format("%Y-%m-%d %H:%M");
-                println!("{when}\t{:?}\t{:?}\t{}", item.kind, item.direction, item.subject.unwrap_or_default());
-            }
-            Ok(())
-        }
-        GraphCommand::Stats => print_json(&graph.stats()?),
-    }
-}
-
-fn merges_command(config: &Config, command: MergesCommand) -> anyhow::Result<()> {
-    let graph = open_graph(config, &config.store.path, "store.path")?;
-    let now = Timestamp::now();
-    let show = |m: &MergeRecord| {
-        let state = if m.undone_at.is_some() { "undone" } else { "active" };
-        println!("{}\t{}\t{} ← {}\t{}", merge_id_text(m.id), state, m.winner, m.loser, m.reason);
-    };
-    match command {
-        MergesCommand::List { limit } => graph.merges(None, limit)?.iter().for_each(show),
-        MergesCommand::Undo { id } => {
-            let id = parse_merge_id(&id).with_context(|| format!("`{id}` is not a merge id (mrg_…)"))?;
-            show(&graph.unmerge(id, now)?);
-        }
-        MergesCommand::Merge { a, b, reason } => show(&graph.merge_manually(parse_id(&a)?, parse_id(&b)?, reason, now)?),
-        MergesCommand::Pin { a, b } => {
-            graph.pin_apart(parse_id(&a)?, parse_id(&b)?)?;
-            println!("pinned {a} and {b} apart");
-        }
-        MergesCommand::Review => {
-            for candidate in graph.duplicates(1000)? {
-                println!("{}\t{}\t{}", candidate.a, candidate.b, candidate.reason);
-            }
-        }
-    }
-    Ok(())
-}
-
-fn observe(config: &Config, args: ObserveArgs) -> anyhow::Result<()> {
-    let graph = open_graph(config, &config.store.path, "store.path")?;
-    let external_id = ulid::Ulid::new().to_string();
-    let observation = Operation::AddObservation(ObservationRecord {
-        external_id: external_id.clone(),
-        about: Subject { organization: None, person: None, id: Some(args.about) },
-        author_email: args.author,
-        text: args.text,
-        tags: args.tags,
-        observed_at: None,
-    });
-    let report = graph.ingest(IngestBatch { policy: InvalidPolicy::RejectBatch, ..IngestBatch::trusted("cli", vec![observation]) })?;
-    if let Some(skipped) = report.skipped.first() {
-        let reasons: Vec<String> = skipped.errors.iter().map(ToString::to_string).collect();
-        bail!("observation not recorded: {}", reasons.join("; "));
-    }
-    let id = graph.resolve("cli", RecordKind::Observation, &external_id)?;
-    println!("recorded {}", id.map(|id| id.to_string()).unwrap_or_default());
-    Ok(())
-}
-
 /// The file that marks a directory as the demo's own, safe to delete.
 const DEMO_MARKER: &str = "RAPPORT-DEMO";
 
@@ -746,7 +712,7 @@ fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         bail!("the demo serves without authentication, so it only binds to loopback; {} is not", api.bind);
     }
     let silent = graph.search(RecordKind::Organization, demo::planted::SILENT_KEY_CLIENT, 1)?;
-    serve_graph(graph, plugins, api, move |addr| {
+    serve_graph(graph, &args.data, plugins, api, move |addr| {
         print_line(&format!("rapport demo ready: open http://{addr}/v1/organizations"));
         if let Some(id) = silent.first() {
             print_line(&format!("  a key client gone quiet: http://{addr}/v1/organizations/{id}/context"));
@@ -797,305 +763,7 @@ fn load_demo_through_plugin(
         runtime
             .block_on(host.install(package, options))
             .with_context(|| format!("cannot install the demo plugin from {} (build it with `cargo xtask demo`)", package.display()))?;
-        run_shown(&runtime, &host, source, &format!("{source:>8}: "))?;
+        plugins::run_shown(&runtime, &host, source, &format!("{source:>8}: "))?;
     }
     Ok(())
-}
-
-/// Runs a sync of `instance` with a spinner showing its progress, then prints the run
-/// after `prefix`; a failed run is an error.
-fn run_shown(runtime: &tokio::runtime::Runtime, host: &PluginHost, instance: &str, prefix: &str) -> anyhow::Result<()> {
-    let bar = if std::io::stderr().is_terminal() { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
-    bar.enable_steady_tick(std::time::Duration::from_millis(100));
-    bar.set_message(format!("syncing {instance}"));
-    let (shown, name) = (bar.clone(), instance.to_owned());
-    let record = runtime.block_on(host.run(instance, Trigger::Cli, move |r: &RunRecord| {
-        shown.set_message(format!(
-            "{name}: {} checkpoints, {} operations applied, {} skipped",
-            r.checkpoints, r.operations_applied, r.operations_skipped
-        ));
-    }))?;
-    bar.finish_and_clear();
-    print!("{prefix}");
-    print_run(&record);
-    match &record.failure {
-        Some(failure) => bail!("the run of {instance} failed: {failure}"),
-        None => Ok(()),
-    }
-}
-
-fn plugin_command(config: &Config, command: PluginCommand) -> anyhow::Result<()> {
-    // Testing a package needs no store: it runs over a throwaway one.
-    if let PluginCommand::Test(args) = command {
-        return plugin_test(config, args);
-    }
-    let graph = open_graph(config, &config.store.path, "store.path")?;
-    let runtime = runtime()?;
-    let _guard = runtime.enter();
-    let plugins = PluginHost::new(graph, config.plugins.clone()).context("cannot start the plugin runtime")?;
-    match command {
-        PluginCommand::Install { path, instance, instance_config } => {
-            let instance_config = instance_config.map(|text| parse_json_argument("--instance-config", &text)).transpose()?;
-            let options = InstallOptions { instance, config: instance_config };
-            let (plugin, instance) = runtime
-                .block_on(plugins.install(&path, options))
-                .with_context(|| format!("cannot install the plugin at {}", path.display()))?;
-            println!(
-                "installed {} {} (plugin API {}); instance `{}` is ready: rapport plugin run {}",
-                plugin.manifest.name, plugin.manifest.version, plugin.manifest.api, instance.name, instance.name
-            );
-        }
-        PluginCommand::List => {
-            let installed = plugins.plugins()?;
-            if installed.is_empty() {
-                println!("no plugins installed (rapport plugin install PATH)");
-            }
-            for plugin in installed {
-                // Each plugin is loaded and asked to describe itself, so a plugin this host
-                // can no longer run shows here rather than at its next scheduled run.
-                let health = match runtime.block_on(plugins.verify(&plugin.manifest.name)) {
-                    Ok(()) => "ok".to_owned(),
-                    Err(err) => format!("BROKEN: {err}"),
-                };
-                println!(
-                    "{} {}  API {}  {health}  {}",
-                    plugin.manifest.name, plugin.manifest.version, plugin.manifest.api, plugin.manifest.description
-                );
-            }
-            for instance in plugins.instances()? {
-                let cursor = plugins.cursor(&instance.name)?.unwrap_or_else(|| "(never synced)".to_owned());
-                let schedule = match (&instance.schedule, instance.enabled) {
-                    (None, _) => "no schedule".to_owned(),
-                    (Some(s), true) => {
-                        let next = plugins.plan(&instance.name).and_then(|p| p.next).map_or_else(String::new, |n| format!(", next {n}"));
-                        format!("schedule \"{}\" {}{next}", s.cron, s.timezone)
-                    }
-                    (Some(s), false) => format!("schedule \"{}\" {} (disabled)", s.cron, s.timezone),
-                };
-                println!("  instance {}  plugin {}  cursor {cursor}  {schedule}", instance.name, instance.plugin);
-                let grant = plugins.grant(&instance.name);
-                let hosts = if grant.allowed_hosts.is_empty() { "none".to_owned() } else { grant.allowed_hosts.join(", ") };
-                println!(
-                    "    network granted: {hosts}; secrets: {}",
-                    if grant.secrets.is_empty() { "none".to_owned() } else { grant.secrets.join(", ") }
-                );
-            }
-        }
-        PluginCommand::Schedule { instance, cron, timezone, none: _ } => {
-            let schedule = cron.map(|cron| InstanceSchedule { cron, timezone });
-            let instance = plugins.configure_schedule(&instance, schedule)?;
-            match &instance.schedule {
-                Some(s) => println!("instance `{}` runs on \"{}\" ({}) while the daemon runs", instance.name, s.cron, s.timezone),
-                None => println!("instance `{}` has no schedule", instance.name),
-            }
-        }
-        PluginCommand::Enable { instance } => {
-            let instance = plugins.set_enabled(&instance, true)?;
-            println!("instance `{}` enabled", instance.name);
-        }
-        PluginCommand::Disable { instance } => {
-            let instance = plugins.set_enabled(&instance, false)?;
-            println!("instance `{}` disabled: its schedule will not run it", instance.name);
-        }
-        PluginCommand::Run { instance } => run_shown(&runtime, &plugins, &instance, "")?,
-        PluginCommand::Upgrade { path } => {
-            let upgraded = runtime
-                .block_on(plugins.upgrade(&path))
-                .with_context(|| format!("cannot upgrade with the package at {}", path.display()))?;
-            let plugin = &upgraded.plugin.manifest;
-            println!("upgraded {} {} -> {}", plugin.name, upgraded.previous_version, plugin.version);
-            if upgraded.cursors_reset.is_empty() {
-                println!("cursor format {} unchanged: instances resume where they were", plugin.cursor_format);
-            } else {
-                println!(
-                    "cursor format changed to {}: {} will sync from the beginning",
-                    plugin.cursor_format,
-                    upgraded.cursors_reset.join(", ")
-                );
-            }
-        }
-        PluginCommand::Add { plugin, instance, instance_config } => {
-            let config = instance_config
-                .map(|text| parse_json_argument("--instance-config", &text))
-                .transpose()?
-                .unwrap_or_else(|| serde_json::json!({}));
-            let instance = plugins.add_instance(&plugin, &instance, config)?;
-            println!("instance `{}` of plugin {} is ready: rapport plugin run {}", instance.name, instance.plugin, instance.name);
-        }
-        PluginCommand::Config { instance, set, unset, replace } => {
-            let mut config = plugins.instance(&instance)?.config;
-            let changed = !set.is_empty() || !unset.is_empty() || replace.is_some();
-            if let Some(text) = replace {
-                config = parse_json_argument("--replace", &text)?;
-            }
-            let map = config.as_object_mut().context("the instance configuration must be a JSON object")?;
-            for assignment in &set {
-                let (key, value) = assignment.split_once('=').with_context(|| format!("--set {assignment}: expected KEY=VALUE"))?;
-                let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
-                map.insert(key.to_owned(), value);
-            }
-            for key in &unset {
-                map.remove(key);
-            }
-            let config = if changed { plugins.configure(&instance, config)?.config } else { config };
-            println!("{}", serde_json::to_string_pretty(&config)?);
-        }
-        PluginCommand::Reset { instance } => {
-            plugins.set_cursor(&instance, None)?;
-            println!("instance `{instance}` will sync from the beginning at its next run");
-        }
-        PluginCommand::Uninstall { name, plugin } => {
-            let removed = if plugin { plugins.uninstall_plugin(&name)? } else { plugins.uninstall_instance(&name)? };
-            for instance in &removed.instances {
-                println!("removed instance `{instance}` (its synced records stay, under source `{instance}`)");
-            }
-            if let Some(plugin) = removed.plugin {
-                println!("removed plugin {plugin}");
-            }
-        }
-        PluginCommand::Test(_) => unreachable!("handled before the store is opened"),
-        PluginCommand::Runs { instance, limit } => plugins.runs(&instance, limit)?.iter().for_each(print_run),
-        PluginCommand::Logs { instance, run } => {
-            let run = match run {
-                Some(run) => run,
-                None => plugins
-                    .runs(&instance, 1)?
-                    .first()
-                    .map(|r| r.id.clone())
-                    .with_context(|| format!("instance `{instance}` has not run yet"))?,
-            };
-            for line in plugins.logs(&instance, &run)? {
-                print_log_line(&line);
-            }
-        }
-    }
-    Ok(())
-}
-
-fn plugin_test(config: &Config, args: TestArgs) -> anyhow::Result<()> {
-    let instance_config = args
-        .instance_config
-        .map(|text| parse_json_argument("--instance-config", &text))
-        .transpose()?
-        .unwrap_or_else(|| serde_json::json!({}));
-    let mut options = TestOptions::new(instance_config);
-    options.cursor = args.cursor;
-    options.plugins = config.plugins.clone();
-    if !args.allow.is_empty() {
-        let patterns = args
-            .allow
-            .iter()
-            .map(|p| HostPattern::parse(p).map_err(|e| anyhow::anyhow!("--allow {p}: {e}")))
-            .collect::<anyhow::Result<_>>()?;
-        options.allowed_hosts = Some(patterns);
-    }
-    for entry in &args.secret {
-        let (name, value) = entry.split_once('=').with_context(|| format!("--secret {entry}: expected NAME=VALUE or NAME=env:VARIABLE"))?;
-        let value = match value.strip_prefix("env:") {
-            Some(variable) => {
-                std::env::var(variable).with_context(|| format!("--secret {name}: environment variable {variable} is not set"))?
-            }
-            None => value.to_owned(),
-        };
-        options.secrets.insert(name.to_owned(), Secret::new(value));
-    }
-    let runtime = runtime()?;
-    let _guard = runtime.enter();
-    let bench = runtime
-        .block_on(TestBench::new(&args.path, options))
-        .with_context(|| format!("cannot load the plugin at {}", args.path.display()))?;
-    let mut failed = None;
-    for _ in 0..args.runs {
-        let report = runtime.block_on(bench.run())?;
-        if args.json {
-            println!("{}", serde_json::to_string(&report)?);
-        } else {
-            for line in &report.logs {
-                print_log_line(line);
-            }
-            let mut checkpoints = 0;
-            for commit in &report.commits {
-                match commit.cursor.as_deref() {
-                    Some(cursor) => {
-                        checkpoints += 1;
-                        println!("checkpoint {checkpoints}: {} operations, cursor {cursor}", commit.operations.len());
-                    }
-                    // What a successful sync emitted after its last checkpoint, committed with it.
-                    None if commit.operations.is_empty() => {}
-                    None => println!("after the last checkpoint: {} operations (committed, cursor unchanged)", commit.operations.len()),
-                }
-            }
-            print_run(&report.run);
-            println!("final cursor: {}", report.cursor.as_deref().unwrap_or("(none)"));
-        }
-        if let Some(failure) = &report.run.failure {
-            failed = Some(failure.to_string());
-            break;
-        }
-    }
-    match failed {
-        Some(failure) => bail!("the run failed: {failure}"),
-        None => Ok(()),
-    }
-}
-
-/// A byte count as people read it.
-fn bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
-}
-
-fn print_log_line(line: &LogLine) {
-    let fields: Vec<String> = line.fields.iter().map(|(k, v)| format!(" {k}={v}")).collect();
-    println!("{} {:>5} {}{}", line.at.format("%H:%M:%S%.3f"), line.level.to_uppercase(), line.message, fields.concat());
-}
-
-/// The JSON of option `flag`: its text, or the file named after `@`.
-fn parse_json_argument(flag: &str, text: &str) -> anyhow::Result<serde_json::Value> {
-    let (text, origin) = match text.strip_prefix('@') {
-        Some(path) => (std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?, path.to_owned()),
-        None => (text.to_owned(), flag.to_owned()),
-    };
-    serde_json::from_str(&text).with_context(|| format!("{origin} is not valid JSON"))
-}
-
-fn print_run(record: &RunRecord) {
-    let seconds = record.ended_at.map(|end| (end - record.started_at).num_milliseconds() as f64 / 1000.0);
-    println!(
-        "{}  {:?}  {}  {} checkpoints, {} applied, {} skipped, {} deleted{}{}",
-        record.id,
-        record.status,
-        record.started_at.format("%Y-%m-%d %H:%M:%S"),
-        record.checkpoints,
-        record.operations_applied,
-        record.operations_skipped,
-        record.operations_deleted,
-        seconds.map(|s| format!(", {s:.1}s")).unwrap_or_default(),
-        record.failure.as_ref().map(|f| format!("\n    {f}")).unwrap_or_default(),
-    );
-    let net = &record.network;
-    if net.http_requests + net.tcp_connections + net.denied > 0 {
-        println!(
-            "    network: {} requests, {} rate-limited (429/503), {} retries, {:.1}s waited, {} denied, {} TCP connections, {} sent, {} received",
-            net.http_requests,
-            net.http_rate_limited,
-            net.http_retries,
-            net.wait_ms as f64 / 1000.0,
-            net.denied,
-            net.tcp_connections,
-            bytes(net.bytes_sent),
-            bytes(net.bytes_received),
-        );
-    }
-    if record.log_warnings > 0 {
-        println!("    {} warnings in the log: rapport plugin logs {} {}", record.log_warnings, record.instance, record.id);
-    }
-    for skipped in &record.skipped_examples {
-        let errors: Vec<String> = skipped.errors.iter().map(ToString::to_string).collect();
-        println!("    skipped {}: {}", if skipped.external_id.is_empty() { "(no id)" } else { &skipped.external_id }, errors.join("; "));
-    }
 }

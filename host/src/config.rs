@@ -341,7 +341,12 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// `RAPPORT_*` variables that set nothing (the command line warns, or fails with `--strict`).
     pub unknown_variables: Vec<UnknownVariable>,
+    /// The API token commands bring to a running daemon (`RAPPORT_TOKEN`).
+    pub client_token: Option<Secret>,
 }
+
+/// The variable holding the token commands bring to a running daemon.
+pub const CLIENT_TOKEN_VAR: &str = "RAPPORT_TOKEN";
 
 /// Plugin runtime settings: where plugins live and the sandbox's limits for every run.
 #[derive(Debug, Clone)]
@@ -560,6 +565,7 @@ impl Config {
             origins.error("", e.message(), Some(offset))
         })?;
         let mut unknown_variables = Vec::new();
+        let mut client_token = None;
         for (var, value) in env.iter().filter(|(var, _)| var.starts_with("RAPPORT_")) {
             match ENV_OVERRIDES.iter().find(|(key, _)| env_var(key) == *var) {
                 Some(&(key, kind)) => {
@@ -571,6 +577,7 @@ impl Config {
                     set_key(table.get_mut(), key, value);
                     origins.overridden.push((key, var.clone()));
                 }
+                None if var == CLIENT_TOKEN_VAR => client_token = Some(Secret::new(value.clone())),
                 None if OTHER_VARIABLES.contains(&var.as_str()) => {}
                 None => unknown_variables.push(UnknownVariable { var: var.clone(), closest: closest_variable(var) }),
             }
@@ -598,6 +605,7 @@ impl Config {
             other => other,
         })?;
         config.unknown_variables = unknown_variables;
+        config.client_token = client_token;
         Ok(config)
     }
 }
@@ -781,6 +789,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         import_batch_size,
         records,
         unknown_variables: Vec::new(),
+        client_token: None,
     })
 }
 

@@ -226,9 +226,42 @@ pub struct Upgraded {
     pub cursors_reset: Vec<String>,
 }
 
+/// What is installed and how each instance stands: what `GET /v1/plugins` answers and
+/// `rapport plugin list` shows.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Overview {
+    /// Installed plugins, each checked to load in this host.
+    pub plugins: Vec<PluginStatus>,
+    /// Their instances.
+    pub instances: Vec<InstanceStatus>,
+}
+
+/// An installed plugin and whether this host can still run it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct PluginStatus {
+    #[serde(flatten)]
+    pub plugin: InstalledPlugin,
+    /// Why it cannot run here (it no longer loads, or disagrees with its manifest); absent
+    /// when it is healthy.
+    pub problem: Option<String>,
+}
+
+/// An instance with its last committed cursor and what the operator grants it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct InstanceStatus {
+    #[serde(flatten)]
+    pub instance: Instance,
+    /// The last committed cursor, secrets cut out (absent before the first checkpoint).
+    pub cursor: Option<String>,
+    /// Network destinations, rate limit and secret names from `rapport.toml`.
+    pub grant: GrantSummary,
+    /// The next and last scheduled run (absent without an enabled schedule).
+    pub plan: Option<Plan>,
+}
+
 /// What the operator grants an instance, as shown to users: its destinations and the
 /// names (never the values) of its secrets.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct GrantSummary {
     /// Destinations the instance may reach (if its plugin's manifest requests them too).
     pub allowed_hosts: Vec<String>,
@@ -300,7 +333,7 @@ fn count(record: &RunRecord, elapsed: std::time::Duration) {
 }
 
 /// What an uninstall removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Uninstalled {
     /// The instances removed.
     pub instances: Vec<String>,
@@ -640,6 +673,25 @@ impl PluginHost {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
         std::fs::write(&stored, wasm).map_err(io(&stored))
+    }
+
+    /// Every plugin (each loaded and asked to describe itself, so one this host can no
+    /// longer run shows now rather than at its next scheduled run) and every instance.
+    pub async fn overview(&self) -> Result<Overview, PluginError> {
+        let mut plugins = Vec::new();
+        for plugin in self.plugins()? {
+            let problem = self.verify(&plugin.manifest.name).await.err().map(|err| err.to_string());
+            plugins.push(PluginStatus { plugin, problem });
+        }
+        let instances = self
+            .instances()?
+            .into_iter()
+            .map(|instance| {
+                let (grant, plan) = (self.grant(&instance.name), self.plan(&instance.name));
+                Ok(InstanceStatus { cursor: self.cursor(&instance.name)?, grant, plan, instance })
+            })
+            .collect::<Result<_, PluginError>>()?;
+        Ok(Overview { plugins, instances })
     }
 
     /// Checks that an installed plugin still loads in this host and agrees with its

@@ -3,12 +3,12 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::{ApiError, AppState, ErrorBody, JsonBody, Path, Query, limit, off_workers};
-use crate::plugin::registry::{InstalledPlugin, Instance, InstanceSchedule, LogLine, RunRecord, Trigger};
-use crate::plugin::{GrantSummary, PluginError, Uninstalled};
-use crate::schedule::{Plan, ScheduleError};
+use crate::plugin::registry::{Instance, InstanceSchedule, LogLine, RunRecord, Trigger};
+use crate::plugin::{Overview, PluginError, Uninstalled};
+use crate::schedule::ScheduleError;
 
 impl From<PluginError> for ApiError {
     fn from(err: PluginError) -> Self {
@@ -24,43 +24,14 @@ impl From<PluginError> for ApiError {
     }
 }
 
-/// An instance with its last committed cursor and what the operator grants it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(super) struct InstanceView {
-    #[serde(flatten)]
-    instance: Instance,
-    /// The last committed cursor (absent before the first checkpoint).
-    cursor: Option<String>,
-    /// Network destinations, rate limit and secret names from `rapport.toml`.
-    grant: GrantSummary,
-    /// The next and last scheduled run (absent without an enabled schedule).
-    plan: Option<Plan>,
-}
-
-/// Installed plugins and their instances.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(super) struct PluginList {
-    plugins: Vec<InstalledPlugin>,
-    instances: Vec<InstanceView>,
-}
-
-/// Installed plugins and their instances, with cursors.
+/// Installed plugins (each checked to load) and their instances, with cursors, grants
+/// and plans.
 #[utoipa::path(get, path = "/v1/plugins", tag = "plugins", security(("bearer" = [])), responses(
-    (status = 200, body = PluginList),
+    (status = 200, body = Overview),
     (status = 401, body = ErrorBody),
 ))]
-pub(super) async fn list_plugins(State(state): State<AppState>) -> Result<Json<PluginList>, ApiError> {
-    let plugins = state.plugins.plugins()?;
-    let instances = state
-        .plugins
-        .instances()?
-        .into_iter()
-        .map(|instance| {
-            let (grant, plan) = (state.plugins.grant(&instance.name), state.plugins.plan(&instance.name));
-            Ok(InstanceView { cursor: state.plugins.cursor(&instance.name)?, grant, plan, instance })
-        })
-        .collect::<Result<_, PluginError>>()?;
-    Ok(Json(PluginList { plugins, instances }))
+pub(super) async fn list_plugins(State(state): State<AppState>) -> Result<Json<Overview>, ApiError> {
+    Ok(Json(state.plugins.overview().await?))
 }
 
 /// Starts a sync of the instance in the background; poll the returned run for progress.

@@ -91,10 +91,13 @@ fn store_open_failures_say_what_failed() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let daemon = Daemon::start(&store);
-    let output = rapport(&store).args(["graph", "stats"]).output().unwrap();
+    // Reads go through the daemon; an import needs the store itself.
+    let lines = dir.path().join("crm.jsonl");
+    std::fs::write(&lines, "").unwrap();
+    let output = rapport(&store).arg("import").arg(&lines).args(["--source", "crm"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("store.path") && stderr.contains("in use by another process"), "{stderr}");
+    assert!(stderr.contains("store.path") && stderr.contains("in use by another process") && stderr.contains("/v1/ingest"), "{stderr}");
     daemon.stop();
 
     // A store path under a file cannot be created: the error says so, not "in use".
