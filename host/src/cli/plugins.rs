@@ -55,7 +55,11 @@ pub(super) fn plugin_command(config: &Config, token: Option<&str>, command: Plug
         }
         PluginCommand::Package { crate_dir, out } => {
             let written = package::package(&crate_dir, out.as_deref())?;
-            println!("packaged {} into {}: rapport plugin test {0} … / rapport plugin install {0}", crate_dir.display(), written.display());
+            println!("packaged {} into {}", crate_dir.display(), written.display());
+            println!(
+                "try it: rapport plugin test {0} --instance-config '{{…}}'; install it: rapport plugin install {0}",
+                written.display()
+            );
             return Ok(());
         }
         PluginCommand::Install { path, instance, instance_config } => {
