@@ -124,6 +124,22 @@ fn missing(body: &Value, pointer: &str) -> String {
     format!("no `{pointer}` in the page: {place} holds {there}; check the pointer")
 }
 
+/// Whether walking `pointer` into `body` meets a null (itself, or one of its parents).
+fn null_on_the_way(body: &Value, pointer: &str) -> bool {
+    let mut at = body;
+    for step in pointer.split('/').skip(1) {
+        match at {
+            Value::Null => return true,
+            Value::Object(map) => match map.get(step) {
+                Some(next) => at = next,
+                None => return false,
+            },
+            _ => return false,
+        }
+    }
+    at.is_null()
+}
+
 fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -188,6 +204,8 @@ impl Pages {
     /// which would otherwise end a sync after its first page without a word.
     fn full_last_page(&self, page: &Page) -> Option<String> {
         let where_next = match &self.paging {
+            // A null on the way (`"paging": null`) is the API saying "no more", not a wrong pointer.
+            Paging::Cursor { next_at, .. } if null_on_the_way(&page.body, next_at) => return None,
             Paging::Cursor { next_at, .. } => match page.at(next_at) {
                 None => missing(&page.body, next_at),
                 Some(value) => format!("the token at `{next_at}` is {value}"),
@@ -364,6 +382,13 @@ mod tests {
                 Some("no `/next` in the page: the page holds the keys `next_page`, `tickets`"),
             ),
             (sized.clone(), Paging::cursor("page", "/next"), short, None),
+            (sized.clone(), Paging::cursor("page", "/paging/next"), serde_json::json!({"tickets": [1, 2, 3], "paging": null}), None),
+            (
+                sized.clone(),
+                Paging::cursor("page", "/paging/next"),
+                serde_json::json!({"tickets": [1, 2, 3], "paging": {}}),
+                Some("`/paging` holds an empty object"),
+            ),
             (sized.clone(), Paging::LinkHeader, full.clone(), Some("no `Link` header")),
             (sized, Paging::offset(3, "/tickets"), full.clone(), None),
             (Request::get("https://api.example.com/v1/tickets"), Paging::cursor("page", "/next"), full, None),

@@ -453,7 +453,8 @@ fn print_run(record: &RunRecord) {
         );
     }
     if record.log_warnings > 0 {
-        println!("    {} warnings in the log: rapport plugin logs {} {}", record.log_warnings, record.instance, record.id);
+        let warnings = if record.log_warnings == 1 { "1 warning".to_owned() } else { format!("{} warnings", record.log_warnings) };
+        println!("    {warnings} in the log: rapport plugin logs {} {}", record.instance, record.id);
     }
     for skipped in &record.skipped_examples {
         let errors: Vec<String> = skipped.errors.iter().map(ToString::to_string).collect();

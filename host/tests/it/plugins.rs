@@ -364,11 +364,13 @@ fn a_component_with_more_memories_than_a_pool_slot_holds_is_refused_at_install()
 #[test]
 fn an_endless_log_flood_spends_the_cpu_budget_and_keeps_only_the_first_lines() {
     let server = TestServer::with_plugin_limits(|c| c.cpu_budget = std::time::Duration::from_millis(500));
-    install(&server, "hostile", "babbler", json!({"behaviour": "big-log", "bytes": 10, "count": u32::MAX}));
+    install(&server, "hostile", "babbler", json!({"behaviour": "big-log", "bytes": 10, "count": u32::MAX, "warn": true}));
     let record = run_beside_good_neighbours(&server, "babbler");
     assert_eq!(failure(&record), &RunFailure::CpuBudget { budget_ms: 500 });
     assert_eq!(record.log_lines, 1000, "{record:?}");
     assert!(record.log_lines_dropped > 0, "{record:?}");
+    // Warnings are counted whether their lines are kept or not.
+    assert_eq!(record.log_warnings, record.log_lines + record.log_lines_dropped, "{record:?}");
 }
 
 #[test]

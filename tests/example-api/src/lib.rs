@@ -1,5 +1,6 @@
 //! The local JSON API the example connector (`plugins/example`) syncs from: a small CRM's
-//! contacts, each with its company. It behaves like the SaaS APIs connectors meet:
+//! contacts, each with its company and, for some, their latest support ticket. It behaves
+//! like the SaaS APIs connectors meet:
 //!
 //! `GET /v1/contacts?updated_since=<RFC 3339, inclusive>&limit=<1..=200>&after=<token>`
 //! with `Authorization: Bearer <token>` answers
@@ -54,25 +55,46 @@ pub struct Contact {
     pub title: String,
     /// The company the contact works at.
     pub company: Company,
+    /// Their latest support ticket, if they opened one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ticket: Option<Ticket>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
 }
 
+/// A support ticket a contact opened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    /// Its id.
+    pub id: String,
+    /// What it is about.
+    pub subject: String,
+    /// When the contact opened it.
+    pub opened_at: DateTime<Utc>,
+}
+
 /// `count` contacts over `count / 10` companies, from 2026-01-01 on, `per_timestamp` of
-/// them sharing each update time (so groups of equal timestamps straddle page boundaries).
+/// them sharing each update time (so groups of equal timestamps straddle page boundaries);
+/// every fifth has a ticket, opened the day before its update.
 pub fn contacts(count: usize, per_timestamp: usize) -> Vec<Contact> {
     let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().unwrap_or_default();
     let companies = (count / 10).max(1);
     (0..count)
         .map(|n| {
             let c = n % companies;
+            let updated_at = start + Duration::seconds(i64::try_from(n / per_timestamp.max(1)).unwrap_or(i64::MAX));
             Contact {
                 id: format!("ct-{n:06}"),
                 name: format!("Contact {n}"),
                 email: format!("contact{n}@company{c}.example"),
                 title: ["CTO", "Buyer", "CEO", "Engineer"][n % 4].to_owned(),
                 company: Company { id: format!("co-{c:05}"), name: format!("Company {c}"), domain: format!("company{c}.example") },
-                updated_at: start + Duration::seconds(i64::try_from(n / per_timestamp.max(1)).unwrap_or(i64::MAX)),
+                last_ticket: n.is_multiple_of(5).then(|| Ticket {
+                    id: format!("tk-{n:06}"),
+                    subject: format!("Cannot export report {n}"),
+                    opened_at: updated_at - Duration::days(1),
+                }),
+                updated_at,
             }
         })
         .collect()

@@ -74,19 +74,25 @@ fn the_plugin_guide_works_as_written() {
 
     // Step 4: packaged by the one command.
     assert!(stdout.contains("packaged . into ./package"), "{stdout}");
-    // Step 5: the test run synced all 500 contacts (an organization and a person each) in
-    // pages of 100, a checkpoint each, and logged it.
-    assert!(stdout.contains("Succeeded") && stdout.contains("1000 applied") && stdout.contains("5 checkpoints"), "{stdout}");
+    // Step 5: the test run synced all 500 contacts (an organization and a person each, and
+    // the 100 tickets) in pages of 100, a checkpoint each, and logged it.
+    assert!(stdout.contains("Succeeded") && stdout.contains("1100 applied") && stdout.contains("5 checkpoints"), "{stdout}");
     assert!(stdout.contains("contacts synced contacts=500"), "{stdout}");
     assert!(stdout.contains("final cursor: {\"high\""), "{stdout}");
-    // Step 6: installed, run (the same 1000 operations into the real store), logs shown,
-    // scheduled and listed; and what landed: 50 companies, 500 people.
+    assert!(!stdout.contains("in the log:"), "the guide's connector logs no warnings: {stdout}");
+    // Step 6: installed, run (the same 1100 operations into the real store), logs shown,
+    // scheduled and listed; and what landed: 50 companies, 500 people, 100 tickets, on
+    // their companies' timelines.
     assert!(stdout.contains("installed my-crm 0.1.0"), "{stdout}");
-    assert_eq!(stdout.matches("1000 applied").count(), 2, "{stdout}");
+    assert_eq!(stdout.matches("1100 applied").count(), 2, "{stdout}");
     assert!(stdout.contains("runs on \"*/15 * * * *\" (Europe/Paris)"), "{stdout}");
     assert!(stdout.contains("instance my-crm  plugin my-crm") && stdout.contains("network granted: http://127.0.0.1:"), "{stdout}");
     assert!(stdout.contains("\"organizations\": 50") && stdout.contains("\"people\": 500"), "{stdout}");
-    assert!(stdout.contains("\"name\": \"Company 1\""), "{stdout}");
+    assert!(stdout.contains("\"interactions\": 100"), "{stdout}");
+    assert!(stdout.contains("\tticket\tinbound\tCannot export report 0"), "{stdout}");
+    let company: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.path().join("my-crm/company.json")).unwrap()).unwrap();
+    assert_eq!(company["organization"]["name"], "Company 0", "{company}");
     assert!(api.served().throttled > 0, "the 429s were met and waited out");
 
     // Step 7: served where the secret's variable is set; the commands go through it.
@@ -99,6 +105,6 @@ fn the_plugin_guide_works_as_written() {
     assert!(stdout.contains("instance my-crm  plugin my-crm"), "{stdout}");
     assert!(stdout.contains("Succeeded") && stdout.contains("\"organizations\": 50"), "{stdout}");
     let runs: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(runs[0]["operations_applied"], 1000, "{runs}");
+    assert_eq!(runs[0]["operations_applied"], 1100, "{runs}");
     daemon.stop();
 }
