@@ -128,6 +128,14 @@ fn rapport_plugin_test_runs_a_package_without_a_daemon() {
     assert!(report["cursor"].as_str().unwrap().contains("\"high\""), "{report}");
     assert!(!dir.path().join("unused").exists(), "no store is created");
 
+    // A destination the test does not grant: the refusal says to pass --allow, not to edit
+    // rapport.toml, which the test does not read.
+    let ungranted = ["plugin", "test", package.to_str().unwrap(), "--instance-config", &config, "--allow", "http://localhost:1"];
+    let output = rapport(&dir.path().join("unused")).args(ungranted).args(["--secret", &format!("api_token={TOKEN}")]).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains(&format!("--allow \"{}\"", api.url())) && !text.contains("rapport.toml"), "{text}");
+
     // Without the secret, the run fails saying what is missing; the exit status says so.
     let output = rapport(&dir.path().join("unused")).args(base).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
