@@ -98,6 +98,8 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(identity::create_pin))
         .routes(routes!(identity::list_duplicates))
         .routes(routes!(plugins::list_plugins))
+        .routes(routes!(plugins::install_package, plugins::upgrade_package))
+        .routes(routes!(plugins::add_instance))
         .routes(routes!(plugins::start_run, plugins::list_runs))
         .routes(routes!(plugins::run))
         .routes(routes!(plugins::uninstall))

@@ -182,9 +182,9 @@ pub enum PluginError {
     Graph(#[from] GraphError),
 }
 
-/// The manifest and component of a package: `path` is the package directory, or its
-/// `.wasm` file with `plugin.toml` beside it.
-fn package_files(path: &Path) -> Result<(PathBuf, PathBuf), PluginError> {
+/// The manifest and component files of the package at `path`: a directory holding both,
+/// or the `.wasm` file with `plugin.toml` beside it.
+pub fn package_files(path: &Path) -> Result<(PathBuf, PathBuf), PluginError> {
     let (dir, wasm) = if path.is_dir() {
         (path.to_owned(), path.join("plugin.wasm"))
     } else {
@@ -216,7 +216,7 @@ pub struct InstallOptions {
 }
 
 /// What an upgrade did.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Upgraded {
     /// The plugin as now installed.
     pub plugin: InstalledPlugin,

@@ -3,18 +3,33 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState, ErrorBody, JsonBody, Path, Query, limit, off_workers};
-use crate::plugin::registry::{Instance, InstanceSchedule, LogLine, RunRecord, Trigger};
-use crate::plugin::{Overview, PluginError, Uninstalled};
+use crate::plugin::registry::{InstalledPlugin, Instance, InstanceSchedule, LogLine, RunRecord, Trigger};
+use crate::plugin::{InstallOptions, Overview, PluginError, Uninstalled, Upgraded};
 use crate::schedule::ScheduleError;
 
 impl From<PluginError> for ApiError {
     fn from(err: PluginError) -> Self {
         match err {
             PluginError::UnknownInstance(_) | PluginError::UnknownPlugin(_) => Self::NotFound(err.to_string()),
-            PluginError::AlreadyRunning(_) => Self::Conflict(err.to_string()),
+            PluginError::AlreadyRunning(_)
+            | PluginError::AlreadyInstalled { .. }
+            | PluginError::InstanceTaken { .. }
+            | PluginError::InstanceConfigured(_) => Self::Conflict(err.to_string()),
+            // What is wrong with an uploaded package is the client's to fix.
+            PluginError::Manifest(_)
+            | PluginError::Package(_)
+            | PluginError::UnsupportedApi { .. }
+            | PluginError::ForbiddenImports(_)
+            | PluginError::NotAComponent(_)
+            | PluginError::DoesNotFit(_)
+            | PluginError::Link(_)
+            | PluginError::NoConnector(_)
+            | PluginError::ManifestMismatch { .. }
+            | PluginError::Describe(_)
+            | PluginError::InvalidName(_) => Self::unprocessable("", err.to_string()),
             PluginError::InvalidConfig => Self::unprocessable("", err.to_string()),
             PluginError::Schedule(err) => {
                 Self::unprocessable(if matches!(err, ScheduleError::TimeZone(_)) { "timezone" } else { "cron" }, err.to_string())
@@ -211,4 +226,116 @@ pub(super) async fn run_logs(
         return Err(ApiError::NotFound(format!("instance `{instance}` has no run {run_id}")));
     }
     Ok(Json(state.plugins.logs(&instance, &run_id)?))
+}
+
+/// A plugin package, uploaded: what `rapport plugin install` reads from a package directory.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PackageUpload {
+    /// The package's `plugin.toml`, as text.
+    #[schema(max_length = 65536)]
+    manifest: String,
+    /// Its `plugin.wasm`, base64-encoded (standard alphabet, padded).
+    component_base64: String,
+    /// For an install: the instance to create (default: the plugin's name).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    instance: Option<String>,
+    /// For an install: the instance's configuration (default `{}`).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    config: Option<serde_json::Value>,
+}
+
+/// The package's files written where the plugin host reads packages from.
+fn unpack(upload: &PackageUpload) -> Result<tempfile::TempDir, ApiError> {
+    use base64::Engine as _;
+    let component = base64::engine::general_purpose::STANDARD
+        .decode(&upload.component_base64)
+        .map_err(|err| ApiError::unprocessable("component_base64", format!("not base64: {err}")))?;
+    let dir = tempfile::tempdir().map_err(|err| ApiError::Internal(format!("cannot unpack the package: {err}")))?;
+    for (name, bytes) in [("plugin.toml", upload.manifest.as_bytes()), ("plugin.wasm", component.as_slice())] {
+        std::fs::write(dir.path().join(name), bytes).map_err(|err| ApiError::Internal(format!("cannot unpack the package: {err}")))?;
+    }
+    Ok(dir)
+}
+
+/// What an install made.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Installed {
+    /// The plugin as installed.
+    pub plugin: InstalledPlugin,
+    /// The instance created (or the one already there, for the same package again).
+    pub instance: Instance,
+}
+
+/// Installs a plugin package and creates an instance of it; the same package again is
+/// idempotent for an existing instance. Refused when another build of the plugin is
+/// installed (upgrade it with `PUT /v1/packages`).
+#[utoipa::path(post, path = "/v1/packages", tag = "plugins", request_body = PackageUpload, security(("bearer" = [])), responses(
+    (status = 201, body = Installed),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 409, description = "another build is installed, or the instance exists otherwise", body = ErrorBody),
+    (status = 422, description = "the package is not one this host can run (manifest, imports, exports)", body = ErrorBody),
+))]
+pub(super) async fn install_package(
+    State(state): State<AppState>,
+    JsonBody(upload): JsonBody<PackageUpload>,
+) -> Result<(StatusCode, Json<Installed>), ApiError> {
+    let dir = unpack(&upload)?;
+    let options = InstallOptions { instance: upload.instance, config: upload.config };
+    let (plugin, instance) = state.plugins.install(dir.path(), options).await?;
+    Ok((StatusCode::CREATED, Json(Installed { plugin, instance })))
+}
+
+/// Replaces an installed plugin (named by the manifest) with a new build: its instances
+/// keep their configuration and schedules, and their cursors if `cursor_format` is unchanged.
+#[utoipa::path(put, path = "/v1/packages", tag = "plugins", request_body = PackageUpload, security(("bearer" = [])), responses(
+    (status = 200, body = Upgraded),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 404, description = "no plugin of that name is installed", body = ErrorBody),
+    (status = 409, description = "a run of one of its instances is in progress", body = ErrorBody),
+    (status = 422, body = ErrorBody),
+))]
+pub(super) async fn upgrade_package(
+    State(state): State<AppState>,
+    JsonBody(upload): JsonBody<PackageUpload>,
+) -> Result<Json<Upgraded>, ApiError> {
+    let dir = unpack(&upload)?;
+    Ok(Json(state.plugins.upgrade(dir.path()).await?))
+}
+
+/// Another instance of an installed plugin.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewInstance {
+    /// The installed plugin.
+    plugin: String,
+    /// The new instance's name; the source of every record it writes.
+    instance: String,
+    /// Its configuration (default `{}`).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    config: Option<serde_json::Value>,
+}
+
+/// Adds an instance of an installed plugin (a second account of the same system).
+#[utoipa::path(post, path = "/v1/instances", tag = "plugins", request_body = NewInstance, security(("bearer" = [])), responses(
+    (status = 201, body = Instance),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+    (status = 409, description = "the name is taken", body = ErrorBody),
+    (status = 422, body = ErrorBody),
+))]
+pub(super) async fn add_instance(
+    State(state): State<AppState>,
+    JsonBody(new): JsonBody<NewInstance>,
+) -> Result<(StatusCode, Json<Instance>), ApiError> {
+    let plugins = std::sync::Arc::clone(&state.plugins);
+    let config = new.config.unwrap_or_else(|| serde_json::json!({}));
+    let instance = off_workers(move || plugins.add_instance(&new.plugin, &new.instance, config)).await?;
+    Ok((StatusCode::CREATED, Json(instance)))
 }

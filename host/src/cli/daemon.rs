@@ -63,11 +63,6 @@ impl Daemon {
         Ok(Self { base: format!("http://{address}"), token, http })
     }
 
-    /// Where it answers, for messages.
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     /// `GET path?query`, its JSON answer read as `T`.
     pub fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<T> {
         self.call(Method::GET, path, query, None)

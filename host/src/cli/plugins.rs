@@ -14,8 +14,8 @@ use super::{Backend, PluginCommand, TestArgs, package, runtime};
 use rapport::config::{Config, Secret};
 use rapport::net::HostPattern;
 use rapport::plugin::harness::{TestBench, TestOptions};
-use rapport::plugin::registry::{Instance, InstanceSchedule, LogLine, RunRecord, RunStatus, Trigger};
-use rapport::plugin::{InstallOptions, InstanceStatus, Overview, PluginHost, PluginStatus, Uninstalled};
+use rapport::plugin::registry::{InstalledPlugin, Instance, InstanceSchedule, LogLine, RunRecord, RunStatus, Trigger};
+use rapport::plugin::{InstallOptions, InstanceStatus, Overview, PluginHost, PluginStatus, Uninstalled, Upgraded};
 
 fn spinner(instance: &str) -> ProgressBar {
     let bar = if std::io::stderr().is_terminal() { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
@@ -92,34 +92,20 @@ fn on_store(runtime: &tokio::runtime::Runtime, plugins: &PluginHost, command: Pl
             let (plugin, instance) = runtime
                 .block_on(plugins.install(&path, options))
                 .with_context(|| format!("cannot install the plugin at {}", path.display()))?;
-            println!(
-                "installed {} {} (plugin API {}); instance `{}` is ready: rapport plugin run {}",
-                plugin.manifest.name, plugin.manifest.version, plugin.manifest.api, instance.name, instance.name
-            );
+            print_installed(&plugin, &instance);
         }
         PluginCommand::Upgrade { path } => {
             let upgraded = runtime
                 .block_on(plugins.upgrade(&path))
                 .with_context(|| format!("cannot upgrade with the package at {}", path.display()))?;
-            let plugin = &upgraded.plugin.manifest;
-            println!("upgraded {} {} -> {}", plugin.name, upgraded.previous_version, plugin.version);
-            if upgraded.cursors_reset.is_empty() {
-                println!("cursor format {} unchanged: instances resume where they were", plugin.cursor_format);
-            } else {
-                println!(
-                    "cursor format changed to {}: {} will sync from the beginning",
-                    plugin.cursor_format,
-                    upgraded.cursors_reset.join(", ")
-                );
-            }
+            print_upgraded(&upgraded);
         }
         PluginCommand::Add { plugin, instance, instance_config } => {
             let config = instance_config
                 .map(|text| parse_json_argument("--instance-config", &text))
                 .transpose()?
                 .unwrap_or_else(|| serde_json::json!({}));
-            let instance = plugins.add_instance(&plugin, &instance, config)?;
-            println!("instance `{}` of plugin {} is ready: rapport plugin run {}", instance.name, instance.plugin, instance.name);
+            print_added(&plugins.add_instance(&plugin, &instance, config)?);
         }
         PluginCommand::List => print_overview(&runtime.block_on(plugins.overview())?),
         PluginCommand::Schedule { instance, cron, timezone, none: _ } => {
@@ -157,11 +143,26 @@ fn on_store(runtime: &tokio::runtime::Runtime, plugins: &PluginHost, command: Pl
 fn through_daemon(daemon: &Daemon, command: PluginCommand) -> anyhow::Result<()> {
     let instance_path = |instance: &str, rest: &str| format!("/v1/plugins/{instance}{rest}");
     match command {
-        PluginCommand::Install { .. } | PluginCommand::Upgrade { .. } | PluginCommand::Add { .. } => bail!(
-            "installing writes the plugin's files and the store, which the daemon at {} holds: stop it, run this again, and \
-             start it (the instances' cursors, schedules and history stay)",
-            daemon.base()
-        ),
+        PluginCommand::Install { path, instance, instance_config } => {
+            let mut upload = upload(&path)?;
+            upload["instance"] = serde_json::json!(instance);
+            upload["config"] = serde_json::json!(instance_config.map(|t| parse_json_argument("--instance-config", &t)).transpose()?);
+            let installed: Installed = daemon
+                .call(Method::POST, "/v1/packages", &[], Some(&upload))
+                .with_context(|| format!("cannot install the plugin at {}", path.display()))?;
+            print_installed(&installed.plugin, &installed.instance);
+        }
+        PluginCommand::Upgrade { path } => {
+            let upgraded: Upgraded = daemon
+                .call(Method::PUT, "/v1/packages", &[], Some(&upload(&path)?))
+                .with_context(|| format!("cannot upgrade with the package at {}", path.display()))?;
+            print_upgraded(&upgraded);
+        }
+        PluginCommand::Add { plugin, instance, instance_config } => {
+            let config = instance_config.map(|text| parse_json_argument("--instance-config", &text)).transpose()?;
+            let body = serde_json::json!({"plugin": plugin, "instance": instance, "config": config});
+            print_added(&daemon.call(Method::POST, "/v1/instances", &[], Some(&body))?);
+        }
         PluginCommand::List => print_overview(&daemon.get("/v1/plugins", &[])?),
         PluginCommand::Schedule { instance, cron, timezone, none: _ } => {
             let path = instance_path(&instance, "/schedule");
@@ -244,6 +245,45 @@ fn through_daemon(daemon: &Daemon, command: PluginCommand) -> anyhow::Result<()>
         PluginCommand::Test(_) | PluginCommand::Package { .. } => unreachable!("handled before the store is opened"),
     }
     Ok(())
+}
+
+/// What `POST /v1/packages` answers.
+#[derive(serde::Deserialize)]
+struct Installed {
+    plugin: InstalledPlugin,
+    instance: Instance,
+}
+
+/// The package at `path` as the API takes it: the manifest's text and the component in base64.
+fn upload(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    use base64::Engine as _;
+    let (manifest, component) = rapport::plugin::package_files(path)?;
+    let read = |file: &std::path::Path| std::fs::read(file).with_context(|| format!("cannot read {}", file.display()));
+    let manifest = String::from_utf8(read(&manifest)?).with_context(|| format!("{} is not UTF-8 text", manifest.display()))?;
+    let component = base64::engine::general_purpose::STANDARD.encode(read(&component)?);
+    Ok(serde_json::json!({"manifest": manifest, "component_base64": component}))
+}
+
+fn print_installed(plugin: &InstalledPlugin, instance: &Instance) {
+    let manifest = &plugin.manifest;
+    println!(
+        "installed {} {} (plugin API {}); instance `{}` is ready: rapport plugin run {}",
+        manifest.name, manifest.version, manifest.api, instance.name, instance.name
+    );
+}
+
+fn print_upgraded(upgraded: &Upgraded) {
+    let plugin = &upgraded.plugin.manifest;
+    println!("upgraded {} {} -> {}", plugin.name, upgraded.previous_version, plugin.version);
+    if upgraded.cursors_reset.is_empty() {
+        println!("cursor format {} unchanged: instances resume where they were", plugin.cursor_format);
+    } else {
+        println!("cursor format changed to {}: {} will sync from the beginning", plugin.cursor_format, upgraded.cursors_reset.join(", "));
+    }
+}
+
+fn print_added(instance: &Instance) {
+    println!("instance `{}` of plugin {} is ready: rapport plugin run {}", instance.name, instance.plugin, instance.name);
 }
 
 fn set_enabled(daemon: &Daemon, instance: &str, enabled: bool) -> anyhow::Result<Instance> {

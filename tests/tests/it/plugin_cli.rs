@@ -144,10 +144,25 @@ fn every_plugin_and_graph_command_works_beside_a_running_daemon_with_the_same_ou
     assert!(ok && text.contains("has no schedule"), "{text}");
     let (ok, text) = with_token(&store, &["plugin", "reset", "crm"]);
     assert!(ok && text.contains("from the beginning"), "{text}");
-    let (ok, text) = with_token(&store, &["plugin", "install", pager.to_str().unwrap(), "--instance", "other"]);
-    assert!(!ok && text.contains("stop it"), "installing needs the store: {text}");
+    // Packages are uploaded to the daemon: installing, adding an instance, upgrading.
+    let (ok, text) =
+        with_token(&store, &["plugin", "install", pager.to_str().unwrap(), "--instance", "other", "--instance-config", r#"{"pages": 1}"#]);
+    assert!(ok && text.contains("installed pager 0.1.0") && text.contains("instance `other` is ready"), "{text}");
+    let (ok, text) = with_token(&store, &["plugin", "run", "other"]);
+    assert!(ok && text.contains("1 checkpoints"), "{text}");
+    let (ok, text) = with_token(&store, &["plugin", "add", "pager", "third"]);
+    assert!(ok && text.contains("instance `third` of plugin pager is ready"), "{text}");
+    let fs_reader = rapport_fixtures::package("fs-reader");
+    let (ok, text) = with_token(&store, &["plugin", "install", fs_reader.to_str().unwrap()]);
+    assert!(!ok && text.contains("no filesystem"), "the daemon's refusal comes back whole: {text}");
+    let next = rapport_fixtures::package("pager-next");
+    let (ok, text) = with_token(&store, &["plugin", "upgrade", next.to_str().unwrap()]);
+    assert!(ok && text.contains("upgraded pager 0.1.0 -> 0.2.0"), "{text}");
     let (ok, text) = with_token(&store, &["plugin", "uninstall", "pager", "--plugin"]);
-    assert!(ok && text.contains("removed instance `crm`") && text.contains("removed plugin pager"), "{text}");
+    assert!(
+        ok && text.contains("removed instance `crm`") && text.contains("removed instance `third`") && text.contains("removed plugin pager"),
+        "{text}"
+    );
     let (_, text) = with_token(&store, &["plugin", "list"]);
     assert!(text.contains("no plugins installed"), "{text}");
     daemon.stop();
