@@ -82,6 +82,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(records::ingest))
         .routes(routes!(records::add_observation))
         .routes(routes!(queries::stats))
+        .routes(routes!(queries::changes))
         .routes(routes!(queries::list_organizations))
         .routes(routes!(queries::search_organizations))
         .routes(routes!(queries::organization))

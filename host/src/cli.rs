@@ -83,6 +83,15 @@ enum Command {
     },
     /// Record an observation about an organization or a person.
     Observe(ObserveArgs),
+    /// The change feed: every record change, merge and unmerge, numbered in commit order.
+    Changes {
+        /// Only changes after this sequence number (0: from the first).
+        #[arg(long, default_value_t = 0, value_name = "SEQ")]
+        after: u64,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     /// Identity merges: list, undo, merge by hand, pin apart, review likely duplicates.
     Merges {
         #[command(subcommand)]
@@ -426,6 +435,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Graph { command } => graph::graph_command(&Backend::open(&config()?, token)?, command),
         Command::Observe(args) => graph::observe(&Backend::open(&config()?, token)?, args),
         Command::Merges { command } => graph::merges_command(&Backend::open(&config()?, token)?, command),
+        Command::Changes { after, limit } => graph::changes(&Backend::open(&config()?, token)?, after, limit),
         Command::Plugin { command } => plugins::plugin_command(&config()?, token, command),
         Command::Demo(args) => run_demo(config()?, args),
         Command::Token { command: TokenCommand::New } => {

@@ -7,6 +7,7 @@
 //! alias to its cluster's root and readers fold the cluster, so every merge is undone by
 //! deleting that alias.
 
+mod changes;
 mod identity;
 mod ingest;
 pub mod keys;
@@ -110,14 +111,15 @@ pub struct Graph {
     store: Arc<dyn Store>,
     rules: IdentityRules,
     limits: RecordLimits,
-    /// One writer at a time: identity resolution reads what earlier batches wrote.
-    writer: Mutex<()>,
+    /// One writer at a time: identity resolution reads what earlier batches wrote. It holds
+    /// the change feed's next sequence number, read from the store by the first write.
+    writer: Mutex<Option<u64>>,
 }
 
 impl Graph {
     /// A graph over `store`, with the default record limits.
     pub fn new(store: Arc<dyn Store>, rules: IdentityRules) -> Self {
-        Self { store, rules, limits: RecordLimits::default(), writer: Mutex::new(()) }
+        Self { store, rules, limits: RecordLimits::default(), writer: Mutex::new(None) }
     }
 
     /// The same graph checking operations against `limits`.

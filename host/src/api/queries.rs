@@ -5,7 +5,7 @@ use axum::extract::State;
 use serde::Deserialize;
 
 use super::{ApiError, AppState, ErrorBody, Page, Path, Query, blocking, limit, parse_id, parse_id_of, parse_time};
-use crate::graph::model::{NodeId, RecordKind, Timestamp};
+use crate::graph::model::{Change, NodeId, RecordKind, Timestamp};
 use crate::graph::{
     ContextQuery, Graph, GraphError, GraphStats, ObservationItem, OrganizationContext, OrganizationView, PersonView, TimelineCursor,
     TimelinePage,
@@ -19,6 +19,35 @@ use crate::ops::{NodeIdText, TAG_RULE, Tag, TimelineCursorText, is_valid_tag};
 ))]
 pub(super) async fn stats(State(state): State<AppState>) -> Result<Json<GraphStats>, ApiError> {
     Ok(Json(blocking(&state, Graph::stats).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ChangesQuery {
+    /// Only changes after this sequence number (the `next` of the previous page; default 0,
+    /// from the first).
+    #[param(minimum = 0, maximum = 9_007_199_254_740_991.0)]
+    after: Option<u64>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+}
+
+/// The change feed, oldest first: every record change, merge and unmerge, numbered in the
+/// order the graph committed them. Read-only; the stages that follow it keep their own place.
+#[utoipa::path(get, path = "/v1/changes", tag = "graph", params(ChangesQuery), security(("bearer" = [])), responses(
+    (status = 200, body = Page<Change>),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+))]
+pub(super) async fn changes(State(state): State<AppState>, Query(query): Query<ChangesQuery>) -> Result<Json<Page<Change>>, ApiError> {
+    let limit = limit(query.limit, 100, "limit")?;
+    let after = query.after.unwrap_or(0);
+    let items = blocking(&state, move |graph| graph.changes_since(after, limit)).await?;
+    // A full page may have more behind it; the client asks again from its last entry.
+    let next = (items.len() == limit).then(|| items.last().map(|c| c.seq.to_string())).flatten();
+    Ok(Json(Page { items, next }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

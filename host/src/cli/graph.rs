@@ -1,4 +1,4 @@
-//! `graph`, `merges` and `observe`: reading the graph and deciding identities, on the store
+//! `graph`, `merges`, `changes` and `observe`: reading the graph and deciding identities, on the store
 //! or through the daemon holding it — the same output either way, since both paths print
 //! the API's JSON shapes.
 
@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Backend, GraphCommand, MergesCommand, ObserveArgs, parse_id, parse_time, print_json};
-use rapport::graph::model::{DuplicateCandidate, MergeRecord, RecordKind, Timestamp, merge_id_text, parse_merge_id};
+use rapport::graph::model::{Change, DuplicateCandidate, MergeRecord, RecordKind, Timestamp, merge_id_text, parse_merge_id};
 use rapport::graph::{ContextQuery, IngestBatch, InvalidPolicy};
 use rapport::ops::{ObservationRecord, Operation, Subject};
 
@@ -144,6 +144,23 @@ pub(super) fn merges_command(backend: &Backend, command: MergesCommand) -> anyho
                 println!("{}\t{}\t{}", candidate.a, candidate.b, candidate.reason);
             }
         }
+    }
+    Ok(())
+}
+
+/// `rapport changes`: one line per change — sequence number, what happened, the record, the
+/// clusters it touched, the record's own time.
+pub(super) fn changes(backend: &Backend, after: u64, limit: usize) -> anyhow::Result<()> {
+    let changes = match backend {
+        Backend::Store(graph) => graph.changes_since(after, limit)?,
+        Backend::Daemon(daemon) => {
+            daemon.get::<Items<Change>>("/v1/changes", &[("after", after.to_string()), ("limit", limit.min(1000).to_string())])?.items
+        }
+    };
+    for change in changes {
+        let clusters: Vec<String> = change.clusters.iter().map(ToString::to_string).collect();
+        let op = serde_json::to_value(change.op)?;
+        println!("{}\t{}\t{}\t{}\t{}", change.seq, text(&op), change.node, clusters.join(","), change.at.to_datetime().to_rfc3339());
     }
     Ok(())
 }

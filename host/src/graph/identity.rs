@@ -8,8 +8,8 @@
 use tracing::{debug, info};
 
 use super::keys::{self, ns};
-use super::model::{AliasLink, Body, DuplicateCandidate, MergeRecord, Node, NodeId, RecordKind, Timestamp, merge_id_text};
-use super::txn::Txn;
+use super::model::{AliasLink, Body, ChangeOp, DuplicateCandidate, MergeRecord, Node, NodeId, RecordKind, Timestamp, merge_id_text};
+use super::txn::{PendingChange, Txn};
 use super::{Graph, GraphError, decode_at};
 use crate::codec::encode;
 use crate::store::KeyRange;
@@ -82,6 +82,7 @@ pub(super) fn merge_clusters(
     txn.put(keys::alias(loser), encode(&AliasLink { parent: winner, merge_id }));
     txn.put(keys::child(winner, loser), Vec::new());
     let record = MergeRecord { id: merge_id, kind: winner.kind, winner, loser, reason, merged_at: now, undone_at: None };
+    txn.changed(PendingChange { node: loser, op: ChangeOp::Merge, at: now, related: vec![winner] });
     debug!(%winner, %loser, reason = %record.reason, "identity merge");
     txn.put(keys::merge(merge_id), encode(&record));
     Ok(Some(record))
@@ -161,10 +162,12 @@ impl Graph {
     /// Runs `work` as one atomic write batch under the writer lock.
     pub(super) fn write<T, E: From<GraphError>>(&self, work: impl FnOnce(&mut Txn<'_>) -> Result<T, E>) -> Result<T, E> {
         // A poisoned lock only means another batch panicked; its writes were never committed.
-        let _writer = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut writer = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut txn = Txn::new(&*self.store);
         let value = work(&mut txn)?;
+        let changes = self.write_changes(&mut txn, &mut writer, Timestamp::now())?;
         self.store.apply(txn.into_batch()).map_err(GraphError::from)?;
+        Self::changes_committed(&mut writer, changes);
         Ok(value)
     }
 
@@ -196,6 +199,7 @@ impl Graph {
             txn.put(keys::pin(record.winner, record.loser), Vec::new());
             txn.put(keys::pin(record.loser, record.winner), Vec::new());
             record.undone_at = Some(now);
+            txn.changed(PendingChange { node: record.loser, op: ChangeOp::Unmerge, at: now, related: vec![record.winner] });
             txn.put(key, encode(&record));
             info!(merge = %merge_id_text(merge_id), winner = %record.winner, loser = %record.loser, "merge undone");
             Ok(record)

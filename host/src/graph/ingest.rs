@@ -7,10 +7,10 @@ use tracing::debug;
 
 use super::keys::{self, ns};
 use super::model::{
-    Body, Deal, Interaction, Job, Node, NodeId, Observation, Organization, Person, Provenance, RecordKind, StageEntry, TimelineEntry,
-    Timestamp,
+    Body, ChangeOp, Deal, Interaction, Job, Node, NodeId, Observation, Organization, Person, Provenance, RecordKind, StageEntry,
+    TimelineEntry, Timestamp,
 };
-use super::txn::Txn;
+use super::txn::{PendingChange, Txn};
 use super::{Graph, GraphError, decode_at, identity};
 use crate::codec::encode;
 use crate::metrics::{METRICS, OutcomeLabels};
@@ -107,6 +107,8 @@ pub struct IngestReport {
     /// Assertions the source is not trusted for, set aside: `internal` flags ignored, and
     /// cluster joins sent to the review list.
     pub untrusted: usize,
+    /// Entries the batch added to the change feed.
+    pub changes: usize,
 }
 
 /// An operation could not be applied, or the graph failed.
@@ -148,7 +150,7 @@ impl Graph {
         finish: impl FnOnce(&IngestReport) -> Vec<(String, Vec<u8>)>,
     ) -> Result<IngestReport, GraphError> {
         // A poisoned lock only means another batch panicked; its writes were never committed.
-        let _writer = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut writer = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let started = std::time::Instant::now();
         let mut txn = Txn::new(&*self.store);
         let mut report = IngestReport::default();
@@ -190,11 +192,13 @@ impl Graph {
             metrics.ingest_batches.get_or_create(&OutcomeLabels { outcome: "rejected" }).inc();
             return Ok(report);
         }
+        report.changes = self.write_changes(&mut txn, &mut writer, batch.now)?;
         for (name, value) in batch.meta.into_iter().chain(finish(&report)) {
             txn.put(keys::meta(&name), value);
         }
         report.keys_written = txn.len();
         self.store.apply(txn.into_batch())?;
+        Self::changes_committed(&mut writer, report.changes);
         report.committed = true;
         count("applied", report.applied);
         count("skipped", report.skipped.len());
@@ -288,8 +292,19 @@ impl Apply<'_, '_> {
         Ok((self.fresh_node(kind, external_id, seen_at, empty), None))
     }
 
-    /// Writes `node`, replacing `old`'s index entries and identity claims with its own.
+    /// Writes `node`, replacing `old`'s index entries and identity claims with its own, and
+    /// notes the change (an upsert, or a delete) for the feed.
     fn store(&mut self, node: Node, old: Option<&Node>) -> Result<(), GraphError> {
+        let op = if node.deleted_at.is_some() { ChangeOp::Delete } else { ChangeOp::Upsert };
+        self.store_as(node, old, op, None)
+    }
+
+    /// [`Self::store`], noted in the feed as `op`, touching `other`'s cluster too.
+    fn store_as(&mut self, node: Node, old: Option<&Node>, op: ChangeOp, other: Option<NodeId>) -> Result<(), GraphError> {
+        let mut related: Vec<NodeId> = old.into_iter().chain([&node]).flat_map(related_records).chain(other).collect();
+        related.sort_unstable();
+        related.dedup();
+        self.txn.changed(PendingChange { node: node.id, op, at: record_time(&node), related });
         let old_entries = old.map(index_entries).unwrap_or_default();
         let new_entries = index_entries(&node);
         let kept: HashSet<&[u8]> = new_entries.iter().map(|(k, _)| k.as_slice()).collect();
@@ -627,7 +642,28 @@ impl Apply<'_, '_> {
             _ => return Err(invalid("relation", "link joins a person and an organization")),
         }
         node.updated_at = self.now;
-        Ok(self.store(node, Some(&old))?)
+        let other = if target == person { organization } else { person };
+        Ok(self.store_as(node, Some(&old), ChangeOp::Link, Some(other))?)
+    }
+}
+
+/// The records whose views a change of `node` touches, besides its own.
+fn related_records(node: &Node) -> Vec<NodeId> {
+    match &node.body {
+        Body::Interaction(i) => i.organizations.iter().chain(&i.participants).chain(&i.employees).copied().collect(),
+        Body::Deal(d) => vec![d.organization],
+        Body::Observation(o) => vec![o.about],
+        Body::Person(p) => p.works_at.iter().map(|job| job.organization).collect(),
+        Body::Organization(_) => Vec::new(),
+    }
+}
+
+/// A record's own time, as the change feed gives it.
+fn record_time(node: &Node) -> Timestamp {
+    match &node.body {
+        Body::Interaction(i) => i.occurred_at,
+        Body::Observation(o) => o.observed_at,
+        _ => node.provenance.seen_at,
     }
 }
 

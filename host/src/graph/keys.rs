@@ -19,6 +19,7 @@
 //! | t  | org id, time, interaction id          | `TimelineEntry`         |
 //! | u  | person id, time, interaction id       | ()                      |
 //! | o  | subject id, time, observation id      | ()                      |
+//! | q  | sequence number (big-endian u64)      | `Change` (change feed)  |
 //! | _  | name                                  | meta (progress, cursors)|
 //!
 //! "Everything about organization X" is the `w`, `m`, `t` and `o` ranges of X's
@@ -60,6 +61,8 @@ pub mod ns {
     pub const PERSON_TIMELINE: u8 = b'u';
     /// Observations about a subject.
     pub const ABOUT: u8 = b'o';
+    /// The change feed, in sequence order.
+    pub const CHANGE: u8 = b'q';
     /// Metadata: import progress, cursors.
     pub const META: u8 = b'_';
 }
@@ -196,6 +199,17 @@ pub fn trailing_id(key: &[u8]) -> Option<NodeId> {
 }
 
 /// Metadata key.
+/// The change feed's entry `seq`.
+pub fn change(seq: u64) -> Vec<u8> {
+    key(ns::CHANGE, &[&seq.to_be_bytes()])
+}
+
+/// The sequence number of a change-feed key.
+pub fn change_seq(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.strip_prefix(&[ns::CHANGE])?.try_into().ok()?))
+}
+
+/// Metadata key `name`.
 pub fn meta(name: &str) -> Vec<u8> {
     key(ns::META, &[name.as_bytes()])
 }

@@ -384,6 +384,43 @@ pub struct TimelineEntry {
     pub employees: Vec<NodeId>,
 }
 
+/// What happened to a record, as the change feed says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeOp {
+    /// Written (created, changed, or filled in after a placeholder).
+    Upsert,
+    /// Deleted by its source.
+    Delete,
+    /// Linked to another record (a person's employer, an organization's owner).
+    Link,
+    /// Its cluster joined another (the record is the cluster root that joined).
+    Merge,
+    /// A merge of its cluster was undone.
+    Unmerge,
+}
+
+/// One entry of the change feed: a record changed, written in the batch that changed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Change {
+    /// Its place in the feed: increasing with every change, never reused.
+    pub seq: u64,
+    /// The record.
+    pub node: NodeId,
+    /// Its kind.
+    pub kind: RecordKind,
+    /// What happened.
+    pub op: ChangeOp,
+    /// The clusters whose view changed, by root as the batch left them: the record's own,
+    /// and for a link the other record's; a merge lists the joined root too, an unmerge both.
+    pub clusters: Vec<NodeId>,
+    /// The record's own time: when an interaction happened, an observation was made, else
+    /// when its source last saw it.
+    pub at: Timestamp,
+    /// When the batch was written.
+    pub written_at: Timestamp,
+}
+
 /// One identity merge: `loser`'s cluster joined `winner`'s.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MergeRecord {

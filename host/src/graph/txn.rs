@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
-use super::model::{AliasLink, Node, NodeId};
+use super::model::{AliasLink, Change, ChangeOp, Node, NodeId, Timestamp};
 use super::{GraphError, decode_at, keys};
 use crate::codec::encode;
 use crate::store::{Entry, KeyRange, Store, WriteBatch};
@@ -25,14 +25,28 @@ pub(super) struct Txn<'s> {
     nodes: HashMap<NodeId, Node>,
     /// Cluster roots looked up in this batch; cleared whenever an alias changes.
     roots: RefCell<HashMap<NodeId, NodeId>>,
+    /// The records this batch changed, in order, for the change feed.
+    changes: Vec<PendingChange>,
 }
 
-/// A point to roll back to.
-pub(super) struct Savepoint(usize);
+/// A record change of this batch, numbered when the batch commits.
+pub(super) struct PendingChange {
+    pub node: NodeId,
+    pub op: ChangeOp,
+    /// The record's own time.
+    pub at: Timestamp,
+    /// Records whose clusters the change touches too: an interaction's organizations and
+    /// people, a deal's organization, a person's employers (before and after), the other
+    /// record of a link, the cluster a merge joined.
+    pub related: Vec<NodeId>,
+}
+
+/// A point to roll back to: the undo log's length and the changes noted so far.
+pub(super) struct Savepoint(usize, usize);
 
 impl<'s> Txn<'s> {
     pub(super) fn new(store: &'s dyn Store) -> Self {
-        Self { store, pending: Pending::new(), undo: Vec::new(), nodes: HashMap::new(), roots: RefCell::default() }
+        Self { store, pending: Pending::new(), undo: Vec::new(), nodes: HashMap::new(), roots: RefCell::default(), changes: Vec::new() }
     }
 
     pub(super) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, GraphError> {
@@ -114,10 +128,40 @@ impl<'s> Txn<'s> {
     }
 
     pub(super) fn savepoint(&self) -> Savepoint {
-        Savepoint(self.undo.len())
+        Savepoint(self.undo.len(), self.changes.len())
+    }
+
+    /// Notes a change for the feed; a rollback past it forgets it.
+    pub(super) fn changed(&mut self, change: PendingChange) {
+        self.changes.push(change);
+    }
+
+    /// Writes the batch's changes into the feed from sequence number `next` on, each with
+    /// the clusters it touched as the batch leaves them; returns how many.
+    pub(super) fn write_changes(&mut self, next: &mut u64, written_at: Timestamp) -> Result<usize, GraphError> {
+        let changes = std::mem::take(&mut self.changes);
+        for change in &changes {
+            let mut clusters = vec![self.root(change.node)?];
+            for related in &change.related {
+                let root = self.root(*related)?;
+                if !clusters.contains(&root) {
+                    clusters.push(root);
+                }
+            }
+            // After a merge both sides have one root; the feed still names the joined one.
+            if change.op == ChangeOp::Merge && !clusters.contains(&change.node) {
+                clusters.push(change.node);
+            }
+            let entry =
+                Change { seq: *next, node: change.node, kind: change.node.kind, op: change.op, clusters, at: change.at, written_at };
+            self.put(keys::change(*next), encode(&entry));
+            *next += 1;
+        }
+        Ok(changes.len())
     }
 
     pub(super) fn rollback(&mut self, to: Savepoint) {
+        self.changes.truncate(to.1);
         while self.undo.len() > to.0 {
             let Some((key, previous)) = self.undo.pop() else { break };
             match previous {

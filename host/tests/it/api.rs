@@ -435,3 +435,20 @@ fn slow_clients_are_cut_off_and_cannot_hold_the_server() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("api.body_read_timeout_secs"), "{answer}");
 }
+
+#[test]
+fn the_change_feed_pages_in_commit_order() {
+    let server = TestServer::start();
+    let ops = [org("c1", "Acme", "acme.com"), org("c2", "Beta", "beta.com"), org("c3", "Gamma", "gamma.com")];
+    assert_eq!(server.post("/v1/ingest", &json!({"source": "crm", "operations": ops})).status(), 200);
+    let first = server.get_json("/v1/changes?limit=2");
+    let seqs: Vec<u64> = first["items"].as_array().unwrap().iter().map(|c| c["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2]);
+    assert_eq!(first["items"][0]["op"], "upsert");
+    assert_eq!(first["items"][0]["kind"], "organization");
+    assert_eq!(first["next"], "2");
+    let rest = server.get_json("/v1/changes?after=2&limit=2");
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+    assert!(rest["next"].is_null(), "a short page is the last");
+    assert!(server.get_json("/v1/changes?after=3")["items"].as_array().unwrap().is_empty());
+}

@@ -1,6 +1,6 @@
 //! Ingest and identity resolution, through the library.
 
-use rapport::graph::model::{RecordKind, Timestamp};
+use rapport::graph::model::{ChangeOp, NodeId, RecordKind, Timestamp};
 use rapport::graph::{ContextQuery, GraphStats, IdentityError, IngestBatch, InvalidPolicy, SourceTrust};
 
 use crate::harness::{ingest, op, temp_graph};
@@ -523,4 +523,133 @@ fn a_source_not_trusted_for_it_can_neither_join_two_clusters_nor_make_a_client_a
     assert_eq!(report.untrusted, 0);
     assert_eq!(graph.organization(acme).unwrap().id, graph.organization(globex).unwrap().id, "a trusted source joins them");
     assert!(graph.person(id("crm", RecordKind::Person, "p")).unwrap().internal);
+}
+
+/// The feed's entries after `after` as (op, kind, node, clusters) for comparing.
+fn feed(graph: &rapport::graph::Graph, after: u64) -> Vec<(ChangeOp, RecordKind, NodeId, Vec<NodeId>)> {
+    graph.changes_since(after, 1000).unwrap().into_iter().map(|c| (c.op, c.kind, c.node, c.clusters)).collect()
+}
+
+#[test]
+fn every_operation_kind_appends_its_changes_to_the_feed_in_the_same_commit() {
+    let t = temp_graph();
+    let g = &t.graph;
+    let id = |kind, external_id| g.resolve("crm", kind, external_id).unwrap().unwrap();
+    use RecordKind::{Deal, Interaction, Observation, Organization, Person};
+    // Each case: operations, then each change (op, the record, every cluster it touches).
+    type Expected = &'static [(ChangeOp, (RecordKind, &'static str), &'static [(RecordKind, &'static str)])];
+    let cases: Vec<(&str, Vec<&str>, Expected)> = vec![
+        ("an organization", vec![ACME_CRM], &[(ChangeOp::Upsert, (Organization, "c1"), &[(Organization, "c1")])]),
+        ("a person", vec![ANNA_CRM], &[(ChangeOp::Upsert, (Person, "p1"), &[(Person, "p1")])]),
+        (
+            "a deal, and its organization",
+            vec![r#"{"op":"upsert_deal","external_id":"d1","organization":"c1","name":"Renewal","stage":"proposal"}"#],
+            &[(ChangeOp::Upsert, (Deal, "d1"), &[(Deal, "d1"), (Organization, "c1")])],
+        ),
+        (
+            "an interaction, its participant and the organization it is filed under",
+            vec![
+                r#"{"op":"upsert_interaction","external_id":"i1","kind":"meeting","occurred_at":"2026-05-01T09:00:00Z","participants":[{"email":"anna@acme.com"}]}"#,
+            ],
+            &[(ChangeOp::Upsert, (Interaction, "i1"), &[(Interaction, "i1"), (Organization, "c1"), (Person, "p1")])],
+        ),
+        (
+            "an observation, and what it is about",
+            vec![r#"{"op":"add_observation","external_id":"o1","about":{"organization":"c1"},"text":"Needs the deadline"}"#],
+            &[(ChangeOp::Upsert, (Observation, "o1"), &[(Observation, "o1"), (Organization, "c1")])],
+        ),
+        (
+            "a link, and both sides",
+            vec![r#"{"op":"link","relation":"works_at","person":"p1","organization":"c1"}"#],
+            &[(ChangeOp::Link, (Person, "p1"), &[(Person, "p1"), (Organization, "c1")])],
+        ),
+        (
+            "a delete",
+            vec![r#"{"op":"delete","kind":"deal","external_id":"d1"}"#],
+            &[(ChangeOp::Delete, (Deal, "d1"), &[(Deal, "d1"), (Organization, "c1")])],
+        ),
+        ("an invalid operation, nothing", vec![r#"{"op":"delete","kind":"deal","external_id":"nope"}"#], &[]),
+    ];
+    for (name, ops, expected) in cases {
+        let before = g.last_change().unwrap().unwrap_or(0);
+        let report = ingest(g, "crm", &ops);
+        let got: Vec<_> = feed(g, before)
+            .into_iter()
+            .map(|(op, kind, node, mut clusters)| {
+                clusters.sort_unstable();
+                (op, kind, node, clusters)
+            })
+            .collect();
+        let want: Vec<_> = expected
+            .iter()
+            .map(|(op, (kind, ext), clusters)| {
+                let mut clusters: Vec<NodeId> = clusters.iter().map(|(k, e)| id(*k, e)).collect();
+                clusters.sort_unstable();
+                (*op, *kind, id(*kind, ext), clusters)
+            })
+            .collect();
+        assert_eq!(got, want, "{name}");
+        assert_eq!(report.changes, want.len(), "{name}");
+    }
+    // Sequence numbers increase by one, and the record's own time is the interaction's.
+    let all = g.changes_since(0, 1000).unwrap();
+    assert!(all.windows(2).all(|w| w[1].seq == w[0].seq + 1), "{all:?}");
+    let meeting = all.iter().find(|c| c.kind == Interaction).unwrap();
+    assert_eq!(meeting.at.to_datetime().to_rfc3339(), "2026-05-01T09:00:00+00:00");
+    assert_eq!(g.changes_since(all[2].seq, 2).unwrap().iter().map(|c| c.seq).collect::<Vec<_>>(), [all[3].seq, all[4].seq]);
+}
+
+#[test]
+fn a_merge_and_an_unmerge_list_both_clusters_and_rejected_writes_list_nothing() {
+    let t = temp_graph();
+    let g = &t.graph;
+    ingest(g, "crm", &[ACME_CRM]);
+    let after_first = g.last_change().unwrap().unwrap();
+    ingest(g, "billing", &[ACME_BILLING]);
+    let crm = g.resolve("crm", RecordKind::Organization, "c1").unwrap().unwrap();
+    let billing = g.resolve("billing", RecordKind::Organization, "b7").unwrap().unwrap();
+    // The newcomer is written, then its cluster joins: its upsert lists the joined root.
+    assert_eq!(
+        feed(g, after_first),
+        [
+            (ChangeOp::Upsert, RecordKind::Organization, billing, vec![crm]),
+            (ChangeOp::Merge, RecordKind::Organization, billing, vec![crm, billing]),
+        ]
+    );
+    let before_unmerge = g.last_change().unwrap().unwrap();
+    let merge = g.merges(None, 1).unwrap().pop().unwrap();
+    g.unmerge(merge.id, Timestamp::now()).unwrap();
+    assert_eq!(feed(g, before_unmerge), [(ChangeOp::Unmerge, RecordKind::Organization, billing, vec![billing, crm])]);
+
+    // A rejected batch and a rolled-back operation add nothing; numbering goes on.
+    let last = g.last_change().unwrap();
+    let rejected = IngestBatch {
+        policy: InvalidPolicy::RejectBatch,
+        ..IngestBatch::trusted(
+            "crm",
+            vec![
+                op(r#"{"op":"upsert_organization","external_id":"c9","name":"Nine"}"#),
+                op(r#"{"op":"delete","kind":"deal","external_id":"nope"}"#),
+            ],
+        )
+    };
+    assert!(!g.ingest(rejected).unwrap().committed);
+    assert_eq!(g.last_change().unwrap(), last);
+    ingest(g, "crm", &[r#"{"op":"upsert_organization","external_id":"c9","name":"Nine"}"#]);
+    assert_eq!(g.last_change().unwrap(), last.map(|n| n + 1));
+}
+
+#[test]
+fn the_feed_numbering_goes_on_after_the_store_is_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        let store = rapport::store::SledStore::open(dir.path(), 8 << 20).unwrap();
+        rapport::graph::Graph::new(std::sync::Arc::new(store), rapport::graph::IdentityRules::with_defaults([]))
+    };
+    let graph = open();
+    ingest(&graph, "crm", &[ACME_CRM, ANNA_CRM]);
+    drop(graph);
+    let graph = open();
+    ingest(&graph, "crm", &[r#"{"op":"upsert_organization","external_id":"c9","name":"Nine"}"#]);
+    assert_eq!(graph.changes_since(0, 10).unwrap().iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 2, 3]);
 }

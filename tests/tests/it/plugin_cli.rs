@@ -94,7 +94,8 @@ fn every_plugin_and_graph_command_works_beside_a_running_daemon_with_the_same_ou
     let (ok, text) = run(&store, &["plugin", "run", "crm"]);
     assert!(ok, "{text}");
     // What reads show with the store to themselves...
-    let reads: [&[&str]; 6] = [
+    let reads: [&[&str]; 7] = [
+        &["changes", "--after", "2", "--limit", "5"],
         &["plugin", "list"],
         &["plugin", "runs", "crm"],
         &["plugin", "logs", "crm"],
