@@ -1,4 +1,7 @@
-//! Versioned value encoding: one format byte, then a compact postcard body.
+//! Versioned value encoding: one format byte, then a compact postcard body — or, for the
+//! metadata records whose fields grow between releases (the plugin registry, run records),
+//! a JSON body under its own format byte, since JSON reads a record written before a field
+//! was added.
 //!
 //! Every stored value starts with its format version so a later release can read old
 //! values and migrate them; a value with an unknown version is an error, never a guess.
@@ -8,6 +11,9 @@ use serde::de::DeserializeOwned;
 
 /// The format version written by this build.
 pub const FORMAT_V1: u8 = 1;
+
+/// The format byte of JSON-bodied values.
+pub const FORMAT_JSON_V1: u8 = b'J';
 
 /// A stored value could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +27,9 @@ pub enum CodecError {
     /// The body did not decode.
     #[error("malformed value: {0}")]
     Malformed(#[from] postcard::Error),
+    /// The JSON body did not decode.
+    #[error("malformed value: {0}")]
+    MalformedJson(#[from] serde_json::Error),
 }
 
 /// Encodes `value` with the current format version.
@@ -39,6 +48,24 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     }
 }
 
+/// Encodes `value` as JSON under [`FORMAT_JSON_V1`].
+pub fn encode_json<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = vec![FORMAT_JSON_V1];
+    // As for `encode`: the stored types serialize without failing, so an error is a bug,
+    // never a silently empty value.
+    serde_json::to_writer(&mut bytes, value).unwrap_or_else(|err| panic!("encoding a stored value failed: {err}"));
+    bytes
+}
+
+/// Decodes a value written by [`encode_json`].
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    match bytes.split_first() {
+        None => Err(CodecError::Empty),
+        Some((&FORMAT_JSON_V1, body)) => Ok(serde_json::from_slice(body)?),
+        Some((&other, _)) => Err(CodecError::UnknownVersion(other)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +80,10 @@ mod tests {
         future[0] = 9;
         assert!(matches!(decode::<(String, u32)>(&future), Err(CodecError::UnknownVersion(9))));
         assert!(matches!(decode::<u32>(&[]), Err(CodecError::Empty)));
+
+        let json = encode_json(&("acme".to_owned(), 42_u32));
+        assert_eq!((json[0], &json[1..]), (FORMAT_JSON_V1, br#"["acme",42]"#.as_slice()));
+        assert_eq!(decode_json::<(String, u32)>(&json).unwrap(), ("acme".to_owned(), 42));
+        assert!(matches!(decode_json::<u32>(br#"{"no": "byte"}"#), Err(CodecError::UnknownVersion(b'{'))));
     }
 }

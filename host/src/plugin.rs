@@ -476,14 +476,12 @@ impl PluginHost {
         };
         // Only the runs still marked active are read, not the whole history.
         let mut abandoned = Vec::new();
-        for (name, id) in host.graph.meta_with_prefix("active/")? {
-            let instance = name.trim_start_matches("active/");
-            let id = String::from_utf8_lossy(&id).into_owned();
-            if let Some(mut record) = registry::get::<RunRecord>(&host.graph, &registry::run_key(instance, &id))? {
+        for (instance, id) in registry::ACTIVE.scan(&host.graph, "")? {
+            if let Some(mut record) = registry::run_key(&instance, &id).get(&host.graph)? {
                 record.status = RunStatus::Abandoned;
-                abandoned.push((registry::run_key(instance, &id), Some(registry::encode(&record))));
+                abandoned.push(registry::run_key(&instance, &id).put(&record));
             }
-            abandoned.push((name, None));
+            abandoned.push(registry::active_key(&instance).delete());
         }
         if !abandoned.is_empty() {
             tracing::info!(runs = abandoned.len() / 2, "runs interrupted by a stop marked abandoned");
@@ -503,7 +501,7 @@ impl PluginHost {
             None => self.scheduler.remove(&instance.name),
             Some(spec) => match Schedule::parse(&spec.cron, &spec.timezone) {
                 Ok(schedule) => {
-                    let plan = registry::get::<Plan>(&self.graph, &registry::plan_key(&instance.name))?.unwrap_or_default();
+                    let plan = registry::plan_key(&instance.name).get(&self.graph)?.unwrap_or_default();
                     self.scheduler.set(instance.name.clone(), schedule, plan);
                 }
                 Err(err) => tracing::warn!(instance = %instance.name, error = %err, "instance not scheduled"),
@@ -529,10 +527,7 @@ impl PluginHost {
 
     /// Stores an instance whose schedule changed, with a fresh plan, and reschedules it.
     fn save_scheduled(&self, instance: &Instance) -> Result<Instance, PluginError> {
-        self.graph.write_meta(vec![
-            (registry::instance_key(&instance.name), Some(registry::encode(instance))),
-            (registry::plan_key(&instance.name), None),
-        ])?;
+        self.graph.write_meta(vec![registry::instance_key(&instance.name).put(instance), registry::plan_key(&instance.name).delete()])?;
         self.schedule(instance)?;
         Ok(instance.clone())
     }
@@ -549,8 +544,7 @@ impl PluginHost {
         let host = Arc::clone(&self);
         self.scheduler
             .run(self.clock.as_ref(), move |changes| {
-                let plans =
-                    changes.iter().map(|(instance, _, plan)| (registry::plan_key(instance), Some(registry::encode(plan)))).collect();
+                let plans = changes.iter().map(|(instance, _, plan)| registry::plan_key(instance).put(plan)).collect();
                 if let Err(err) = host.graph.write_meta(plans) {
                     tracing::error!(error = %err, "cannot store the schedules' plans");
                 }
@@ -590,7 +584,7 @@ impl PluginHost {
         let asked_config = options.config.clone();
         let fresh = self.new_instance(instance_name, &manifest.name, options.config.unwrap_or_else(|| serde_json::json!({})))?;
         let digest = hex(&Sha256::digest(&wasm));
-        let previous = registry::get::<InstalledPlugin>(&self.graph, &registry::plugin_key(&manifest.name))?;
+        let previous = registry::plugin_key(&manifest.name).get(&self.graph)?;
         if let Some(previous) = previous.as_ref().filter(|p| p.component_sha256 != digest) {
             return Err(PluginError::AlreadyInstalled {
                 name: manifest.name,
@@ -598,7 +592,7 @@ impl PluginHost {
                 offered: manifest.version,
             });
         }
-        let existing = registry::get::<Instance>(&self.graph, &registry::instance_key(&fresh.name))?;
+        let existing = registry::instance_key(&fresh.name).get(&self.graph)?;
         if let Some(existing) = existing.as_ref().filter(|e| e.plugin != manifest.name) {
             return Err(PluginError::InstanceTaken { instance: fresh.name, plugin: existing.plugin.clone() });
         }
@@ -615,8 +609,8 @@ impl PluginHost {
         };
         let instance = existing.unwrap_or(fresh);
         self.graph.write_meta(vec![
-            (registry::plugin_key(&plugin.manifest.name), Some(registry::encode(&plugin))),
-            (registry::instance_key(&instance.name), Some(registry::encode(&instance))),
+            registry::plugin_key(&plugin.manifest.name).put(&plugin),
+            registry::instance_key(&instance.name).put(&instance),
         ])?;
         lock(&self.prepared).insert(digest, pre);
         tracing::info!(plugin = %plugin.manifest.name, version = %plugin.manifest.version, instance = %instance.name, "plugin installed");
@@ -629,17 +623,17 @@ impl PluginHost {
     /// them runs.
     pub async fn upgrade(&self, path: &Path) -> Result<Upgraded, PluginError> {
         let (manifest, wasm, pre) = self.load_package(path).await?;
-        let previous: InstalledPlugin = registry::get(&self.graph, &registry::plugin_key(&manifest.name))?
-            .ok_or_else(|| PluginError::UnknownPlugin(manifest.name.clone()))?;
+        let previous: InstalledPlugin =
+            registry::plugin_key(&manifest.name).get(&self.graph)?.ok_or_else(|| PluginError::UnknownPlugin(manifest.name.clone()))?;
         let instances: Vec<Instance> = self.instances()?.into_iter().filter(|i| i.plugin == manifest.name).collect();
         let _held = self.hold(&instances)?;
         let digest = hex(&Sha256::digest(&wasm));
         self.store_component(&manifest.name, &digest, &wasm)?;
         let cursors_kept = previous.manifest.cursor_format == manifest.cursor_format;
         let plugin = InstalledPlugin { manifest, component_sha256: digest.clone(), installed_at: self.clock.now() };
-        let mut writes = vec![(registry::plugin_key(&plugin.manifest.name), Some(registry::encode(&plugin)))];
+        let mut writes = vec![registry::plugin_key(&plugin.manifest.name).put(&plugin)];
         let cursors_reset: Vec<String> = if cursors_kept { Vec::new() } else { instances.iter().map(|i| i.name.clone()).collect() };
-        writes.extend(cursors_reset.iter().map(|name| (registry::cursor_key(name), None)));
+        writes.extend(cursors_reset.iter().map(|name| registry::cursor_key(name).delete()));
         self.graph.write_meta(writes)?;
         if previous.component_sha256 != digest {
             self.forget_component(&previous);
@@ -698,7 +692,7 @@ impl PluginHost {
     /// manifest: a fresh sandbox, instantiated, asked to `describe` itself.
     pub async fn verify(&self, name: &str) -> Result<(), PluginError> {
         let plugin: InstalledPlugin =
-            registry::get(&self.graph, &registry::plugin_key(name))?.ok_or_else(|| PluginError::UnknownPlugin(name.to_owned()))?;
+            registry::plugin_key(name).get(&self.graph)?.ok_or_else(|| PluginError::UnknownPlugin(name.to_owned()))?;
         let pre = self.prepared_for(&plugin)?;
         self.check_description(&pre, &plugin.manifest).await
     }
@@ -732,12 +726,12 @@ impl PluginHost {
 
     /// Installed plugins, by name.
     pub fn plugins(&self) -> Result<Vec<InstalledPlugin>, PluginError> {
-        registry::list(&self.graph, "plugin/")
+        registry::PLUGINS.list(&self.graph)
     }
 
     /// Plugin instances, by name.
     pub fn instances(&self) -> Result<Vec<Instance>, PluginError> {
-        registry::list(&self.graph, "instance/")
+        registry::INSTANCES.list(&self.graph)
     }
 
     /// The last committed cursor of an instance, as shown to people: the instance's
@@ -768,7 +762,11 @@ impl PluginHost {
     pub fn set_cursor(&self, name: &str, cursor: Option<&str>) -> Result<(), PluginError> {
         let instance = self.instance(name)?;
         let _held = self.hold(std::slice::from_ref(&instance))?;
-        self.graph.write_meta(vec![(registry::cursor_key(name), cursor.map(|c| c.as_bytes().to_vec()))])?;
+        let row = registry::cursor_key(name);
+        self.graph.write_meta(vec![match cursor {
+            Some(cursor) => row.put(&cursor.to_owned()),
+            None => row.delete(),
+        }])?;
         tracing::info!(instance = %name, reset = cursor.is_none(), "instance cursor set");
         Ok(())
     }
@@ -785,19 +783,12 @@ impl PluginHost {
     /// An instance's last `limit` runs, newest first.
     pub fn runs(&self, instance: &str, limit: usize) -> Result<Vec<RunRecord>, PluginError> {
         self.instance(instance)?;
-        // Run ids sort by time; `~` sorts after every id.
-        let newest = self.graph.meta_range(&registry::run_key(instance, ""), &registry::run_key(instance, "~"), true, limit)?;
-        newest.iter().map(|(name, bytes)| registry::decode(name, bytes)).collect()
+        registry::newest_runs(&self.graph, instance, limit)
     }
 
     /// The log lines a run kept, in order.
     pub fn logs(&self, instance: &str, id: &str) -> Result<Vec<LogLine>, PluginError> {
-        let chunks = self.graph.meta_with_prefix(&registry::log_prefix(instance, id))?;
-        let mut lines = Vec::new();
-        for (name, bytes) in chunks {
-            lines.extend(registry::decode::<Vec<LogLine>>(&name, &bytes)?);
-        }
-        Ok(lines)
+        registry::run_log(&self.graph, instance, id)
     }
 
     /// Deletes the instance's runs that started longer ago than the retention period
@@ -818,7 +809,7 @@ impl PluginHost {
             return Err(PluginError::InvalidConfig);
         }
         let instance = Instance { config, ..self.instance(name)? };
-        self.graph.write_meta(vec![(registry::instance_key(name), Some(registry::encode(&instance)))])?;
+        self.graph.write_meta(vec![registry::instance_key(name).put(&instance)])?;
         tracing::info!(instance = %name, "instance configuration changed");
         Ok(instance)
     }
@@ -826,12 +817,12 @@ impl PluginHost {
     /// Creates another instance of an installed plugin (a second account of the same CRM).
     pub fn add_instance(&self, plugin: &str, name: &str, config: serde_json::Value) -> Result<Instance, PluginError> {
         let plugin: InstalledPlugin =
-            registry::get(&self.graph, &registry::plugin_key(plugin))?.ok_or_else(|| PluginError::UnknownPlugin(plugin.to_owned()))?;
+            registry::plugin_key(plugin).get(&self.graph)?.ok_or_else(|| PluginError::UnknownPlugin(plugin.to_owned()))?;
         let instance = self.new_instance(name.to_owned(), &plugin.manifest.name, config)?;
-        if let Some(existing) = registry::get::<Instance>(&self.graph, &registry::instance_key(name))? {
+        if let Some(existing) = registry::instance_key(name).get(&self.graph)? {
             return Err(PluginError::InstanceTaken { instance: name.to_owned(), plugin: existing.plugin });
         }
-        self.graph.write_meta(vec![(registry::instance_key(name), Some(registry::encode(&instance)))])?;
+        self.graph.write_meta(vec![registry::instance_key(name).put(&instance)])?;
         tracing::info!(instance = %name, plugin = %instance.plugin, "instance created");
         Ok(instance)
     }
@@ -854,19 +845,19 @@ impl PluginHost {
     pub fn uninstall_instance(&self, name: &str) -> Result<Uninstalled, PluginError> {
         let instance = self.instance(name)?;
         let _held = self.hold(std::slice::from_ref(&instance))?;
-        let mut deletes: Vec<(String, Option<Vec<u8>>)> =
-            [registry::instance_key(name), registry::cursor_key(name), registry::plan_key(name), registry::active_key(name)]
-                .into_iter()
-                .map(|key| (key, None))
-                .collect();
-        for prefix in [format!("run/{name}/"), format!("log/{name}/")] {
+        let mut deletes = vec![
+            registry::instance_key(name).delete(),
+            registry::cursor_key(name).delete(),
+            registry::plan_key(name).delete(),
+            registry::active_key(name).delete(),
+        ];
+        for prefix in registry::history_prefixes(name) {
             deletes.extend(self.graph.meta_with_prefix(&prefix)?.into_iter().map(|(key, _)| (key, None)));
         }
         let others = self.instances()?.into_iter().filter(|i| i.plugin == instance.plugin && i.name != name).count();
-        let plugin =
-            if others == 0 { registry::get::<InstalledPlugin>(&self.graph, &registry::plugin_key(&instance.plugin))? } else { None };
+        let plugin = if others == 0 { registry::plugin_key(&instance.plugin).get(&self.graph)? } else { None };
         if plugin.is_some() {
-            deletes.push((registry::plugin_key(&instance.plugin), None));
+            deletes.push(registry::plugin_key(&instance.plugin).delete());
         }
         self.graph.write_meta(deletes)?;
         self.scheduler.remove(&instance.name);
@@ -880,8 +871,7 @@ impl PluginHost {
 
     /// Removes a plugin and every instance of it (see [`Self::uninstall_instance`]).
     pub fn uninstall_plugin(&self, name: &str) -> Result<Uninstalled, PluginError> {
-        registry::get::<InstalledPlugin>(&self.graph, &registry::plugin_key(name))?
-            .ok_or_else(|| PluginError::UnknownPlugin(name.to_owned()))?;
+        registry::plugin_key(name).get(&self.graph)?.ok_or_else(|| PluginError::UnknownPlugin(name.to_owned()))?;
         let instances: Vec<Instance> = self.instances()?.into_iter().filter(|i| i.plugin == name).collect();
         // Refuse before removing anything if one of them is running.
         drop(self.hold(&instances)?);
@@ -892,8 +882,8 @@ impl PluginHost {
             removed.plugin = removed.plugin.or(done.plugin);
         }
         if instances.is_empty() {
-            if let Some(plugin) = registry::get::<InstalledPlugin>(&self.graph, &registry::plugin_key(name))? {
-                self.graph.write_meta(vec![(registry::plugin_key(name), None)])?;
+            if let Some(plugin) = registry::plugin_key(name).get(&self.graph)? {
+                self.graph.write_meta(vec![registry::plugin_key(name).delete()])?;
                 self.forget_component(&plugin);
             }
             removed.plugin = Some(name.to_owned());
@@ -923,12 +913,12 @@ impl PluginHost {
 
     /// One run of an instance.
     pub fn run_record(&self, instance: &str, id: &str) -> Result<Option<RunRecord>, PluginError> {
-        registry::get(&self.graph, &registry::run_key(instance, id))
+        registry::run_key(instance, id).get(&self.graph)
     }
 
     /// One instance.
     pub fn instance(&self, name: &str) -> Result<Instance, PluginError> {
-        registry::get(&self.graph, &registry::instance_key(name))?.ok_or_else(|| PluginError::UnknownInstance(name.to_owned()))
+        registry::instance_key(name).get(&self.graph)?.ok_or_else(|| PluginError::UnknownInstance(name.to_owned()))
     }
 
     /// Runs a sync of `instance` to its end; `on_commit` sees the run's record after each
@@ -991,8 +981,8 @@ impl PluginHost {
             record.ended_at = Some(self.clock.now());
             count(&record, started.elapsed());
             let mut finished = vec![
-                (registry::run_key(&record.instance, &record.id), Some(registry::encode(&record))),
-                (registry::active_key(&record.instance), None),
+                registry::run_key(&record.instance, &record.id).put(&record),
+                registry::active_key(&record.instance).delete(),
             ];
             finished.extend(ended.log_tail.map(|(name, lines)| (name, Some(lines))));
             let (graph, instance, cutoff) = (Arc::clone(&self.graph), record.instance.clone(), self.history_cutoff());
@@ -1117,8 +1107,8 @@ impl PluginHost {
     /// Marks the instance as running and writes its `running` record.
     fn claim(&self, name: &str, trigger: Trigger) -> Result<Claim, PluginError> {
         let instance = self.instance(name)?;
-        let plugin: InstalledPlugin = registry::get(&self.graph, &registry::plugin_key(&instance.plugin))?
-            .ok_or_else(|| PluginError::UnknownInstance(name.to_owned()))?;
+        let plugin: InstalledPlugin =
+            registry::plugin_key(&instance.plugin).get(&self.graph)?.ok_or_else(|| PluginError::UnknownInstance(name.to_owned()))?;
         if !lock(&self.running).insert(name.to_owned()) {
             return Err(PluginError::AlreadyRunning(name.to_owned()));
         }
@@ -1154,8 +1144,8 @@ impl PluginHost {
         claim.record.cursor_before.clone_from(&shown);
         claim.record.cursor = shown;
         self.graph.write_meta(vec![
-            (registry::run_key(name, &claim.record.id), Some(registry::encode(&claim.record))),
-            (registry::active_key(name), Some(claim.record.id.clone().into_bytes())),
+            registry::run_key(name, &claim.record.id).put(&claim.record),
+            registry::active_key(name).put(&claim.record.id),
         ])?;
         Ok(claim)
     }

@@ -1,26 +1,29 @@
-//! What the plugin runtime persists, as metadata of the graph's store (JSON values, so
-//! fields can be added without migrations):
+//! What the plugin runtime persists, as metadata of the graph's store: one [`Table`] per
+//! kind of row, which alone knows its key prefix and value type (JSON under the codec's
+//! format byte, so fields can be added without migrations):
 //!
 //! | name                    | value            |
 //! |-------------------------|------------------|
 //! | `plugin/<name>`         | [`InstalledPlugin`] |
 //! | `instance/<name>`       | [`Instance`]     |
-//! | `cursor/<instance>`     | the cursor, UTF-8 (committed with each checkpoint's operations) |
+//! | `cursor/<instance>`     | the cursor, a string (committed with each checkpoint's operations) |
 //! | `run/<instance>/<id>`   | [`RunRecord`]    (ids are ULIDs: in time order) |
 //! | `active/<instance>`     | the id of its run in progress (so a restart finds interrupted runs without reading the history) |
 //! | `plan/<instance>`       | its schedule's [`Plan`]: next and last scheduled run |
 //! | `log/<instance>/<id>/<n>` | the run's log lines, the `n`-th chunk (one per commit), a JSON list of [`LogLine`] |
 
 use chrono::{DateTime, Utc};
+use std::marker::PhantomData;
+
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::PluginError;
 use super::bindings::PluginFailure;
 use super::manifest::Manifest;
 use super::secrets::Secrets;
-use crate::graph::{Graph, GraphError};
+use crate::codec;
+use crate::graph::Graph;
 use crate::ops::FieldError;
-#[cfg(doc)]
 use crate::schedule::Plan;
 
 /// An installed plugin: its manifest and the digest of its component.
@@ -343,54 +346,136 @@ pub struct LogLine {
     pub fields: Vec<(String, String)>,
 }
 
-pub(super) fn plugin_key(name: &str) -> String {
-    format!("plugin/{name}")
+/// A table of the registry: a key prefix and the one type its values have, JSON under the
+/// codec's format byte. Its rows are named under the prefix.
+pub(super) struct Table<T> {
+    prefix: &'static str,
+    value: PhantomData<fn() -> T>,
 }
 
-pub(super) fn instance_key(name: &str) -> String {
-    format!("instance/{name}")
+/// One row of a [`Table`]: its key, and the type of its value.
+pub(super) struct Row<T> {
+    key: String,
+    value: PhantomData<fn() -> T>,
 }
 
-pub(super) fn cursor_key(instance: &str) -> String {
-    format!("cursor/{instance}")
+impl<T: Serialize + DeserializeOwned> Table<T> {
+    const fn new(prefix: &'static str) -> Self {
+        Self { prefix, value: PhantomData }
+    }
+
+    /// The row `name`.
+    pub(super) fn row(&self, name: &str) -> Row<T> {
+        Row { key: format!("{}{name}", self.prefix), value: PhantomData }
+    }
+
+    /// The key every row named `name…` starts with.
+    pub(super) fn key_prefix(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// The values of the rows named `from…` to before `to…`, in key order (or newest first),
+    /// at most `limit`.
+    pub(super) fn range(&self, graph: &Graph, from: &str, to: &str, newest_first: bool, limit: usize) -> Result<Vec<T>, PluginError> {
+        let rows = graph.meta_range(&self.key_prefix(from), &self.key_prefix(to), newest_first, limit)?;
+        rows.iter().map(|(key, bytes)| decode(key, bytes)).collect()
+    }
+
+    /// Every row whose name starts with `name`, as (name, value), in key order.
+    pub(super) fn scan(&self, graph: &Graph, name: &str) -> Result<Vec<(String, T)>, PluginError> {
+        let rows = graph.meta_with_prefix(&self.key_prefix(name))?;
+        rows.iter().map(|(key, bytes)| Ok((key.trim_start_matches(self.prefix).to_owned(), decode(key, bytes)?))).collect()
+    }
+
+    /// Every row's value, in key order.
+    pub(super) fn list(&self, graph: &Graph) -> Result<Vec<T>, PluginError> {
+        Ok(self.scan(graph, "")?.into_iter().map(|(_, value)| value).collect())
+    }
 }
 
-pub(super) fn active_key(instance: &str) -> String {
-    format!("active/{instance}")
+impl<T: Serialize + DeserializeOwned> Row<T> {
+    /// Its stored value.
+    pub(super) fn get(&self, graph: &Graph) -> Result<Option<T>, PluginError> {
+        graph.meta(&self.key)?.map(|bytes| decode(&self.key, &bytes)).transpose()
+    }
+
+    /// `value` as the row's metadata entry, for a graph batch.
+    pub(super) fn encoded(self, value: &T) -> (String, Vec<u8>) {
+        (self.key, codec::encode_json(value))
+    }
+
+    /// Writing `value`, for [`Graph::write_meta`].
+    pub(super) fn put(self, value: &T) -> (String, Option<Vec<u8>>) {
+        (self.key, Some(codec::encode_json(value)))
+    }
+
+    /// Removing the row, for [`Graph::write_meta`].
+    pub(super) fn delete(self) -> (String, Option<Vec<u8>>) {
+        (self.key, None)
+    }
 }
 
-pub(super) fn plan_key(instance: &str) -> String {
-    format!("plan/{instance}")
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, PluginError> {
+    codec::decode_json(bytes).map_err(|e| PluginError::Corrupt { name: key.to_owned(), message: e.to_string() })
 }
 
-pub(super) fn run_key(instance: &str, id: &str) -> String {
-    format!("run/{instance}/{id}")
+/// Installed plugins, by name.
+pub(super) const PLUGINS: Table<InstalledPlugin> = Table::new("plugin/");
+/// Instances, by name.
+pub(super) const INSTANCES: Table<Instance> = Table::new("instance/");
+/// Each instance's cursor, committed with each checkpoint's operations.
+pub(super) const CURSORS: Table<String> = Table::new("cursor/");
+/// Run records, by `<instance>/<run id>` (ids are ULIDs: in time order).
+pub(super) const RUNS: Table<RunRecord> = Table::new("run/");
+/// The id of each instance's run in progress, so a restart finds interrupted runs without
+/// reading the history.
+pub(super) const ACTIVE: Table<String> = Table::new("active/");
+/// Each instance's schedule plan.
+pub(super) const PLANS: Table<Plan> = Table::new("plan/");
+/// Log lines, by `<instance>/<run id>/<chunk>` (one chunk per commit).
+pub(super) const LOGS: Table<Vec<LogLine>> = Table::new("log/");
+
+pub(super) fn plugin_key(name: &str) -> Row<InstalledPlugin> {
+    PLUGINS.row(name)
 }
 
-/// The prefix of a run's log chunks.
-pub(super) fn log_prefix(instance: &str, id: &str) -> String {
-    format!("log/{instance}/{id}/")
+pub(super) fn instance_key(name: &str) -> Row<Instance> {
+    INSTANCES.row(name)
 }
 
-pub(super) fn log_key(instance: &str, id: &str, chunk: u32) -> String {
-    format!("{}{chunk:08}", log_prefix(instance, id))
+pub(super) fn cursor_key(instance: &str) -> Row<String> {
+    CURSORS.row(instance)
 }
 
-pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serializing these plain structs to JSON cannot fail: no maps with non-string keys.
-    serde_json::to_vec(value).unwrap_or_default()
+pub(super) fn active_key(instance: &str) -> Row<String> {
+    ACTIVE.row(instance)
 }
 
-pub(super) fn decode<T: DeserializeOwned>(name: &str, bytes: &[u8]) -> Result<T, PluginError> {
-    serde_json::from_slice(bytes).map_err(|e| PluginError::Corrupt { name: name.to_owned(), message: e.to_string() })
+pub(super) fn plan_key(instance: &str) -> Row<Plan> {
+    PLANS.row(instance)
 }
 
-pub(super) fn get<T: DeserializeOwned>(graph: &Graph, name: &str) -> Result<Option<T>, PluginError> {
-    graph.meta(name)?.map(|bytes| decode(name, &bytes)).transpose()
+pub(super) fn run_key(instance: &str, id: &str) -> Row<RunRecord> {
+    RUNS.row(&format!("{instance}/{id}"))
 }
 
-pub(super) fn list<T: DeserializeOwned>(graph: &Graph, prefix: &str) -> Result<Vec<T>, PluginError> {
-    graph.meta_with_prefix(prefix)?.iter().map(|(name, bytes)| decode(name, bytes)).collect()
+pub(super) fn log_key(instance: &str, id: &str, chunk: u32) -> Row<Vec<LogLine>> {
+    LOGS.row(&format!("{instance}/{id}/{chunk:08}"))
+}
+
+/// An instance's last `limit` runs, newest first.
+pub(super) fn newest_runs(graph: &Graph, instance: &str, limit: usize) -> Result<Vec<RunRecord>, PluginError> {
+    RUNS.range(graph, &format!("{instance}/"), &format!("{instance}/~"), true, limit)
+}
+
+/// A run's log lines, in order.
+pub(super) fn run_log(graph: &Graph, instance: &str, id: &str) -> Result<Vec<LogLine>, PluginError> {
+    Ok(LOGS.scan(graph, &format!("{instance}/{id}/"))?.into_iter().flat_map(|(_, lines)| lines).collect())
+}
+
+/// The key prefixes of an instance's history: its runs and their logs.
+pub(super) fn history_prefixes(instance: &str) -> [String; 2] {
+    [RUNS.key_prefix(&format!("{instance}/")), LOGS.key_prefix(&format!("{instance}/"))]
 }
 
 /// Deletes the instance's finished runs that started before `cutoff`, with their logs;
@@ -399,16 +484,13 @@ pub(super) fn prune_runs(graph: &Graph, instance: &str, cutoff: DateTime<Utc>) -
     // Run ids are ULIDs of their start: every id below the cutoff's is older.
     let cutoff_ms = u64::try_from(cutoff.timestamp_millis()).unwrap_or_default();
     let below = format!("run_{}", ulid::Ulid::from_parts(cutoff_ms, 0));
-    let old = graph.meta_range(&run_key(instance, ""), &run_key(instance, &below), false, usize::MAX)?;
+    let old = RUNS.range(graph, &format!("{instance}/"), &format!("{instance}/{below}"), false, usize::MAX)?;
     let mut deletes = Vec::new();
     let mut pruned = 0;
-    for (name, bytes) in &old {
-        let record: RunRecord = decode(name, bytes)?;
-        if record.status == RunStatus::Running {
-            continue;
-        }
-        deletes.extend(graph.meta_with_prefix(&log_prefix(instance, &record.id))?.into_iter().map(|(n, _)| (n, None)));
-        deletes.push((name.clone(), None));
+    for record in old.iter().filter(|record| record.status != RunStatus::Running) {
+        let logs = LOGS.scan(graph, &format!("{instance}/{}/", record.id))?;
+        deletes.extend(logs.into_iter().map(|(name, _)| LOGS.row(&name).delete()));
+        deletes.push(run_key(instance, &record.id).delete());
         pruned += 1;
     }
     if !deletes.is_empty() {
@@ -418,6 +500,27 @@ pub(super) fn prune_runs(graph: &Graph, instance: &str, cutoff: DateTime<Utc>) -
     Ok(pruned)
 }
 
-pub(super) fn cursor(graph: &Graph, instance: &str) -> Result<Option<String>, GraphError> {
-    Ok(graph.meta(&cursor_key(instance))?.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+pub(super) fn cursor(graph: &Graph, instance: &str) -> Result<Option<String>, PluginError> {
+    cursor_key(instance).get(graph)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::graph::IdentityRules;
+    use crate::store::SledStore;
+
+    #[test]
+    fn rows_are_json_under_the_format_byte_and_a_value_without_it_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let graph = Graph::new(Arc::new(SledStore::open(dir.path(), 1 << 20).unwrap()), IdentityRules::with_defaults([]));
+        graph.write_meta(vec![cursor_key("crm").put(&"page-2".to_owned())]).unwrap();
+        assert_eq!(graph.meta("cursor/crm").unwrap().unwrap(), b"J\"page-2\"");
+        assert_eq!(cursor(&graph, "crm").unwrap().as_deref(), Some("page-2"));
+        graph.write_meta(vec![("cursor/old".to_owned(), Some(b"\"page-1\"".to_vec()))]).unwrap();
+        let err = cursor(&graph, "old").unwrap_err();
+        assert!(matches!(&err, PluginError::Corrupt { name, .. } if name == "cursor/old"), "{err}");
+    }
 }

@@ -102,7 +102,7 @@ impl RunLog {
         if self.pending.is_empty() {
             return None;
         }
-        let entry = (registry::log_key(&record.instance, &record.id, self.chunks), registry::encode(&self.pending));
+        let entry = registry::log_key(&record.instance, &record.id, self.chunks).encoded(&self.pending);
         self.pending.clear();
         self.chunks += 1;
         Some(entry)
@@ -316,8 +316,7 @@ impl RunState {
             // The record is shown (API, CLI); the plugin resumes from the stored cursor.
             record.cursor = Some(secrets.redact(cursor).into_owned());
         }
-        let mut meta: Vec<(String, Vec<u8>)> =
-            cursor.iter().map(|c| (registry::cursor_key(&record.instance), c.as_bytes().to_vec())).collect();
+        let mut meta: Vec<(String, Vec<u8>)> = cursor.iter().map(|c| registry::cursor_key(&record.instance).encoded(c)).collect();
         {
             let mut committed = lock(&run.committed);
             meta.extend(committed.log.take_chunk(&mut record));
@@ -350,7 +349,7 @@ impl RunState {
                     log_skipped(&example);
                     keep_example(&mut record, example);
                 }
-                vec![(registry::run_key(&record.instance, &record.id), registry::encode(&record))]
+                vec![registry::run_key(&record.instance, &record.id).encoded(&record)]
             });
             let report = report?;
             if report.untrusted > 0 {
