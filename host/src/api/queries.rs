@@ -34,6 +34,9 @@ pub(super) struct ChangesQuery {
     limit: Option<usize>,
 }
 
+/// The largest sequence number a client may pass (2^53 - 1).
+const MAX_SEQUENCE: u64 = (1 << 53) - 1;
+
 /// The change feed, oldest first: every record change, merge and unmerge, numbered in the
 /// order the graph committed them. Read-only; the stages that follow it keep their own place.
 #[utoipa::path(get, path = "/v1/changes", tag = "graph", params(ChangesQuery), security(("bearer" = [])), responses(
@@ -44,6 +47,10 @@ pub(super) struct ChangesQuery {
 pub(super) async fn changes(State(state): State<AppState>, Query(query): Query<ChangesQuery>) -> Result<Json<Page<Change>>, ApiError> {
     let limit = limit(query.limit, 100, "limit")?;
     let after = query.after.unwrap_or(0);
+    // The document's bound: the largest whole number every JSON client reads exactly.
+    if after > MAX_SEQUENCE {
+        return Err(ApiError::field("after", format!("expected 0 to {MAX_SEQUENCE}")));
+    }
     let items = blocking(&state, move |graph| graph.changes_since(after, limit)).await?;
     // A full page may have more behind it; the client asks again from its last entry.
     let next = (items.len() == limit).then(|| items.last().map(|c| c.seq.to_string())).flatten();

@@ -382,6 +382,8 @@ fn plugin_test(config: &Config, args: TestArgs) -> anyhow::Result<()> {
     let mut options = TestOptions::new(instance_config);
     options.cursor = args.cursor;
     options.plugins = config.plugins.clone();
+    options.records = config.records;
+    options.identity = config.identity.clone();
     if !args.allow.is_empty() {
         let patterns = args
             .allow

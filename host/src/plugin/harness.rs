@@ -18,7 +18,7 @@ use super::{InstallOptions, PluginError, PluginHost};
 use crate::config::{GrantedBy, InstanceGrant, PluginsConfig, Secret};
 use crate::graph::{Graph, IdentityRules};
 use crate::net::HostPattern;
-use crate::ops::Operation;
+use crate::ops::{Operation, RecordLimits};
 use crate::store::SledStore;
 
 /// The instance name test runs use: the source of everything they write.
@@ -37,6 +37,10 @@ pub struct TestOptions {
     pub secrets: BTreeMap<String, Secret>,
     /// Everything else: limits, network settings.
     pub plugins: PluginsConfig,
+    /// What every operation must respect (the deployment's `[records]`).
+    pub records: RecordLimits,
+    /// Identity rules (the deployment's `[identity]`: its own domains, free-mail domains).
+    pub identity: IdentityRules,
 }
 
 impl TestOptions {
@@ -48,6 +52,8 @@ impl TestOptions {
             allowed_hosts: None,
             secrets: BTreeMap::new(),
             plugins: PluginsConfig::with_dir(std::path::PathBuf::new()),
+            records: RecordLimits::default(),
+            identity: IdentityRules::with_defaults(Vec::new()),
         }
     }
 }
@@ -86,7 +92,7 @@ impl TestBench {
     pub async fn new(path: &Path, options: TestOptions) -> Result<Self, PluginError> {
         let dir = tempfile::tempdir().map_err(|source| PluginError::Io { path: std::env::temp_dir(), source })?;
         let store = SledStore::open(&dir.path().join("store"), 16 << 20).map_err(|e| PluginError::Graph(e.into()))?;
-        let graph = Arc::new(Graph::new(Arc::new(store), IdentityRules::with_defaults(Vec::new())));
+        let graph = Arc::new(Graph::new(Arc::new(store), options.identity).with_limits(options.records));
         let manifest = super::manifest::Manifest::load(&super::package_files(path)?.0)?;
         let mut plugins = options.plugins;
         plugins.dir = dir.path().join("plugins");

@@ -451,4 +451,5 @@ fn the_change_feed_pages_in_commit_order() {
     assert_eq!(rest["items"].as_array().unwrap().len(), 1);
     assert!(rest["next"].is_null(), "a short page is the last");
     assert!(server.get_json("/v1/changes?after=3")["items"].as_array().unwrap().is_empty());
+    assert_eq!(server.get("/v1/changes?after=9007199254740992").status(), 400, "past the document's maximum");
 }

@@ -128,6 +128,17 @@ fn rapport_plugin_test_runs_a_package_without_a_daemon() {
     assert!(report["cursor"].as_str().unwrap().contains("\"high\""), "{report}");
     assert!(!dir.path().join("unused").exists(), "no store is created");
 
+    // The deployment's record limits hold in the test too: names over 5 characters are skipped.
+    let output = rapport(&dir.path().join("unused"))
+        .env("RAPPORT_RECORDS_MAX_NAME_CHARS", "5")
+        .args(base)
+        .args(["--secret", &format!("api_token={TOKEN}"), "--json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["run"]["operations_skipped"], 20, "{report}");
+    assert!(report["run"]["skipped_examples"][0]["errors"][0]["message"].as_str().unwrap().contains("5"), "{report}");
+
     // A destination the test does not grant: the refusal says to pass --allow, not to edit
     // rapport.toml, which the test does not read.
     let ungranted = ["plugin", "test", package.to_str().unwrap(), "--instance-config", &config, "--allow", "http://localhost:1"];
