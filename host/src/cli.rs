@@ -493,7 +493,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// daemon at the address it writes into `store`.
 fn serve_graph(
     graph: Arc<Graph>,
-    store: &Path,
+    store: &rapport::config::StoreConfig,
     plugins: PluginsConfig,
     api: rapport::config::ApiConfig,
     banner: impl FnOnce(SocketAddr),
@@ -510,16 +510,34 @@ fn serve_graph(
     // Scheduled runs happen while the daemon serves; a run missed while it was down
     // happens once, now.
     runtime.spawn(Arc::clone(&plugins).run_schedules());
+    runtime.spawn(prune_changes_hourly(Arc::clone(&graph), store.change_retention));
     runtime.block_on(async move {
         let shutdown = shutdown_signal();
         let listener =
             tokio::net::TcpListener::bind(api.bind).await.with_context(|| format!("cannot listen on {} (api.bind)", api.bind))?;
         let addr = listener.local_addr().context("listener has no address")?;
-        let _address_file = AddressFile::write(store, addr)?;
+        let _address_file = AddressFile::write(&store.path, addr)?;
         banner(addr);
         tracing::info!(%addr, dev_mode = api.dev_mode, "api listening");
         api::serve(listener, AppState::new(graph, plugins, api), shutdown).await.context("the API server failed")
     })
+}
+
+/// Prunes the change feed of entries older than `retention`, at start and every hour.
+async fn prune_changes_hourly(graph: Arc<Graph>, retention: std::time::Duration) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let age = chrono::TimeDelta::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
+        let cutoff = Timestamp::from(chrono::Utc::now().checked_sub_signed(age).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC));
+        let graph = Arc::clone(&graph);
+        match tokio::task::spawn_blocking(move || graph.prune_changes(cutoff)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(pruned)) => tracing::info!(pruned, "change feed pruned"),
+            Ok(Err(err)) => tracing::warn!(error = %err, "cannot prune the change feed"),
+            Err(err) => tracing::warn!(error = %err, "the change feed's pruning failed"),
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM. The handlers are installed now, not when first awaited,
@@ -558,7 +576,7 @@ fn print_line(line: &str) {
 
 fn serve(config: Config) -> anyhow::Result<()> {
     let graph = open_graph(&config, &config.store.path, "store.path")?;
-    serve_graph(graph, &config.store.path, config.plugins, config.api, |addr| print_line(&format!("rapport listening on http://{addr}")))
+    serve_graph(graph, &config.store, config.plugins, config.api, |addr| print_line(&format!("rapport listening on http://{addr}")))
 }
 
 fn progress_bar(total: u64, unit: &str) -> ProgressBar {
@@ -722,7 +740,8 @@ fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         bail!("the demo serves without authentication, so it only binds to loopback; {} is not", api.bind);
     }
     let silent = graph.search(RecordKind::Organization, demo::planted::SILENT_KEY_CLIENT, 1)?;
-    serve_graph(graph, &args.data, plugins, api, move |addr| {
+    let store = rapport::config::StoreConfig { path: args.data.clone(), ..config.store.clone() };
+    serve_graph(graph, &store, plugins, api, move |addr| {
         print_line(&format!("rapport demo ready: open http://{addr}/v1/organizations"));
         if let Some(id) = silent.first() {
             print_line(&format!("  a key client gone quiet: http://{addr}/v1/organizations/{id}/context"));

@@ -83,6 +83,7 @@ struct RawConfig {
 struct RawStore {
     path: Option<PathBuf>,
     cache_bytes: Option<u64>,
+    change_retention_days: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -432,6 +433,8 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// Page cache size.
     pub cache_bytes: u64,
+    /// How long the change feed keeps an entry (the newest is always kept).
+    pub change_retention: Duration,
 }
 
 /// HTTP API settings.
@@ -486,6 +489,7 @@ enum EnvKind {
 const ENV_OVERRIDES: &[(&str, EnvKind)] = &[
     ("store.path", EnvKind::Text),
     ("store.cache_bytes", EnvKind::Number),
+    ("store.change_retention_days", EnvKind::Number),
     ("api.bind", EnvKind::Text),
     ("api.dev_mode", EnvKind::Flag),
     ("api.token_sha256", EnvKind::List),
@@ -779,11 +783,15 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     set_positive(&mut records.max_list_items, "records.max_list_items", raw.records.max_list_items, std::convert::identity)?;
     set_positive(&mut records.max_name_chars, "records.max_name_chars", raw.records.max_name_chars, std::convert::identity)?;
     set_positive(&mut records.max_text_chars, "records.max_text_chars", raw.records.max_text_chars, std::convert::identity)?;
+    let mut change_retention = Duration::from_secs(90 * 86_400);
+    set_positive(&mut change_retention, "store.change_retention_days", raw.store.change_retention_days, |days| {
+        Duration::from_secs(days.saturating_mul(86_400))
+    })?;
     let store_path = raw.store.path.unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_PATH));
     let plugins = plugins_config(raw.plugins, &store_path)?;
     Ok(Config {
         plugins,
-        store: StoreConfig { path: store_path, cache_bytes: raw.store.cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES) },
+        store: StoreConfig { path: store_path, cache_bytes: raw.store.cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES), change_retention },
         api,
         identity,
         import_batch_size,

@@ -8,6 +8,9 @@ use super::txn::Txn;
 use super::{Graph, GraphError, decode_at, keys};
 use crate::store::KeyRange;
 
+/// Entries pruned per batch.
+const PRUNE_SLICE: usize = 10_000;
+
 impl Graph {
     /// Numbers `txn`'s changes from the feed's next sequence number on and writes them into
     /// it; `next` is the writer's (read from the store by the first batch), moved on by
@@ -33,6 +36,30 @@ impl Graph {
         match self.store.range(KeyRange::prefix(&[keys::ns::CHANGE]), true).next() {
             Some(entry) => Ok(keys::change_seq(&entry?.0)),
             None => Ok(None),
+        }
+    }
+
+    /// Deletes the changes written before `cutoff`, oldest first, but never the newest (the
+    /// next number continues from it, even after a restart); returns how many.
+    pub fn prune_changes(&self, cutoff: Timestamp) -> Result<usize, GraphError> {
+        let Some(last) = self.last_change()? else { return Ok(0) };
+        let mut pruned = 0;
+        loop {
+            // In slices, so a long-idle daemon's first prune is not one huge batch.
+            let stale: Vec<u64> = self
+                .changes_since(0, PRUNE_SLICE)?
+                .into_iter()
+                .take_while(|change| change.written_at < cutoff && change.seq < last)
+                .map(|change| change.seq)
+                .collect();
+            if stale.is_empty() {
+                return Ok(pruned);
+            }
+            pruned += stale.len();
+            self.write(|txn| {
+                stale.iter().for_each(|seq| txn.delete(keys::change(*seq)));
+                Ok::<_, GraphError>(())
+            })?;
         }
     }
 

@@ -653,3 +653,23 @@ fn the_feed_numbering_goes_on_after_the_store_is_reopened() {
     ingest(&graph, "crm", &[r#"{"op":"upsert_organization","external_id":"c9","name":"Nine"}"#]);
     assert_eq!(graph.changes_since(0, 10).unwrap().iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 2, 3]);
 }
+
+#[test]
+fn pruning_drops_changes_older_than_the_window_but_never_the_newest() {
+    let t = temp_graph();
+    let g = &t.graph;
+    let day = 86_400_000;
+    let now = Timestamp::now();
+    let at = |days_ago: i64| Timestamp(now.0 - days_ago * day);
+    for (n, days_ago) in [(1, 100), (2, 50), (3, 1)] {
+        let op = op(&format!(r#"{{"op":"upsert_organization","external_id":"c{n}","name":"Org {n}"}}"#));
+        g.ingest(IngestBatch { now: at(days_ago), ..IngestBatch::trusted("crm", vec![op]) }).unwrap();
+    }
+    assert_eq!(g.prune_changes(at(60)).unwrap(), 1, "only the 100-day-old entry is outside a 60-day window");
+    assert_eq!(g.changes_since(0, 10).unwrap().iter().map(|c| c.seq).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(g.prune_changes(now).unwrap(), 1, "everything is old now, but the newest stays");
+    assert_eq!(g.changes_since(0, 10).unwrap().iter().map(|c| c.seq).collect::<Vec<_>>(), [3]);
+    // Numbering goes on from the newest.
+    ingest(g, "crm", &[r#"{"op":"upsert_organization","external_id":"c4","name":"Org 4"}"#]);
+    assert_eq!(g.last_change().unwrap(), Some(4));
+}
