@@ -58,8 +58,13 @@ impl Daemon {
             let loopback = if address.is_ipv4() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { IpAddr::V6(Ipv6Addr::LOCALHOST) };
             address.set_ip(loopback);
         }
-        // The daemon is local: a proxy from the environment must not see the token.
-        let http = reqwest::blocking::Client::builder().no_proxy().build().context("cannot build the HTTP client")?;
+        // The daemon is local: a proxy from the environment must not see the token. An
+        // install compiles the component in the daemon, which can take minutes for a large one.
+        let http = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .timeout(std::time::Duration::from_secs(600))
+            .build()
+            .context("cannot build the HTTP client")?;
         Ok(Self { base: format!("http://{address}"), token, http })
     }
 
