@@ -134,13 +134,13 @@ fn try_main() -> anyhow::Result<()> {
         Task::Demo { args } => {
             let package = build_demo_plugin()?;
             let mut command = cargo();
-            command.args(["run", "--release", "--package", "rapport-host", "--bin", "rapport", "--", "demo", "--package"]);
+            command.args(["run", "--release", "--package", "rapport", "--bin", "rapport", "--", "demo", "--package"]);
             command.arg(package).args(args);
             run(command)
         }
         Task::Bench { args } => {
             let mut command = cargo();
-            command.args(["bench", "--package", "rapport-host"]);
+            command.args(["bench", "--package", "rapport"]);
             if args.is_empty() {
                 command.arg("--benches");
             }
@@ -153,7 +153,7 @@ fn try_main() -> anyhow::Result<()> {
             // End-to-end tests drive the real binary; build it first so they find it
             // next to their own executable.
             let mut build = cargo();
-            build.args(["build", "--package", "rapport-host", "--bin", "rapport"]);
+            build.args(["build", "--package", "rapport", "--bin", "rapport"]);
             run(build).context("building the rapport binary for the end-to-end tests")?;
             let mut test = cargo();
             test.args(["test"]).args(args).env("RAPPORT_PYTHON", python);

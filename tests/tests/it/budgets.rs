@@ -3,7 +3,7 @@
 //! big cursor, each run through a real daemon, whose peak resident memory is read from
 //! the kernel after each.
 
-use rapport::config::PluginsConfig;
+use rapport_plugin_host::config::PluginsConfig;
 use serde_json::json;
 
 use crate::harness::{Daemon, rapport};

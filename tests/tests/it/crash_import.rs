@@ -7,10 +7,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 
-use rapport::graph::model::{RecordKind, Timestamp};
-use rapport::graph::{ContextQuery, Graph, GraphStats, IdentityRules};
 use rapport::import;
-use rapport::store::SledStore;
+use rapport_graph::model::{RecordKind, Timestamp};
+use rapport_graph::{ContextQuery, Graph, GraphStats, IdentityRules};
+use rapport_store::SledStore;
 
 use crate::harness::rapport;
 

@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rapport::graph::model::RecordKind;
-use rapport::graph::{Graph, IdentityRules};
-use rapport::store::SledStore;
+use rapport_graph::model::RecordKind;
+use rapport_graph::{Graph, IdentityRules};
+use rapport_store::SledStore;
 
 use crate::harness::{Daemon, rapport};
 

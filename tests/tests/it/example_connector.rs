@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 
 use chrono::Duration;
-use rapport::config::Secret;
-use rapport::net::HostPattern;
-use rapport::ops::Operation;
-use rapport::plugin::harness::{TestBench, TestOptions, TestReport};
-use rapport::plugin::registry::RunStatus;
+use rapport_core::Secret;
 use rapport_example_api::{Contact, ExampleApi, contacts};
+use rapport_net::HostPattern;
+use rapport_ops::Operation;
+use rapport_plugin_host::harness::{TestBench, TestOptions, TestReport};
+use rapport_plugin_host::registry::RunStatus;
 use serde_json::{Value, json};
 
 use crate::harness::rapport;

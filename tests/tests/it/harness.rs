@@ -4,7 +4,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
-use rapport::config::{hex, token_digest};
+use rapport::config::token_digest;
+use rapport_core::hex;
 use serde_json::Value;
 
 /// The bearer token the test daemons accept.

@@ -4,6 +4,7 @@
 // Test helpers unwrap: a panic with a location is the right failure in a test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod boundaries;
 mod budgets;
 mod crash_import;
 mod crash_plugin;
