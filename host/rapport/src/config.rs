@@ -509,6 +509,54 @@ mod tests {
         assert!(load("[api]\ndev_mode = true\n", &[]).unwrap().api.dev_mode);
     }
 
+    /// The fields the types accept at `table` (a dotted path; `inline` names an inline
+    /// table inside it), as serde lists them when refusing an unknown one.
+    fn accepted_fields(table: &str, inline: Option<&str>) -> Vec<String> {
+        let probe = match inline {
+            Some(field) => format!("[{table}]\n{field} = {{ zz_probe = 1 }}\n"),
+            None if table.is_empty() => "zz_probe = 1\n".to_owned(),
+            None => format!("[{table}]\nzz_probe = 1\n"),
+        };
+        let err = load(&probe, &[]).unwrap_err().to_string();
+        let listed = err.split_once("expected").unwrap_or_else(|| panic!("no field list for {table}: {err}")).1;
+        listed.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn every_key_the_types_accept_is_documented_in_the_example() {
+        let example = include_str!("../../../config/rapport.example.toml");
+        // The text of `[table]` in the example, up to the next table header.
+        let section = |table: &str| {
+            let start = example.find(&format!("[{table}]\n")).unwrap_or_else(|| panic!("the example has no [{table}]"));
+            let body = &example[start + table.len() + 3..];
+            body.find("\n[").map_or(body, |end| &body[..end])
+        };
+        // Commented-out keys count: the example shows them with their default.
+        let documented =
+            |text: &str, field: &str| text.lines().any(|line| line.trim_start_matches(['#', ' ']).starts_with(&format!("{field} =")));
+        let documented_inline = |text: &str, field: &str| text.contains(&format!("{field} ="));
+        let roots = accepted_fields("", None);
+        assert_eq!(roots, ["store", "api", "identity", "import", "records", "plugins"], "the document's sections");
+        let tables = roots.iter().map(String::as_str).chain(["plugins.network", "plugins.instances.crm-eu"]);
+        let mut checked = 0;
+        for table in tables {
+            for field in accepted_fields(table, None) {
+                if matches!((table, field.as_str()), ("plugins", "network" | "instances")) {
+                    continue; // tables of their own, checked as such
+                }
+                assert!(documented(section(table), &field), "`{table}.{field}` is accepted but not in config/rapport.example.toml");
+                checked += 1;
+            }
+        }
+        for inline in ["rate_limit", "trust"] {
+            for field in accepted_fields("plugins.instances.crm-eu", Some(inline)) {
+                assert!(documented_inline(section("plugins.instances.crm-eu"), &field), "`{inline}.{field}` is not in the example");
+                checked += 1;
+            }
+        }
+        assert!(checked > 40, "every section was probed ({checked} keys)");
+    }
+
     #[test]
     fn the_example_config_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/rapport.example.toml");

@@ -33,7 +33,8 @@ impl Workspace {
                 .unwrap()
                 .iter()
                 .map(|dep| {
-                    let kinds = dep["dep_kinds"].as_array().unwrap().iter().map(|k| k["kind"].as_str().unwrap_or("normal").to_owned()).collect();
+                    let kinds =
+                        dep["dep_kinds"].as_array().unwrap().iter().map(|k| k["kind"].as_str().unwrap_or("normal").to_owned()).collect();
                     (name_of[dep["pkg"].as_str().unwrap()].to_owned(), kinds)
                 })
                 .collect();
@@ -44,11 +45,7 @@ impl Workspace {
 
     /// The workspace packages that depend directly on `dependency`, in any kind of edge.
     fn direct_dependents(&self, dependency: &str) -> BTreeSet<&str> {
-        self.members
-            .iter()
-            .filter(|member| self.edges[*member].iter().any(|(name, _)| name == dependency))
-            .map(String::as_str)
-            .collect()
+        self.members.iter().filter(|member| self.edges[*member].iter().any(|(name, _)| name == dependency)).map(String::as_str).collect()
     }
 
     /// Everything `package` builds with for its tests: its normal and dev dependencies,
