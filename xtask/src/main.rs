@@ -140,7 +140,8 @@ fn try_main() -> anyhow::Result<()> {
         }
         Task::Bench { args } => {
             let mut command = cargo();
-            command.args(["bench", "--package", "rapport"]);
+            // Each crate keeps its benchmarks; the default members hold them all.
+            command.args(["bench"]);
             if args.is_empty() {
                 command.arg("--benches");
             }
