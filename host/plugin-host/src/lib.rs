@@ -9,6 +9,8 @@
 //!   requests and the operator grants; `secrets`: an instance's secrets and their redaction.
 //! - [`registry`]: installed plugins, instances, cursors, run records and logs in the store.
 //! - [`harness`]: a package run once over a throwaway store, reporting what it emitted.
+//! - [`config`]: the `[plugins]` section (limits, instance grants, secrets); [`metrics`]:
+//!   the per-instance metrics the binary registers.
 //!
 //! Exactly-once: operations emitted since the last checkpoint are committed together with
 //! the new cursor and the run's record in one atomic store batch. A run that fails or is
