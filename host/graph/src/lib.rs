@@ -21,7 +21,6 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 pub use identity::IdentityError;
-pub use ingest::{IngestBatch, IngestReport, InvalidPolicy, SkippedOperation, SourceTrust};
 pub use query::{
     ContextQuery, DealSummary, Engagement, GraphStats, MemberOf, ObservationItem, OrganizationContext, OrganizationView, PersonView,
     RelationshipHolder, TimelineCursor, TimelineItem, TimelinePage,

@@ -3,12 +3,15 @@
 //!
 //! An operation names records by their *external id within the source* that sends it;
 //! the graph maps `(source, kind, external id)` to its own nodes. This module only
-//! parses and validates; `graph::ingest` applies.
+//! parses and validates; `rapport_graph` applies a [`IngestBatch`] of them.
 
+mod batch;
 mod text;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+pub use batch::{IngestBatch, IngestReport, InvalidPolicy, SkippedOperation, SourceTrust};
 
 pub use text::{
     Domain, Email, ExternalId, Label, MAX_EMAIL_CHARS, MAX_ID_CHARS, MAX_TAG_CHARS, MERGE_ID_PATTERN, MergeIdText, NODE_ID_PATTERN, Name,

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use rapport_core::Secret;
 use rapport_core::config::{ConfigError, EnvKeys, EnvKind, days, invalid, set_positive};
-use rapport_graph::SourceTrust;
 use rapport_net::HostPattern;
 use rapport_net::config::{NetworkConfig, RawNetwork};
+use rapport_ops::SourceTrust;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::is_valid_name;

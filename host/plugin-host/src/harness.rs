@@ -1,9 +1,10 @@
 //! The plugin test harness: the real component of a package, in the real sandbox, over a
-//! throwaway store, with the network and secrets the test grants. `rapport plugin test`
-//! prints its reports; authors' and our own tests read them.
+//! throwaway ledger the caller makes (the daemon's graph over a temporary store), with the
+//! network and secrets the test grants. `rapport plugin test` prints its reports; authors'
+//! and our own tests read them.
 //!
 //! ```ignore
-//! let bench = TestBench::new(Path::new("target/…/example"), TestOptions::new(json!({"base_url": url}))).await?;
+//! let bench = TestBench::new(Path::new("target/…/example"), ledger, TestOptions::new(json!({"base_url": url}))).await?;
 //! let first = bench.run().await?;   // from no cursor
 //! let again = bench.run().await?;   // from first.cursor, like the next scheduled run
 //! ```
@@ -12,15 +13,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::ledger::Ledger;
 use super::registry::{LogLine, RunRecord, Trigger};
 use super::run::CommitTrace;
 use super::{InstallOptions, PluginError, PluginHost};
 use crate::config::{GrantedBy, InstanceGrant, PluginsConfig};
 use rapport_core::Secret;
-use rapport_graph::{Graph, IdentityRules};
 use rapport_net::HostPattern;
-use rapport_ops::{Operation, RecordLimits};
-use rapport_store::SledStore;
+use rapport_ops::Operation;
 
 /// The instance name test runs use: the source of everything they write.
 pub const TEST_INSTANCE: &str = "test";
@@ -38,10 +38,6 @@ pub struct TestOptions {
     pub secrets: BTreeMap<String, Secret>,
     /// Everything else: limits, network settings.
     pub plugins: PluginsConfig,
-    /// What every operation must respect (the deployment's `[records]`).
-    pub records: RecordLimits,
-    /// Identity rules (the deployment's `[identity]`: its own domains, free-mail domains).
-    pub identity: IdentityRules,
 }
 
 impl TestOptions {
@@ -53,8 +49,6 @@ impl TestOptions {
             allowed_hosts: None,
             secrets: BTreeMap::new(),
             plugins: PluginsConfig::with_dir(std::path::PathBuf::new()),
-            records: RecordLimits::default(),
-            identity: IdentityRules::with_defaults(Vec::new()),
         }
     }
 }
@@ -81,7 +75,7 @@ impl TestReport {
     }
 }
 
-/// A package installed in a throwaway store, ready to run as instance [`TEST_INSTANCE`].
+/// A package installed in a throwaway ledger, ready to run as instance [`TEST_INSTANCE`].
 #[derive(Debug)]
 pub struct TestBench {
     host: PluginHost,
@@ -89,11 +83,10 @@ pub struct TestBench {
 }
 
 impl TestBench {
-    /// Installs the package at `path` in a fresh temporary store.
-    pub async fn new(path: &Path, options: TestOptions) -> Result<Self, PluginError> {
+    /// Installs the package at `path` in `ledger` (a fresh one: the bench owns it), with
+    /// its plugin files in a temporary directory.
+    pub async fn new(path: &Path, ledger: Arc<dyn Ledger>, options: TestOptions) -> Result<Self, PluginError> {
         let dir = tempfile::tempdir().map_err(|source| PluginError::Io { path: std::env::temp_dir(), source })?;
-        let store = SledStore::open(&dir.path().join("store"), 16 << 20).map_err(|e| PluginError::Graph(e.into()))?;
-        let graph = Arc::new(Graph::new(Arc::new(store), options.identity).with_limits(options.records));
         let manifest = super::manifest::Manifest::load(&super::package_files(path)?.0)?;
         let mut plugins = options.plugins;
         plugins.dir = dir.path().join("plugins");
@@ -105,7 +98,7 @@ impl TestBench {
             ..InstanceGrant::default()
         };
         plugins.instances.insert(TEST_INSTANCE.to_owned(), grant);
-        let host = PluginHost::new(graph, plugins)?;
+        let host = PluginHost::new(ledger, plugins)?;
         let install = InstallOptions { instance: Some(TEST_INSTANCE.to_owned()), config: Some(options.config) };
         host.install(path, install).await?;
         if let Some(cursor) = options.cursor {

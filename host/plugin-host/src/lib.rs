@@ -7,8 +7,9 @@
 //! - `run`: one run's state and the host functions (`emit`, `checkpoint`, `log`, `secret`).
 //! - `network`: the `http` and `tcp` host interfaces, limited to what the manifest
 //!   requests and the operator grants; `secrets`: an instance's secrets and their redaction.
-//! - [`registry`]: installed plugins, instances, cursors, run records and logs in the store.
-//! - [`harness`]: a package run once over a throwaway store, reporting what it emitted.
+//! - [`ledger`]: the trait the host commits through; the daemon hands it the graph.
+//! - [`registry`]: installed plugins, instances, cursors, run records and logs in the ledger.
+//! - [`harness`]: a package run once over a throwaway ledger, reporting what it emitted.
 //! - [`config`]: the `[plugins]` section (limits, instance grants, secrets); [`metrics`]:
 //!   the per-instance metrics the binary registers.
 //!
@@ -20,6 +21,7 @@
 pub mod bindings;
 pub mod config;
 pub mod harness;
+pub mod ledger;
 pub mod manifest;
 pub mod metrics;
 mod network;
@@ -51,10 +53,10 @@ use self::run::{ActiveRun, RunLimits, RunState};
 use self::sandbox::Sandbox;
 use self::secrets::Secrets;
 use crate::config::{PluginsConfig, RateLimit};
+use crate::ledger::{Ledger, LedgerError};
 use crate::metrics::METRICS;
 use rapport_core::config::ConfigError;
 use rapport_core::hex;
-use rapport_graph::{Graph, GraphError};
 use rapport_net::tls::{self, TlsError};
 use rapport_schedule::{Clock, Plan, Schedule, ScheduleError, Scheduler, SystemClock};
 
@@ -183,9 +185,9 @@ pub enum PluginError {
         /// Why.
         source: std::io::Error,
     },
-    /// The store failed.
+    /// The ledger (the store) failed.
     #[error(transparent)]
-    Graph(#[from] GraphError),
+    Ledger(#[from] LedgerError),
 }
 
 /// The manifest and component files of the package at `path`: a directory holding both,
@@ -279,7 +281,7 @@ pub struct GrantSummary {
 
 /// Installs plugins and runs them.
 pub struct PluginHost {
-    graph: Arc<Graph>,
+    ledger: Arc<dyn Ledger>,
     config: PluginsConfig,
     sandbox: Sandbox,
     /// Pre-linked components by component digest.
@@ -459,16 +461,16 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl PluginHost {
     /// Sets up the engine over `graph`. Runs left `running` by a stopped daemon are marked
     /// abandoned: their committed work stays, and the next run resumes after it.
-    pub fn new(graph: Arc<Graph>, config: PluginsConfig) -> Result<Self, PluginError> {
-        Self::with_clock(graph, config, Arc::new(SystemClock))
+    pub fn new(ledger: Arc<dyn Ledger>, config: PluginsConfig) -> Result<Self, PluginError> {
+        Self::with_clock(ledger, config, Arc::new(SystemClock))
     }
 
     /// [`Self::new`], with schedules running against `clock`.
-    pub fn with_clock(graph: Arc<Graph>, config: PluginsConfig, clock: Arc<dyn Clock>) -> Result<Self, PluginError> {
+    pub fn with_clock(ledger: Arc<dyn Ledger>, config: PluginsConfig, clock: Arc<dyn Clock>) -> Result<Self, PluginError> {
         let sandbox = Sandbox::new(&config)?;
         let network = NetworkShared { config: config.network.clone(), tls: tls::client_config(&config.network.extra_ca_files)? };
         let host = Self {
-            graph,
+            ledger,
             network,
             buckets: Mutex::new(HashMap::new()),
             scheduler: Scheduler::default(),
@@ -482,8 +484,8 @@ impl PluginHost {
         };
         // Only the runs still marked active are read, not the whole history.
         let mut abandoned = Vec::new();
-        for (instance, id) in registry::ACTIVE.scan(&host.graph, "")? {
-            if let Some(mut record) = registry::run_key(&instance, &id).get(&host.graph)? {
+        for (instance, id) in registry::ACTIVE.scan(&*host.ledger, "")? {
+            if let Some(mut record) = registry::run_key(&instance, &id).get(&*host.ledger)? {
                 record.status = RunStatus::Abandoned;
                 abandoned.push(registry::run_key(&instance, &id).put(&record));
             }
@@ -491,7 +493,7 @@ impl PluginHost {
         }
         if !abandoned.is_empty() {
             tracing::info!(runs = abandoned.len() / 2, "runs interrupted by a stop marked abandoned");
-            host.graph.write_meta(abandoned)?;
+            host.ledger.write_meta(abandoned)?;
         }
         for instance in host.instances()? {
             host.schedule(&instance)?;
@@ -507,7 +509,7 @@ impl PluginHost {
             None => self.scheduler.remove(&instance.name),
             Some(spec) => match Schedule::parse(&spec.cron, &spec.timezone) {
                 Ok(schedule) => {
-                    let plan = registry::plan_key(&instance.name).get(&self.graph)?.unwrap_or_default();
+                    let plan = registry::plan_key(&instance.name).get(&*self.ledger)?.unwrap_or_default();
                     self.scheduler.set(instance.name.clone(), schedule, plan);
                 }
                 Err(err) => tracing::warn!(instance = %instance.name, error = %err, "instance not scheduled"),
@@ -533,7 +535,7 @@ impl PluginHost {
 
     /// Stores an instance whose schedule changed, with a fresh plan, and reschedules it.
     fn save_scheduled(&self, instance: &Instance) -> Result<Instance, PluginError> {
-        self.graph.write_meta(vec![registry::instance_key(&instance.name).put(instance), registry::plan_key(&instance.name).delete()])?;
+        self.ledger.write_meta(vec![registry::instance_key(&instance.name).put(instance), registry::plan_key(&instance.name).delete()])?;
         self.schedule(instance)?;
         Ok(instance.clone())
     }
@@ -551,7 +553,7 @@ impl PluginHost {
         self.scheduler
             .run(self.clock.as_ref(), move |changes| {
                 let plans = changes.iter().map(|(instance, _, plan)| registry::plan_key(instance).put(plan)).collect();
-                if let Err(err) = host.graph.write_meta(plans) {
+                if let Err(err) = host.ledger.write_meta(plans) {
                     tracing::error!(error = %err, "cannot store the schedules' plans");
                 }
                 for (instance, _, _) in changes.into_iter().filter(|(_, due, _)| *due) {
@@ -590,7 +592,7 @@ impl PluginHost {
         let asked_config = options.config.clone();
         let fresh = self.new_instance(instance_name, &manifest.name, options.config.unwrap_or_else(|| serde_json::json!({})))?;
         let digest = hex(&Sha256::digest(&wasm));
-        let previous = registry::plugin_key(&manifest.name).get(&self.graph)?;
+        let previous = registry::plugin_key(&manifest.name).get(&*self.ledger)?;
         if let Some(previous) = previous.as_ref().filter(|p| p.component_sha256 != digest) {
             return Err(PluginError::AlreadyInstalled {
                 name: manifest.name,
@@ -598,7 +600,7 @@ impl PluginHost {
                 offered: manifest.version,
             });
         }
-        let existing = registry::instance_key(&fresh.name).get(&self.graph)?;
+        let existing = registry::instance_key(&fresh.name).get(&*self.ledger)?;
         if let Some(existing) = existing.as_ref().filter(|e| e.plugin != manifest.name) {
             return Err(PluginError::InstanceTaken { instance: fresh.name, plugin: existing.plugin.clone() });
         }
@@ -614,7 +616,7 @@ impl PluginHost {
             }
         };
         let instance = existing.unwrap_or(fresh);
-        self.graph.write_meta(vec![
+        self.ledger.write_meta(vec![
             registry::plugin_key(&plugin.manifest.name).put(&plugin),
             registry::instance_key(&instance.name).put(&instance),
         ])?;
@@ -630,7 +632,7 @@ impl PluginHost {
     pub async fn upgrade(&self, path: &Path) -> Result<Upgraded, PluginError> {
         let (manifest, wasm, pre) = self.load_package(path).await?;
         let previous: InstalledPlugin =
-            registry::plugin_key(&manifest.name).get(&self.graph)?.ok_or_else(|| PluginError::UnknownPlugin(manifest.name.clone()))?;
+            registry::plugin_key(&manifest.name).get(&*self.ledger)?.ok_or_else(|| PluginError::UnknownPlugin(manifest.name.clone()))?;
         let instances: Vec<Instance> = self.instances()?.into_iter().filter(|i| i.plugin == manifest.name).collect();
         let _held = self.hold(&instances)?;
         let digest = hex(&Sha256::digest(&wasm));
@@ -640,7 +642,7 @@ impl PluginHost {
         let mut writes = vec![registry::plugin_key(&plugin.manifest.name).put(&plugin)];
         let cursors_reset: Vec<String> = if cursors_kept { Vec::new() } else { instances.iter().map(|i| i.name.clone()).collect() };
         writes.extend(cursors_reset.iter().map(|name| registry::cursor_key(name).delete()));
-        self.graph.write_meta(writes)?;
+        self.ledger.write_meta(writes)?;
         if previous.component_sha256 != digest {
             self.forget_component(&previous);
         }
@@ -698,7 +700,7 @@ impl PluginHost {
     /// manifest: a fresh sandbox, instantiated, asked to `describe` itself.
     pub async fn verify(&self, name: &str) -> Result<(), PluginError> {
         let plugin: InstalledPlugin =
-            registry::plugin_key(name).get(&self.graph)?.ok_or_else(|| PluginError::UnknownPlugin(name.to_owned()))?;
+            registry::plugin_key(name).get(&*self.ledger)?.ok_or_else(|| PluginError::UnknownPlugin(name.to_owned()))?;
         let pre = self.prepared_for(&plugin)?;
         self.check_description(&pre, &plugin.manifest).await
     }
@@ -732,18 +734,18 @@ impl PluginHost {
 
     /// Installed plugins, by name.
     pub fn plugins(&self) -> Result<Vec<InstalledPlugin>, PluginError> {
-        registry::PLUGINS.list(&self.graph)
+        registry::PLUGINS.list(&*self.ledger)
     }
 
     /// Plugin instances, by name.
     pub fn instances(&self) -> Result<Vec<Instance>, PluginError> {
-        registry::INSTANCES.list(&self.graph)
+        registry::INSTANCES.list(&*self.ledger)
     }
 
     /// The last committed cursor of an instance, as shown to people: the instance's
     /// secrets cut out (the plugin itself resumes from the stored value).
     pub fn cursor(&self, instance: &str) -> Result<Option<String>, PluginError> {
-        Ok(registry::cursor(&self.graph, instance)?.map(|c| self.shown_cursor(instance, &c)))
+        Ok(registry::cursor(&*self.ledger, instance)?.map(|c| self.shown_cursor(instance, &c)))
     }
 
     /// `cursor` as shown to people: the instance's secrets cut out, or all of it hidden
@@ -769,7 +771,7 @@ impl PluginHost {
         let instance = self.instance(name)?;
         let _held = self.hold(std::slice::from_ref(&instance))?;
         let row = registry::cursor_key(name);
-        self.graph.write_meta(vec![match cursor {
+        self.ledger.write_meta(vec![match cursor {
             Some(cursor) => row.put(&cursor.to_owned()),
             None => row.delete(),
         }])?;
@@ -789,18 +791,18 @@ impl PluginHost {
     /// An instance's last `limit` runs, newest first.
     pub fn runs(&self, instance: &str, limit: usize) -> Result<Vec<RunRecord>, PluginError> {
         self.instance(instance)?;
-        registry::newest_runs(&self.graph, instance, limit)
+        registry::newest_runs(&*self.ledger, instance, limit)
     }
 
     /// The log lines a run kept, in order.
     pub fn logs(&self, instance: &str, id: &str) -> Result<Vec<LogLine>, PluginError> {
-        registry::run_log(&self.graph, instance, id)
+        registry::run_log(&*self.ledger, instance, id)
     }
 
     /// Deletes the instance's runs that started longer ago than the retention period
     /// (`plugins.run_history_days`), with their logs; returns how many.
     pub fn prune_history(&self, instance: &str) -> Result<usize, PluginError> {
-        registry::prune_runs(&self.graph, instance, self.history_cutoff())
+        registry::prune_runs(&*self.ledger, instance, self.history_cutoff())
     }
 
     /// When the oldest run worth keeping started.
@@ -815,7 +817,7 @@ impl PluginHost {
             return Err(PluginError::InvalidConfig);
         }
         let instance = Instance { config, ..self.instance(name)? };
-        self.graph.write_meta(vec![registry::instance_key(name).put(&instance)])?;
+        self.ledger.write_meta(vec![registry::instance_key(name).put(&instance)])?;
         tracing::info!(instance = %name, "instance configuration changed");
         Ok(instance)
     }
@@ -823,12 +825,12 @@ impl PluginHost {
     /// Creates another instance of an installed plugin (a second account of the same CRM).
     pub fn add_instance(&self, plugin: &str, name: &str, config: serde_json::Value) -> Result<Instance, PluginError> {
         let plugin: InstalledPlugin =
-            registry::plugin_key(plugin).get(&self.graph)?.ok_or_else(|| PluginError::UnknownPlugin(plugin.to_owned()))?;
+            registry::plugin_key(plugin).get(&*self.ledger)?.ok_or_else(|| PluginError::UnknownPlugin(plugin.to_owned()))?;
         let instance = self.new_instance(name.to_owned(), &plugin.manifest.name, config)?;
-        if let Some(existing) = registry::instance_key(name).get(&self.graph)? {
+        if let Some(existing) = registry::instance_key(name).get(&*self.ledger)? {
             return Err(PluginError::InstanceTaken { instance: name.to_owned(), plugin: existing.plugin });
         }
-        self.graph.write_meta(vec![registry::instance_key(name).put(&instance)])?;
+        self.ledger.write_meta(vec![registry::instance_key(name).put(&instance)])?;
         tracing::info!(instance = %name, plugin = %instance.plugin, "instance created");
         Ok(instance)
     }
@@ -858,14 +860,14 @@ impl PluginHost {
             registry::active_key(name).delete(),
         ];
         for prefix in registry::history_prefixes(name) {
-            deletes.extend(self.graph.meta_with_prefix(&prefix)?.into_iter().map(|(key, _)| (key, None)));
+            deletes.extend(self.ledger.meta_with_prefix(&prefix)?.into_iter().map(|(key, _)| (key, None)));
         }
         let others = self.instances()?.into_iter().filter(|i| i.plugin == instance.plugin && i.name != name).count();
-        let plugin = if others == 0 { registry::plugin_key(&instance.plugin).get(&self.graph)? } else { None };
+        let plugin = if others == 0 { registry::plugin_key(&instance.plugin).get(&*self.ledger)? } else { None };
         if plugin.is_some() {
             deletes.push(registry::plugin_key(&instance.plugin).delete());
         }
-        self.graph.write_meta(deletes)?;
+        self.ledger.write_meta(deletes)?;
         self.scheduler.remove(&instance.name);
         lock(&self.buckets).remove(name);
         if let Some(plugin) = &plugin {
@@ -877,7 +879,7 @@ impl PluginHost {
 
     /// Removes a plugin and every instance of it (see [`Self::uninstall_instance`]).
     pub fn uninstall_plugin(&self, name: &str) -> Result<Uninstalled, PluginError> {
-        registry::plugin_key(name).get(&self.graph)?.ok_or_else(|| PluginError::UnknownPlugin(name.to_owned()))?;
+        registry::plugin_key(name).get(&*self.ledger)?.ok_or_else(|| PluginError::UnknownPlugin(name.to_owned()))?;
         let instances: Vec<Instance> = self.instances()?.into_iter().filter(|i| i.plugin == name).collect();
         // Refuse before removing anything if one of them is running.
         drop(self.hold(&instances)?);
@@ -888,8 +890,8 @@ impl PluginHost {
             removed.plugin = removed.plugin.or(done.plugin);
         }
         if instances.is_empty() {
-            if let Some(plugin) = registry::plugin_key(name).get(&self.graph)? {
-                self.graph.write_meta(vec![registry::plugin_key(name).delete()])?;
+            if let Some(plugin) = registry::plugin_key(name).get(&*self.ledger)? {
+                self.ledger.write_meta(vec![registry::plugin_key(name).delete()])?;
                 self.forget_component(&plugin);
             }
             removed.plugin = Some(name.to_owned());
@@ -919,12 +921,12 @@ impl PluginHost {
 
     /// One run of an instance.
     pub fn run_record(&self, instance: &str, id: &str) -> Result<Option<RunRecord>, PluginError> {
-        registry::run_key(instance, id).get(&self.graph)
+        registry::run_key(instance, id).get(&*self.ledger)
     }
 
     /// One instance.
     pub fn instance(&self, name: &str) -> Result<Instance, PluginError> {
-        registry::instance_key(name).get(&self.graph)?.ok_or_else(|| PluginError::UnknownInstance(name.to_owned()))
+        registry::instance_key(name).get(&*self.ledger)?.ok_or_else(|| PluginError::UnknownInstance(name.to_owned()))
     }
 
     /// Runs a sync of `instance` to its end; `on_commit` sees the run's record after each
@@ -991,11 +993,11 @@ impl PluginHost {
                 registry::active_key(&record.instance).delete(),
             ];
             finished.extend(ended.log_tail.map(|(name, lines)| (name, Some(lines))));
-            let (graph, instance, cutoff) = (Arc::clone(&self.graph), record.instance.clone(), self.history_cutoff());
+            let (ledger, instance, cutoff) = (Arc::clone(&self.ledger), record.instance.clone(), self.history_cutoff());
             let stored = tokio::task::spawn_blocking(move || {
-                graph.write_meta(finished)?;
+                ledger.write_meta(finished)?;
                 // The history's retention is applied as each run ends.
-                registry::prune_runs(&graph, &instance, cutoff)
+                registry::prune_runs(&*ledger, &instance, cutoff)
             });
             match stored.await {
                 Ok(Ok(_)) => {}
@@ -1031,7 +1033,7 @@ impl PluginHost {
             }
         };
         let trust = self.config.instances.get(&claim.record.instance).map(|grant| grant.trust).unwrap_or_default();
-        let active = ActiveRun::new(Arc::clone(&self.graph), claim.record.clone(), on_commit, trace, trust);
+        let active = ActiveRun::new(Arc::clone(&self.ledger), claim.record.clone(), on_commit, trace, trust);
         let committed = Arc::clone(&active.committed);
         let network = Network::new(access, self.network.clone());
         let mut store = RunState::store(&self.sandbox.engine, Arc::clone(&self.sandbox.ticks), self.limits(), Some(active), network);
@@ -1114,11 +1116,11 @@ impl PluginHost {
     fn claim(&self, name: &str, trigger: Trigger) -> Result<Claim, PluginError> {
         let instance = self.instance(name)?;
         let plugin: InstalledPlugin =
-            registry::plugin_key(&instance.plugin).get(&self.graph)?.ok_or_else(|| PluginError::UnknownInstance(name.to_owned()))?;
+            registry::plugin_key(&instance.plugin).get(&*self.ledger)?.ok_or_else(|| PluginError::UnknownInstance(name.to_owned()))?;
         if !lock(&self.running).insert(name.to_owned()) {
             return Err(PluginError::AlreadyRunning(name.to_owned()));
         }
-        let cursor = registry::cursor(&self.graph, name);
+        let cursor = registry::cursor(&*self.ledger, name);
         let now = self.clock.now();
         let id = lock(&self.ids).generate_from_datetime(now.into()).unwrap_or_else(|_| ulid::Ulid::from_datetime(now.into()));
         let record = RunRecord {
@@ -1149,7 +1151,7 @@ impl PluginHost {
         let mut claim = Claim { running: Arc::clone(&self.running), record, instance, plugin, cursor, slot };
         claim.record.cursor_before.clone_from(&shown);
         claim.record.cursor = shown;
-        self.graph.write_meta(vec![
+        self.ledger.write_meta(vec![
             registry::run_key(name, &claim.record.id).put(&claim.record),
             registry::active_key(name).put(&claim.record.id),
         ])?;

@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::PluginError;
 use super::bindings::PluginFailure;
+use super::ledger::Ledger;
 use super::manifest::Manifest;
 use super::secrets::Secrets;
-use rapport_graph::Graph;
 use rapport_ops::FieldError;
 use rapport_schedule::Plan;
 use rapport_store::codec;
@@ -376,27 +376,27 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
 
     /// The values of the rows named `from…` to before `to…`, in key order (or newest first),
     /// at most `limit`.
-    pub(super) fn range(&self, graph: &Graph, from: &str, to: &str, newest_first: bool, limit: usize) -> Result<Vec<T>, PluginError> {
-        let rows = graph.meta_range(&self.key_prefix(from), &self.key_prefix(to), newest_first, limit)?;
+    pub(super) fn range(&self, ledger: &dyn Ledger, from: &str, to: &str, newest_first: bool, limit: usize) -> Result<Vec<T>, PluginError> {
+        let rows = ledger.meta_range(&self.key_prefix(from), &self.key_prefix(to), newest_first, limit)?;
         rows.iter().map(|(key, bytes)| decode(key, bytes)).collect()
     }
 
     /// Every row whose name starts with `name`, as (name, value), in key order.
-    pub(super) fn scan(&self, graph: &Graph, name: &str) -> Result<Vec<(String, T)>, PluginError> {
-        let rows = graph.meta_with_prefix(&self.key_prefix(name))?;
+    pub(super) fn scan(&self, ledger: &dyn Ledger, name: &str) -> Result<Vec<(String, T)>, PluginError> {
+        let rows = ledger.meta_with_prefix(&self.key_prefix(name))?;
         rows.iter().map(|(key, bytes)| Ok((key.trim_start_matches(self.prefix).to_owned(), decode(key, bytes)?))).collect()
     }
 
     /// Every row's value, in key order.
-    pub(super) fn list(&self, graph: &Graph) -> Result<Vec<T>, PluginError> {
-        Ok(self.scan(graph, "")?.into_iter().map(|(_, value)| value).collect())
+    pub(super) fn list(&self, ledger: &dyn Ledger) -> Result<Vec<T>, PluginError> {
+        Ok(self.scan(ledger, "")?.into_iter().map(|(_, value)| value).collect())
     }
 }
 
 impl<T: Serialize + DeserializeOwned> Row<T> {
     /// Its stored value.
-    pub(super) fn get(&self, graph: &Graph) -> Result<Option<T>, PluginError> {
-        graph.meta(&self.key)?.map(|bytes| decode(&self.key, &bytes)).transpose()
+    pub(super) fn get(&self, ledger: &dyn Ledger) -> Result<Option<T>, PluginError> {
+        ledger.meta(&self.key)?.map(|bytes| decode(&self.key, &bytes)).transpose()
     }
 
     /// `value` as the row's metadata entry, for a graph batch.
@@ -404,12 +404,12 @@ impl<T: Serialize + DeserializeOwned> Row<T> {
         (self.key, codec::encode_json(value))
     }
 
-    /// Writing `value`, for [`Graph::write_meta`].
+    /// Writing `value`, for [`Ledger::write_meta`].
     pub(super) fn put(self, value: &T) -> (String, Option<Vec<u8>>) {
         (self.key, Some(codec::encode_json(value)))
     }
 
-    /// Removing the row, for [`Graph::write_meta`].
+    /// Removing the row, for [`Ledger::write_meta`].
     pub(super) fn delete(self) -> (String, Option<Vec<u8>>) {
         (self.key, None)
     }
@@ -464,13 +464,13 @@ pub(super) fn log_key(instance: &str, id: &str, chunk: u32) -> Row<Vec<LogLine>>
 }
 
 /// An instance's last `limit` runs, newest first.
-pub(super) fn newest_runs(graph: &Graph, instance: &str, limit: usize) -> Result<Vec<RunRecord>, PluginError> {
-    RUNS.range(graph, &format!("{instance}/"), &format!("{instance}/~"), true, limit)
+pub(super) fn newest_runs(ledger: &dyn Ledger, instance: &str, limit: usize) -> Result<Vec<RunRecord>, PluginError> {
+    RUNS.range(ledger, &format!("{instance}/"), &format!("{instance}/~"), true, limit)
 }
 
 /// A run's log lines, in order.
-pub(super) fn run_log(graph: &Graph, instance: &str, id: &str) -> Result<Vec<LogLine>, PluginError> {
-    Ok(LOGS.scan(graph, &format!("{instance}/{id}/"))?.into_iter().flat_map(|(_, lines)| lines).collect())
+pub(super) fn run_log(ledger: &dyn Ledger, instance: &str, id: &str) -> Result<Vec<LogLine>, PluginError> {
+    Ok(LOGS.scan(ledger, &format!("{instance}/{id}/"))?.into_iter().flat_map(|(_, lines)| lines).collect())
 }
 
 /// The key prefixes of an instance's history: its runs and their logs.
@@ -480,47 +480,26 @@ pub(super) fn history_prefixes(instance: &str) -> [String; 2] {
 
 /// Deletes the instance's finished runs that started before `cutoff`, with their logs;
 /// returns how many.
-pub(super) fn prune_runs(graph: &Graph, instance: &str, cutoff: DateTime<Utc>) -> Result<usize, PluginError> {
+pub(super) fn prune_runs(ledger: &dyn Ledger, instance: &str, cutoff: DateTime<Utc>) -> Result<usize, PluginError> {
     // Run ids are ULIDs of their start: every id below the cutoff's is older.
     let cutoff_ms = u64::try_from(cutoff.timestamp_millis()).unwrap_or_default();
     let below = format!("run_{}", ulid::Ulid::from_parts(cutoff_ms, 0));
-    let old = RUNS.range(graph, &format!("{instance}/"), &format!("{instance}/{below}"), false, usize::MAX)?;
+    let old = RUNS.range(ledger, &format!("{instance}/"), &format!("{instance}/{below}"), false, usize::MAX)?;
     let mut deletes = Vec::new();
     let mut pruned = 0;
     for record in old.iter().filter(|record| record.status != RunStatus::Running) {
-        let logs = LOGS.scan(graph, &format!("{instance}/{}/", record.id))?;
+        let logs = LOGS.scan(ledger, &format!("{instance}/{}/", record.id))?;
         deletes.extend(logs.into_iter().map(|(name, _)| LOGS.row(&name).delete()));
         deletes.push(run_key(instance, &record.id).delete());
         pruned += 1;
     }
     if !deletes.is_empty() {
-        graph.write_meta(deletes)?;
+        ledger.write_meta(deletes)?;
         tracing::debug!(%instance, pruned, "old run records deleted");
     }
     Ok(pruned)
 }
 
-pub(super) fn cursor(graph: &Graph, instance: &str) -> Result<Option<String>, PluginError> {
-    cursor_key(instance).get(graph)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-    use rapport_graph::IdentityRules;
-    use rapport_store::SledStore;
-
-    #[test]
-    fn rows_are_json_under_the_format_byte_and_a_value_without_it_is_corrupt() {
-        let dir = tempfile::tempdir().unwrap();
-        let graph = Graph::new(Arc::new(SledStore::open(dir.path(), 1 << 20).unwrap()), IdentityRules::with_defaults([]));
-        graph.write_meta(vec![cursor_key("crm").put(&"page-2".to_owned())]).unwrap();
-        assert_eq!(graph.meta("cursor/crm").unwrap().unwrap(), b"J\"page-2\"");
-        assert_eq!(cursor(&graph, "crm").unwrap().as_deref(), Some("page-2"));
-        graph.write_meta(vec![("cursor/old".to_owned(), Some(b"\"page-1\"".to_vec()))]).unwrap();
-        let err = cursor(&graph, "old").unwrap_err();
-        assert!(matches!(&err, PluginError::Corrupt { name, .. } if name == "cursor/old"), "{err}");
-    }
+pub(super) fn cursor(ledger: &dyn Ledger, instance: &str) -> Result<Option<String>, PluginError> {
+    cursor_key(instance).get(ledger)
 }

@@ -14,13 +14,12 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, HttpRequest, HttpResponse, Level, NetworkError, TlsMode};
+use super::ledger::{Ledger, LedgerError};
 use super::lock;
 use super::network::Network;
 use super::network::tcp::PluginStream;
 use super::registry::{self, LogLine, MAX_RUN_LOG_LINES, RunFailure, RunRecord, SKIPPED_EXAMPLES, SkippedEmit};
-use rapport_graph::model::Timestamp;
-use rapport_graph::{Graph, GraphError, IngestBatch, InvalidPolicy, SourceTrust};
-use rapport_ops::{self as ops, Operation};
+use rapport_ops::{self as ops, IngestBatch, InvalidPolicy, Operation, SourceTrust};
 
 /// Bytes of the plugin's stderr kept, to quote a panic message in the run record.
 const STDERR_CAPACITY: usize = 16 << 10;
@@ -65,7 +64,7 @@ pub(crate) struct RunState {
 }
 
 /// A commit still running after its host call timed out: it may yet land.
-pub(super) type LateCommit = tokio::task::JoinHandle<Result<RunRecord, GraphError>>;
+pub(super) type LateCommit = tokio::task::JoinHandle<Result<RunRecord, LedgerError>>;
 
 /// What a run has committed, shared with the runner so it survives the run's store (which
 /// a timeout drops).
@@ -120,7 +119,7 @@ pub struct CommitTrace {
 
 /// A sync in progress: where its operations go and what it has done so far.
 pub(super) struct ActiveRun {
-    graph: Arc<Graph>,
+    ledger: Arc<dyn Ledger>,
     /// Operations emitted since the last checkpoint, parsed.
     pending: Vec<Operation>,
     /// How many were emitted since the last checkpoint, parsed or not, and their bytes.
@@ -136,7 +135,7 @@ pub(super) struct ActiveRun {
 
 impl ActiveRun {
     pub fn new(
-        graph: Arc<Graph>,
+        ledger: Arc<dyn Ledger>,
         record: RunRecord,
         on_commit: Box<dyn Fn(&RunRecord) + Send + Sync>,
         trace: bool,
@@ -144,7 +143,7 @@ impl ActiveRun {
     ) -> Self {
         let committed =
             Arc::new(Mutex::new(Committed { record: record.clone(), late: None, log: RunLog::default(), trace: trace.then(Vec::new) }));
-        Self { graph, pending: Vec::new(), emitted: 0, emitted_bytes: 0, record, committed, on_commit, trust }
+        Self { ledger, pending: Vec::new(), emitted: 0, emitted_bytes: 0, record, committed, on_commit, trust }
     }
 }
 
@@ -332,25 +331,28 @@ impl RunState {
             policy: InvalidPolicy::SkipInvalid,
             trust: run.trust,
             meta,
-            now: Timestamp::now(),
+            now: chrono::Utc::now(),
         };
-        let graph = Arc::clone(&run.graph);
+        let ledger = Arc::clone(&run.ledger);
         let span = tracing::Span::current();
         let mut commit = tokio::task::spawn_blocking(move || {
             let _run = span.enter();
-            let report = graph.ingest_then(batch, |report| {
-                record.operations_applied += report.applied as u64;
-                record.operations_skipped += report.skipped.len() as u64;
-                let skipped_deletions = report.skipped.iter().filter(|s| deletions.binary_search(&s.index).is_ok()).count();
-                record.operations_deleted += (deletions.len() - skipped_deletions) as u64;
-                for skipped in &report.skipped {
-                    let example =
-                        SkippedEmit { external_id: skipped.external_id.clone(), errors: skipped.errors.clone() }.reported(&secrets);
-                    log_skipped(&example);
-                    keep_example(&mut record, example);
-                }
-                vec![registry::run_key(&record.instance, &record.id).encoded(&record)]
-            });
+            let report = ledger.ingest_then(
+                batch,
+                Box::new(|report| {
+                    record.operations_applied += report.applied as u64;
+                    record.operations_skipped += report.skipped.len() as u64;
+                    let skipped_deletions = report.skipped.iter().filter(|s| deletions.binary_search(&s.index).is_ok()).count();
+                    record.operations_deleted += (deletions.len() - skipped_deletions) as u64;
+                    for skipped in &report.skipped {
+                        let example =
+                            SkippedEmit { external_id: skipped.external_id.clone(), errors: skipped.errors.clone() }.reported(&secrets);
+                        log_skipped(&example);
+                        keep_example(&mut record, example);
+                    }
+                    vec![registry::run_key(&record.instance, &record.id).encoded(&record)]
+                }),
+            );
             let report = report?;
             if report.untrusted > 0 {
                 tracing::warn!(
@@ -367,7 +369,7 @@ impl RunState {
                 return Err(self.stop(RunFailure::HostCallTimeout { call: "checkpoint".to_owned(), limit_secs }));
             }
             Ok(Err(join)) => return Err(self.stop(RunFailure::Host { message: format!("the commit task failed: {join}") })),
-            Ok(Ok(Err(graph))) => return Err(self.stop(RunFailure::Host { message: graph.to_string() })),
+            Ok(Ok(Err(ledger))) => return Err(self.stop(RunFailure::Host { message: ledger.to_string() })),
             Ok(Ok(Ok(record))) => record,
         };
         let run = self.run_or_trap("checkpoint")?;

@@ -17,9 +17,9 @@ use std::time::Instant;
 
 use rapport_core::Secret;
 use rapport_example_api::{ExampleApi, contacts};
-use rapport_graph::{Graph, IdentityRules, IngestBatch};
+use rapport_graph::{Graph, IdentityRules};
 use rapport_net::HostPattern;
-use rapport_ops::operation_from_value;
+use rapport_ops::{IngestBatch, operation_from_value};
 use rapport_plugin_host::config::InstanceGrant;
 use rapport_store::SledStore;
 use rapport_store::config::DEFAULT_CACHE_BYTES;

@@ -20,8 +20,10 @@ use rapport::api::{self, AppState};
 use rapport::config::{ApiConfig, token_digest};
 use rapport::demo::{self, SourceBatch, WorldSpec};
 use rapport::import::{ImportOptions, import_jsonl};
+use rapport::ledger::GraphLedger;
 use rapport_graph::model::{NodeId, RecordKind, Timestamp};
-use rapport_graph::{ContextQuery, Graph, IdentityRules, IngestBatch};
+use rapport_graph::{ContextQuery, Graph, IdentityRules};
+use rapport_ops::IngestBatch;
 use rapport_plugin_host::PluginHost;
 use rapport_plugin_host::config::PluginsConfig;
 use rapport_store::config::DEFAULT_CACHE_BYTES;
@@ -134,7 +136,7 @@ fn http_ingest(batches: Vec<SourceBatch>) -> (usize, Duration) {
     let url = format!("http://{}/v1/ingest", listener.local_addr().unwrap());
     let plugins = {
         let _inside = runtime.enter();
-        Arc::new(PluginHost::new(Arc::clone(&graph), PluginsConfig::with_dir(dir.path().join("plugins"))).unwrap())
+        Arc::new(PluginHost::new(GraphLedger::over(Arc::clone(&graph)), PluginsConfig::with_dir(dir.path().join("plugins"))).unwrap())
     };
     runtime.spawn(api::serve(listener, AppState::new(graph, plugins, config), std::future::pending()));
     let client = reqwest::blocking::Client::new();

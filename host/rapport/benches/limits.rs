@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use rapport::import::{ImportOptions, import_jsonl};
 use rapport_graph::model::RecordKind;
-use rapport_graph::{Graph, IdentityRules, IngestBatch};
-use rapport_ops::parse_operation;
+use rapport_graph::{Graph, IdentityRules};
+use rapport_ops::{IngestBatch, parse_operation};
 use rapport_store::SledStore;
 use rapport_store::config::DEFAULT_CACHE_BYTES;
 

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{compare, report_child, run_child, setup};
 
-use rapport_graph::{Graph, IdentityRules, IngestBatch};
-use rapport_ops::parse_operation;
+use rapport_graph::{Graph, IdentityRules};
+use rapport_ops::{IngestBatch, parse_operation};
 use rapport_store::SledStore;
 use rapport_store::config::DEFAULT_CACHE_BYTES;
 use serde_json::json;

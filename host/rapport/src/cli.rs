@@ -23,10 +23,11 @@ use rapport::api::{self, AppState};
 use rapport::config::{Config, token_digest};
 use rapport::demo::{self, WorldSpec};
 use rapport::import::{ImportOptions, import_jsonl};
+use rapport::ledger::GraphLedger;
 use rapport_core::hex;
+use rapport_graph::Graph;
 use rapport_graph::model::{NodeId, RecordKind, Timestamp};
-use rapport_graph::{Graph, IngestBatch};
-use rapport_ops::{SOURCE_RULE, is_valid_source};
+use rapport_ops::{IngestBatch, SOURCE_RULE, is_valid_source};
 use rapport_plugin_host::config::PluginsConfig;
 use rapport_plugin_host::{InstallOptions, PluginHost};
 use rapport_store::{SledStore, StoreError};
@@ -508,7 +509,7 @@ fn serve_graph(
     let runtime = runtime()?;
     // The plugin host spawns runs on the runtime, so it is created inside it.
     let _guard = runtime.enter();
-    let plugins = Arc::new(PluginHost::new(Arc::clone(&graph), plugins).context("cannot start the plugin runtime")?);
+    let plugins = Arc::new(PluginHost::new(GraphLedger::over(Arc::clone(&graph)), plugins).context("cannot start the plugin runtime")?);
     // Scheduled runs happen while the daemon serves; a run missed while it was down
     // happens once, now.
     runtime.spawn(Arc::clone(&plugins).run_schedules());
@@ -787,7 +788,7 @@ fn load_demo_through_plugin(
 ) -> anyhow::Result<()> {
     let runtime = runtime()?;
     let _guard = runtime.enter();
-    let host = PluginHost::new(Arc::clone(graph), plugins.clone()).context("cannot start the plugin runtime")?;
+    let host = PluginHost::new(GraphLedger::over(Arc::clone(graph)), plugins.clone()).context("cannot start the plugin runtime")?;
     for source in ["crm", "mail", "support"] {
         let config = serde_json::json!({"source": source, "seed": args.seed, "scale": args.scale, "now": now.to_rfc3339()});
         let options = InstallOptions { instance: Some(source.to_owned()), config: Some(config) };

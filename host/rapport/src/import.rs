@@ -10,8 +10,8 @@ use std::io::BufRead;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use rapport_graph::{Graph, GraphError, IngestBatch};
-use rapport_ops::{self as ops, Operation};
+use rapport_graph::{Graph, GraphError};
+use rapport_ops::{self as ops, IngestBatch, Operation};
 use rapport_store::codec;
 
 /// An import failed as a whole (the store, or reading the input).

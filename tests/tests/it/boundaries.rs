@@ -100,3 +100,13 @@ fn the_graph_builds_and_tests_without_the_plugin_runtime_or_the_api() {
     }
     assert!(workspace.test_closure("rapport-plugin-host").contains("wasmtime"), "the closure is followed");
 }
+
+#[test]
+fn the_plugin_runtime_commits_through_its_ledger_trait_not_the_graph() {
+    let workspace = Workspace::read();
+    let closure = workspace.test_closure("rapport-plugin-host");
+    assert!(!closure.contains("rapport-graph"), "a change to the graph would rebuild the plugin runtime");
+    assert!(closure.contains("rapport-ops"), "the closure is followed");
+    let binary = workspace.test_closure("rapport");
+    assert!(binary.contains("rapport-graph") && binary.contains("rapport-plugin-host"), "the binary joins them");
+}

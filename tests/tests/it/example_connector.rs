@@ -5,10 +5,12 @@
 use std::collections::BTreeMap;
 
 use chrono::Duration;
+use rapport::ledger::GraphLedger;
 use rapport_core::Secret;
 use rapport_example_api::{Contact, ExampleApi, contacts};
+use rapport_graph::IdentityRules;
 use rapport_net::HostPattern;
-use rapport_ops::Operation;
+use rapport_ops::{Operation, RecordLimits};
 use rapport_plugin_host::harness::{TestBench, TestOptions, TestReport};
 use rapport_plugin_host::registry::RunStatus;
 use serde_json::{Value, json};
@@ -21,7 +23,8 @@ fn bench(runtime: &tokio::runtime::Runtime, api: &ExampleApi, config: Value) -> 
     let mut options = TestOptions::new(config);
     options.allowed_hosts = Some(vec![HostPattern::parse(&api.url()).unwrap()]);
     options.secrets = BTreeMap::from([("api_token".to_owned(), Secret::new(TOKEN))]);
-    runtime.block_on(TestBench::new(&rapport_fixtures::package("example"), options)).unwrap()
+    let ledger = GraphLedger::throwaway(IdentityRules::with_defaults([]), RecordLimits::default()).unwrap();
+    runtime.block_on(TestBench::new(&rapport_fixtures::package("example"), ledger, options)).unwrap()
 }
 
 /// The people a run emitted, by external id, in order.

@@ -1,7 +1,8 @@
 //! Ingest and identity resolution, through the library.
 
 use rapport_graph::model::{ChangeOp, NodeId, RecordKind, Timestamp};
-use rapport_graph::{ContextQuery, GraphStats, IdentityError, IngestBatch, InvalidPolicy, SourceTrust};
+use rapport_graph::{ContextQuery, GraphStats, IdentityError};
+use rapport_ops::{IngestBatch, InvalidPolicy, SourceTrust};
 
 use crate::{ingest, op, temp_graph};
 
@@ -323,7 +324,7 @@ fn a_rejected_batch_writes_nothing() {
             policy: InvalidPolicy::RejectBatch,
             trust: SourceTrust::FULL,
             meta: vec![("cursor".into(), b"42".to_vec())],
-            now: Timestamp::now(),
+            now: chrono::Utc::now(),
         })
         .unwrap();
     assert!(!report.committed);
@@ -471,7 +472,7 @@ fn a_person_with_a_huge_address_list_ingests_and_reads_in_linear_time() {
     assert_eq!(view.emails[0], "a0@acme.com");
 }
 
-fn ingest_as(graph: &rapport_graph::Graph, source: &str, trust: SourceTrust, ops: &[&str]) -> rapport_graph::IngestReport {
+fn ingest_as(graph: &rapport_graph::Graph, source: &str, trust: SourceTrust, ops: &[&str]) -> rapport_ops::IngestReport {
     let operations = ops.iter().map(|j| op(j)).collect();
     graph
         .ingest(IngestBatch {
@@ -480,7 +481,7 @@ fn ingest_as(graph: &rapport_graph::Graph, source: &str, trust: SourceTrust, ops
             policy: InvalidPolicy::SkipInvalid,
             trust,
             meta: Vec::new(),
-            now: Timestamp::now(),
+            now: chrono::Utc::now(),
         })
         .unwrap()
 }
@@ -663,7 +664,7 @@ fn pruning_drops_changes_older_than_the_window_but_never_the_newest() {
     let at = |days_ago: i64| Timestamp(now.0 - days_ago * day);
     for (n, days_ago) in [(1, 100), (2, 50), (3, 1)] {
         let op = op(&format!(r#"{{"op":"upsert_organization","external_id":"c{n}","name":"Org {n}"}}"#));
-        g.ingest(IngestBatch { now: at(days_ago), ..IngestBatch::trusted("crm", vec![op]) }).unwrap();
+        g.ingest(IngestBatch { now: at(days_ago).to_datetime(), ..IngestBatch::trusted("crm", vec![op]) }).unwrap();
     }
     assert_eq!(g.prune_changes(at(60)).unwrap(), 1, "only the 100-day-old entry is outside a 60-day window");
     assert_eq!(g.changes_since(0, 10).unwrap().iter().map(|c| c.seq).collect::<Vec<_>>(), [2, 3]);

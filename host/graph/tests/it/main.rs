@@ -8,8 +8,8 @@ mod graph;
 
 use std::sync::Arc;
 
-use rapport_graph::{Graph, IdentityRules, IngestBatch, IngestReport};
-use rapport_ops::{Operation, parse_operation};
+use rapport_graph::{Graph, IdentityRules};
+use rapport_ops::{IngestBatch, IngestReport, Operation, parse_operation};
 use rapport_store::SledStore;
 
 /// A graph in a temporary directory, removed on drop.

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use rapport::ledger::GraphLedger;
 use rapport_graph::{Graph, IdentityRules};
 use rapport_plugin_host::config::PluginsConfig;
 use rapport_plugin_host::registry::{RunRecord, RunStatus, Trigger};
@@ -30,7 +31,7 @@ pub fn setup(configure: impl FnOnce(&mut PluginsConfig)) -> Setup {
     configure(&mut config);
     let host = {
         let _inside = runtime.enter();
-        Arc::new(PluginHost::new(graph, config).unwrap())
+        Arc::new(PluginHost::new(GraphLedger::over(graph), config).unwrap())
     };
     Setup { host, runtime, _dir: dir }
 }

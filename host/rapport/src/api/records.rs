@@ -6,9 +6,11 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState, ErrorBody, JsonBody, blocking, parse_id};
+use rapport_graph::GraphError;
 use rapport_graph::model::{NodeId, RecordKind};
-use rapport_graph::{GraphError, IngestBatch, IngestReport, InvalidPolicy};
-use rapport_ops::{self as ops, Email, FieldError, NodeIdText, ObservationRecord, Operation, Subject, Tag, Text};
+use rapport_ops::{
+    self as ops, Email, FieldError, IngestBatch, IngestReport, InvalidPolicy, NodeIdText, ObservationRecord, Operation, Subject, Tag, Text,
+};
 
 /// The source name of records written through the API itself (observations).
 const API_SOURCE: &str = "api";

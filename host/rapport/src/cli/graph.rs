@@ -8,9 +8,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Backend, GraphCommand, MergesCommand, ObserveArgs, parse_id, parse_time, print_json};
+use rapport_graph::ContextQuery;
 use rapport_graph::model::{Change, DuplicateCandidate, MergeRecord, RecordKind, Timestamp, merge_id_text, parse_merge_id};
-use rapport_graph::{ContextQuery, IngestBatch, InvalidPolicy};
-use rapport_ops::{ObservationRecord, Operation, Subject};
+use rapport_ops::{IngestBatch, InvalidPolicy, ObservationRecord, Operation, Subject};
 
 /// A page of the API's listings.
 #[derive(Deserialize)]

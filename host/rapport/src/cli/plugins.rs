@@ -12,11 +12,13 @@ use reqwest::Method;
 use super::daemon::Daemon;
 use super::{Backend, PluginCommand, TestArgs, package, runtime};
 use rapport::config::Config;
+use rapport::ledger::GraphLedger;
 use rapport_core::Secret;
 use rapport_net::HostPattern;
 use rapport_plugin_host::harness::{TestBench, TestOptions};
+use rapport_plugin_host::ledger::LedgerError;
 use rapport_plugin_host::registry::{InstalledPlugin, Instance, InstanceSchedule, LogLine, RunRecord, RunStatus, Trigger};
-use rapport_plugin_host::{InstallOptions, InstanceStatus, Overview, PluginHost, PluginStatus, Uninstalled, Upgraded};
+use rapport_plugin_host::{InstallOptions, InstanceStatus, Overview, PluginError, PluginHost, PluginStatus, Uninstalled, Upgraded};
 
 fn spinner(instance: &str) -> ProgressBar {
     let bar = if std::io::stderr().is_terminal() { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
@@ -72,7 +74,7 @@ pub(super) fn plugin_command(config: &Config, token: Option<&str>, command: Plug
         Backend::Store(graph) => {
             let runtime = runtime()?;
             let _guard = runtime.enter();
-            let plugins = PluginHost::new(graph, config.plugins.clone()).context("cannot start the plugin runtime")?;
+            let plugins = PluginHost::new(GraphLedger::over(graph), config.plugins.clone()).context("cannot start the plugin runtime")?;
             on_store(&runtime, &plugins, command)
         }
         Backend::Daemon(daemon) => through_daemon(&daemon, command),
@@ -383,8 +385,6 @@ fn plugin_test(config: &Config, args: TestArgs) -> anyhow::Result<()> {
     let mut options = TestOptions::new(instance_config);
     options.cursor = args.cursor;
     options.plugins = config.plugins.clone();
-    options.records = config.records;
-    options.identity = config.identity.clone();
     if !args.allow.is_empty() {
         let patterns = args
             .allow
@@ -406,7 +406,11 @@ fn plugin_test(config: &Config, args: TestArgs) -> anyhow::Result<()> {
     let runtime = runtime()?;
     let _guard = runtime.enter();
     let bench = runtime
-        .block_on(TestBench::new(&args.path, options))
+        .block_on(async {
+            let ledger =
+                GraphLedger::throwaway(config.identity.clone(), config.records).map_err(|e| PluginError::Ledger(LedgerError::new(e)))?;
+            TestBench::new(&args.path, ledger, options).await
+        })
         .with_context(|| format!("cannot load the plugin at {}", args.path.display()))?;
     let mut failed = None;
     for _ in 0..args.runs {

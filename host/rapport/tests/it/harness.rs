@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use rapport::api::{self, AppState};
 use rapport::config::{ApiConfig, token_digest};
+use rapport::ledger::GraphLedger;
 use rapport_graph::{Graph, IdentityRules};
 use rapport_plugin_host::PluginHost;
 use rapport_plugin_host::config::PluginsConfig;
@@ -96,7 +97,7 @@ impl TestServer {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let plugins = {
             let _inside = runtime.enter();
-            Arc::new(PluginHost::with_clock(Arc::clone(&graph), plugins_config.clone(), clock).unwrap())
+            Arc::new(PluginHost::with_clock(GraphLedger::over(Arc::clone(&graph)), plugins_config.clone(), clock).unwrap())
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let state = AppState::new(Arc::clone(&graph), Arc::clone(&plugins), config);

@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use rapport::ledger::GraphLedger;
 use rapport_graph::model::RecordKind;
 use rapport_plugin_host::registry::{RunFailure, RunRecord, RunStatus, Trigger};
 use rapport_plugin_host::{InstallOptions, PluginError, PluginHost};
@@ -90,6 +91,18 @@ fn a_run_commits_each_page_with_its_cursor_and_the_next_run_resumes_after_it() {
     let listed = server.get_json("/v1/plugins");
     assert_eq!(listed["instances"][0]["name"], "crm-eu");
     assert_eq!(listed["instances"][0]["cursor"], "3");
+}
+
+#[test]
+fn registry_rows_are_json_under_the_format_byte_and_a_value_without_it_is_corrupt() {
+    let server = TestServer::start();
+    install(&server, "pager", "crm", json!({"pages": 1, "page_size": 1}));
+    server.plugins.set_cursor("crm", Some("page-2")).unwrap();
+    assert_eq!(server.graph.meta("cursor/crm").unwrap().unwrap(), b"J\"page-2\"");
+    assert_eq!(server.plugins.cursor("crm").unwrap().as_deref(), Some("page-2"));
+    server.graph.write_meta(vec![("cursor/crm".to_owned(), Some(b"\"page-1\"".to_vec()))]).unwrap();
+    let err = server.plugins.cursor("crm").unwrap_err();
+    assert!(matches!(&err, PluginError::Corrupt { name, .. } if name == "cursor/crm"), "{err}");
 }
 
 #[test]
@@ -239,7 +252,7 @@ fn compiled_code_is_cached_on_disk_and_a_damaged_cache_file_is_recompiled() {
     let restart_and_run = |expected_applied: u64| {
         let restarted = {
             let _inside = server.runtime.enter();
-            PluginHost::new(Arc::clone(&server.graph), server.plugins_config.clone()).unwrap()
+            PluginHost::new(GraphLedger::over(Arc::clone(&server.graph)), server.plugins_config.clone()).unwrap()
         };
         let record = server.runtime.block_on(restarted.run("pager", Trigger::Cli, |_| {})).unwrap();
         assert_eq!((record.status, record.operations_applied), (RunStatus::Succeeded, expected_applied), "{record:?}");

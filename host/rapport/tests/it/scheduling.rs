@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use rapport::ledger::GraphLedger;
 use rapport_plugin_host::registry::{InstanceSchedule, RunRecord, RunStatus, Trigger};
 use rapport_plugin_host::{InstallOptions, PluginHost};
 use rapport_schedule::{Clock, ManualClock};
@@ -79,7 +80,7 @@ fn a_run_missed_while_the_daemon_was_down_happens_once_at_start() {
     clock.set(utc("2026-06-04T12:00:00Z"));
     let restarted = {
         let _inside = server.runtime.enter();
-        Arc::new(PluginHost::with_clock(Arc::clone(&server.graph), server.plugins_config.clone(), clock).unwrap())
+        Arc::new(PluginHost::with_clock(GraphLedger::over(Arc::clone(&server.graph)), server.plugins_config.clone(), clock).unwrap())
     };
     let scheduler = server.runtime.spawn(Arc::clone(&restarted).run_schedules());
     wait_until("the catch-up run", || scheduled_runs(&restarted, "crm").len() == 1);
