@@ -1,8 +1,11 @@
 //! Outbound network rules for everything the daemon lets others reach: destination
-//! patterns and the origins they match, the addresses that need an explicit grant, and
-//! the TLS roots, and the [`config`] of outbound calls.
+//! patterns and the origins they match, the addresses that need an explicit grant
+//! ([`address`]), the TLS roots ([`tls`]), the one guarded HTTP client ([`egress`]) and the
+//! [`config`] of outbound calls.
 
+pub mod address;
 pub mod config;
+pub mod egress;
 pub mod tls;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -9,15 +9,17 @@ pub(crate) mod tcp;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 pub(crate) use self::bucket::TokenBucket;
 use super::bindings::NetworkError;
 use super::registry::NetworkCounters;
 use super::secrets::Secrets;
 use crate::config::GrantedBy;
+use rapport_net::address::{self, ResolveError, RestrictedAddress, ungranted_address};
 use rapport_net::config::NetworkConfig;
-use rapport_net::{Host, HostPattern, Origin, restricted_range};
+use rapport_net::egress::Egress;
+use rapport_net::{Host, HostPattern, Origin};
 
 /// What a run may reach, fixed when the run starts.
 #[derive(Debug, Clone, Default)]
@@ -62,39 +64,27 @@ pub(crate) struct NetworkShared {
 pub(crate) struct Network {
     access: Arc<Access>,
     shared: NetworkShared,
-    /// The HTTP client, built on the first request (most runs of most plugins make none
-    /// until they sync, and `describe` makes none).
-    client: Option<reqwest::Client>,
+    /// The HTTP client, once the run has made a request.
+    egress: Option<Egress>,
     /// Destinations already logged as denied in this run.
     denied_logged: HashSet<String>,
     pub counters: NetworkCounters,
     /// TCP connections the plugin holds open now.
     pub open_connections: usize,
-    /// The HTTP origin being connected to, for the resolver (which is told only the name);
-    /// a run's requests are made one at a time.
-    connecting: Arc<Mutex<Option<Origin>>>,
 }
 
 impl Network {
     pub fn new(access: Arc<Access>, shared: NetworkShared) -> Self {
-        Self {
-            access,
-            shared,
-            client: None,
-            denied_logged: HashSet::new(),
-            counters: NetworkCounters::default(),
-            open_connections: 0,
-            connecting: Arc::default(),
-        }
+        Self { access, shared, egress: None, denied_logged: HashSet::new(), counters: NetworkCounters::default(), open_connections: 0 }
     }
 
     pub fn secrets(&self) -> &Secrets {
         &self.access.secrets
     }
 
-    /// Checks the manifest and the grant for `origin`; a refusal says what to add where,
-    /// and is logged once per run and destination.
-    fn authorize(&mut self, origin: &Origin) -> Result<(), NetworkError> {
+    /// Checks the manifest and the grant for `origin`; a refusal (its message) says what to
+    /// add where, and is logged once per run and destination.
+    fn check(&mut self, origin: &Origin) -> Result<(), String> {
         let access = &self.access;
         let refusal = if !access.requested.iter().any(|p| p.matches(origin)) {
             Some(format!(
@@ -112,7 +102,7 @@ impl Network {
         };
         match refusal {
             None => Ok(()),
-            Some(message) => Err(self.deny(origin, message)),
+            Some(message) => Err(self.refuse(origin, message)),
         }
     }
 
@@ -132,19 +122,24 @@ impl Network {
         )
     }
 
-    /// Counts a refusal, logs it once per destination, and makes it the plugin's error,
-    /// secrets cut out of both (the plugin chooses the destination).
-    fn deny(&mut self, origin: &Origin, message: String) -> NetworkError {
+    /// Counts a refusal, logs it once per destination, and returns its message, secrets cut
+    /// out of both (the plugin chooses the destination).
+    fn refuse(&mut self, origin: &Origin, message: String) -> String {
         self.counters.denied += 1;
         let message = self.scrub(&message);
         if self.denied_logged.insert(origin.to_string()) {
             tracing::warn!(destination = %self.shown(origin), "{message}");
         }
-        NetworkError::Denied(message)
+        message
+    }
+
+    /// [`Self::refuse`], as the plugin's error.
+    fn deny(&mut self, origin: &Origin, message: String) -> NetworkError {
+        NetworkError::Denied(self.refuse(origin, message))
     }
 
     /// Waits for the instance's rate limit, if it has one, before a request or a connect.
-    pub(super) async fn pace(&mut self) {
+    pub(super) async fn wait_for_rate_limit(&mut self) {
         if let Some(bucket) = &self.access.bucket {
             let waited = bucket.acquire().await;
             self.counters.wait_ms += u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
@@ -157,64 +152,22 @@ impl Network {
     }
 
     /// The addresses of `origin` this run may connect to, in resolver order (an IP
-    /// origin was checked by [`Self::authorize`]). A name whose every address is
-    /// restricted and not granted is a denial naming what to grant.
+    /// origin was checked by [`Self::check`]). A name whose every address is restricted
+    /// and not granted is a denial naming what to grant.
     async fn resolve(&mut self, origin: &Origin) -> Result<Vec<SocketAddr>, NetworkError> {
-        let name = match &origin.host {
-            Host::Ip(ip) => return Ok(vec![SocketAddr::new(*ip, origin.port)]),
-            Host::Name(name) => name.clone(),
-        };
-        let lookup = tokio::net::lookup_host((name.as_str(), origin.port));
-        let resolved = tokio::time::timeout(self.shared.config.connect_timeout, lookup)
-            .await
-            .map_err(|_| NetworkError::Timeout(format!("resolving {name} took longer than the connect timeout")))?
-            .map_err(|e| NetworkError::Connect(format!("cannot resolve {name}: {e}")))?;
-        admit(&self.access.granted, Some(origin), resolved).map_err(|refused| {
-            let message = self.restricted_message(origin, &refused);
-            self.deny(origin, message)
-        })
+        match address::resolve(&self.access.granted, origin, self.shared.config.connect_timeout).await {
+            Ok(addresses) => Ok(addresses),
+            Err(ResolveError::Restricted(refused)) => {
+                let message = self.restricted_message(origin, &refused);
+                Err(self.deny(origin, message))
+            }
+            Err(error @ ResolveError::Timeout { .. }) => Err(NetworkError::Timeout(error.to_string())),
+            Err(error @ ResolveError::Lookup { .. }) => Err(NetworkError::Connect(error.to_string())),
+        }
     }
 
     /// Makes an error message safe to hand out: no secret values in it.
     fn scrub(&self, message: &str) -> String {
         self.access.secrets.redact(message).into_owned()
-    }
-}
-
-/// A resolved address in a restricted range that no grant names.
-#[derive(Debug, thiserror::Error)]
-#[error("{ip} is a {range} address and no grant names it")]
-pub(crate) struct RestrictedAddress {
-    ip: IpAddr,
-    range: &'static str,
-}
-
-/// Private, loopback and link-local addresses are reachable only when a grant names them
-/// literally (`http://127.0.0.1:*`): a name that merely resolves to one is not enough.
-/// `ip`'s restricted range, if it has one and no grant names it for `origin` (unknown: no
-/// grant does).
-fn ungranted_address(granted: &[HostPattern], origin: Option<&Origin>, ip: IpAddr) -> Option<RestrictedAddress> {
-    let range = restricted_range(ip)?;
-    (!origin.is_some_and(|origin| granted.iter().any(|p| p.admits_address(origin, ip)))).then_some(RestrictedAddress { ip, range })
-}
-
-/// The addresses of a resolved name that may be reached; none is an error naming the
-/// first refused one.
-fn admit(
-    granted: &[HostPattern],
-    origin: Option<&Origin>,
-    resolved: impl IntoIterator<Item = SocketAddr>,
-) -> Result<Vec<SocketAddr>, RestrictedAddress> {
-    let mut allowed = Vec::new();
-    let mut refused = None;
-    for address in resolved {
-        match ungranted_address(granted, origin, address.ip()) {
-            None => allowed.push(address),
-            Some(restricted) => refused = refused.or(Some(restricted)),
-        }
-    }
-    match refused {
-        Some(refused) if allowed.is_empty() => Err(refused),
-        _ => Ok(allowed),
     }
 }

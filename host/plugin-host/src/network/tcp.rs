@@ -49,14 +49,14 @@ impl Network {
     pub async fn connect(&mut self, host: &str, port: u16, mode: TlsMode) -> Result<PluginStream, NetworkError> {
         let parsed = Host::parse(host).ok_or_else(|| NetworkError::InvalidRequest(format!("`{host}` is not a host name or address")))?;
         let origin = Origin { scheme: Scheme::Tcp, host: parsed, port };
-        self.authorize(&origin)?;
+        self.check(&origin).map_err(NetworkError::Denied)?;
         if self.open_connections >= MAX_OPEN_CONNECTIONS {
             return Err(NetworkError::InvalidRequest(format!(
                 "a run may hold at most {MAX_OPEN_CONNECTIONS} connections open; drop one before opening {origin}"
             )));
         }
         let addresses = self.resolve(&origin).await?;
-        self.pace().await;
+        self.wait_for_rate_limit().await;
         let timeout = self.shared.config.connect_timeout;
         let connect = async {
             let mut last = None;
