@@ -1,6 +1,8 @@
 //! The guarded egress client against real HTTP servers on 127.0.0.1, with a gate of its
 //! own: what webhook delivery will get, without the plugin runtime.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
