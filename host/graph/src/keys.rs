@@ -20,6 +20,7 @@
 //! | u  | person id, time, interaction id       | ()                      |
 //! | o  | subject id, time, observation id      | ()                      |
 //! | q  | sequence number (big-endian u64)      | `Change` (change feed)  |
+//! | k  | consumer name                         | its feed position (u64) |
 //! | _  | name                                  | meta (progress, cursors)|
 //!
 //! "Everything about organization X" is the `w`, `m`, `t` and `o` ranges of X's
@@ -63,6 +64,8 @@ pub mod ns {
     pub const ABOUT: u8 = b'o';
     /// The change feed, in sequence order.
     pub const CHANGE: u8 = b'q';
+    /// Change-feed consumers' positions.
+    pub const CONSUMER: u8 = b'k';
     /// Metadata: import progress, cursors.
     pub const META: u8 = b'_';
 }
@@ -207,6 +210,11 @@ pub fn change(seq: u64) -> Vec<u8> {
 /// The sequence number of a change-feed key.
 pub fn change_seq(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(key.strip_prefix(&[ns::CHANGE])?.try_into().ok()?))
+}
+
+/// The position of the change-feed consumer `name`.
+pub fn consumer(name: &str) -> Vec<u8> {
+    key(ns::CONSUMER, &[name.as_bytes()])
 }
 
 /// Metadata key `name`.

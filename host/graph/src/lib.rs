@@ -48,6 +48,21 @@ pub enum GraphError {
     /// No node has this id.
     #[error("no node with id {0}")]
     NotFound(NodeId),
+    /// No change-feed consumer of this name is registered.
+    #[error("no change-feed consumer named `{0}` is registered")]
+    UnknownConsumer(String),
+    /// A consumer asked to move back before its position, or past the newest change.
+    #[error("consumer `{consumer}` cannot move to change {to}: it is at {at} and the newest change is {newest}")]
+    ConsumerMove {
+        /// The consumer.
+        consumer: String,
+        /// Its position.
+        at: u64,
+        /// Where it asked to go.
+        to: u64,
+        /// The newest change's number (0: none yet).
+        newest: u64,
+    },
 }
 
 /// How identity resolution treats addresses and domains.

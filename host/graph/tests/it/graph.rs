@@ -1,7 +1,7 @@
 //! Ingest and identity resolution, through the library.
 
 use rapport_graph::model::{ChangeOp, NodeId, RecordKind, Timestamp};
-use rapport_graph::{ContextQuery, GraphStats, IdentityError};
+use rapport_graph::{ContextQuery, GraphError, GraphStats, IdentityError};
 use rapport_ops::{IngestBatch, InvalidPolicy, SourceTrust};
 
 use crate::{ingest, op, temp_graph};
@@ -673,4 +673,53 @@ fn pruning_drops_changes_older_than_the_window_but_never_the_newest() {
     // Numbering goes on from the newest.
     ingest(g, "crm", &[r#"{"op":"upsert_organization","external_id":"c4","name":"Org 4"}"#]);
     assert_eq!(g.last_change().unwrap(), Some(4));
+}
+
+fn org(n: u32) -> String {
+    format!(r#"{{"op":"upsert_organization","external_id":"c{n}","name":"Org {n}"}}"#)
+}
+
+#[test]
+fn a_consumer_moves_with_its_outputs_in_one_commit_and_only_forward() {
+    let t = temp_graph();
+    let g = &t.graph;
+    ingest(g, "crm", &[&org(1)]);
+    assert_eq!(g.register_consumer("signals").unwrap(), 1, "a new consumer starts at the newest change");
+    ingest(g, "crm", &[&org(2), &org(3)]);
+    assert_eq!(g.register_consumer("signals").unwrap(), 1, "registering again keeps the position");
+
+    let unread = g.changes_since(1, 10).unwrap();
+    assert_eq!(unread.iter().map(|c| c.seq).collect::<Vec<_>>(), [2, 3]);
+    g.advance_consumer("signals", 3, vec![("signals/org-count".to_owned(), Some(b"3".to_vec()))]).unwrap();
+    assert_eq!(g.consumers().unwrap(), [("signals".to_owned(), 3)]);
+    assert_eq!(g.meta("signals/org-count").unwrap().as_deref(), Some(&b"3"[..]));
+
+    // Back, or past the newest change: refused, and neither the position nor the outputs move.
+    for to in [2, 4] {
+        let err = g.advance_consumer("signals", to, vec![("signals/org-count".to_owned(), None)]).unwrap_err();
+        assert!(matches!(err, GraphError::ConsumerMove { at: 3, newest: 3, .. }), "{err}");
+    }
+    assert_eq!(g.consumers().unwrap(), [("signals".to_owned(), 3)]);
+    assert!(g.meta("signals/org-count").unwrap().is_some());
+    let err = g.advance_consumer("rules", 3, Vec::new()).unwrap_err();
+    assert!(matches!(&err, GraphError::UnknownConsumer(name) if name == "rules"), "{err}");
+}
+
+#[test]
+fn pruning_never_removes_an_entry_a_registered_consumer_has_not_passed() {
+    let t = temp_graph();
+    let g = &t.graph;
+    ingest(g, "crm", &[&org(1)]);
+    g.register_consumer("outbox").unwrap();
+    g.register_consumer("signals").unwrap();
+    ingest(g, "crm", &[&org(2), &org(3), &org(4)]);
+    let everything = Timestamp::now().plus_days(1);
+    g.advance_consumer("signals", 4, Vec::new()).unwrap();
+    assert_eq!(g.prune_changes(everything).unwrap(), 1, "the outbox is at 1: only entry 1 may go");
+    g.advance_consumer("outbox", 2, Vec::new()).unwrap();
+    assert_eq!(g.prune_changes(everything).unwrap(), 1);
+    assert_eq!(g.changes_since(0, 10).unwrap().iter().map(|c| c.seq).collect::<Vec<_>>(), [3, 4]);
+    g.unregister_consumer("outbox").unwrap();
+    assert_eq!(g.prune_changes(everything).unwrap(), 1, "without it, all but the newest go");
+    assert_eq!(g.changes_since(0, 10).unwrap().iter().map(|c| c.seq).collect::<Vec<_>>(), [4]);
 }
