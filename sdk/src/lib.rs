@@ -33,7 +33,7 @@
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "wit/v0.1",
+        path: "wit/0.1.1",
         world: "connector",
         pub_export_macro: true,
         export_macro_name: "__export_world_connector",

@@ -1,9 +1,12 @@
-//! Host bindings generated from the WIT in `sdk/wit/v0.1` (the only copy). Most generated
+//! Host bindings of the 0.1 line, generated from its newest release, `sdk/wit/0.1.1`:
+//! wasmtime links a plugin built for an earlier 0.1.x (`sdk/wit/0.1.0`) to the same
+//! definitions by semver, so one module serves the line, and a new minor version (before
+//! 1.0: incompatible) gets a module of its own beside this one. Most generated
 //! types stop here ([`PluginFailure`] is what the rest of the host sees); the network
 //! interfaces' records are re-exported under plain names for `plugin::network`.
 
 wasmtime::component::bindgen!({
-    path: "../../sdk/wit/v0.1",
+    path: "../../sdk/wit/0.1.1",
     world: "connector",
     imports: { default: async | trappable },
     exports: { default: async },

@@ -46,9 +46,9 @@ impl ApiVersion {
         same_line && plugin <= self
     }
 
-    /// The WIT folder of this version's line, under `sdk/wit/`.
+    /// The WIT folder of this version, under `sdk/wit/`.
     pub fn wit_folder(self) -> String {
-        format!("v{}.{}", self.major, self.minor)
+        self.to_string()
     }
 }
 
@@ -218,5 +218,36 @@ mod tests {
         assert!(err.starts_with("plugin.toml:1: key `name`"), "{err}");
         let err = Manifest::parse(path, "name = \"crm\"\nversion = \"1.0.0\"\napi = \"0.1\"\ncolour = 1\n").unwrap_err().to_string();
         assert!(err.starts_with("plugin.toml:4: key `colour`"), "{err}");
+    }
+
+    /// Released contracts, by version, with the SHA-256 of their WIT: a release is frozen
+    /// once listed here. A change is a new version folder (and a line here), never an edit.
+    const RELEASED: &[(&str, &str)] = &[
+        ("0.1.0", "2f2d67852ea314fabe5696b30f7e8631792c3255878a1599df6af64bb9a19e53"),
+        ("0.1.1", "76e0cf86f8d415085869c1e4f1ee6fa3a07864e489f5336e57de5fa4eeee380d"),
+    ];
+
+    #[test]
+    fn released_wit_folders_are_frozen_and_the_newest_is_the_hosts() {
+        use sha2::{Digest, Sha256};
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/wit");
+        let mut folders: Vec<String> =
+            std::fs::read_dir(&root).unwrap().map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        folders.sort_by_key(|name| ApiVersion::parse(name));
+        let released: Vec<&str> = RELEASED.iter().map(|(version, _)| *version).collect();
+        assert_eq!(folders, released, "every folder under sdk/wit is a released version listed here, and no release is missing");
+        for (version, digest) in RELEASED {
+            let text = std::fs::read(root.join(version).join("connector.wit")).unwrap();
+            assert!(
+                text.windows(version.len()).any(|w| w == version.as_bytes()),
+                "sdk/wit/{version} declares package rapport:connector@{version}"
+            );
+            assert_eq!(
+                &rapport_core::hex(&Sha256::digest(&text)),
+                digest,
+                "sdk/wit/{version} is released and frozen: put the change in a new version folder"
+            );
+        }
+        assert_eq!(SUPPORTED_API.wit_folder(), *released.last().unwrap(), "the host speaks the newest release");
     }
 }
