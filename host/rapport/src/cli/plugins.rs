@@ -16,9 +16,8 @@ use rapport::ledger::GraphLedger;
 use rapport_core::Secret;
 use rapport_net::HostPattern;
 use rapport_plugin_host::harness::{TestBench, TestOptions};
-use rapport_plugin_host::ledger::LedgerError;
 use rapport_plugin_host::registry::{InstalledPlugin, Instance, InstanceSchedule, LogLine, RunRecord, RunStatus, Trigger};
-use rapport_plugin_host::{InstallOptions, InstanceStatus, Overview, PluginError, PluginHost, PluginStatus, Uninstalled, Upgraded};
+use rapport_plugin_host::{InstallOptions, InstanceStatus, Overview, PluginHost, PluginStatus, Uninstalled, Upgraded};
 
 fn spinner(instance: &str) -> ProgressBar {
     let bar = if std::io::stderr().is_terminal() { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
@@ -405,12 +404,9 @@ fn plugin_test(config: &Config, args: TestArgs) -> anyhow::Result<()> {
     }
     let runtime = runtime()?;
     let _guard = runtime.enter();
+    let ledger = GraphLedger::throwaway(config.identity.clone(), config.records).context("cannot create the test run's temporary store")?;
     let bench = runtime
-        .block_on(async {
-            let ledger =
-                GraphLedger::throwaway(config.identity.clone(), config.records).map_err(|e| PluginError::Ledger(LedgerError::new(e)))?;
-            TestBench::new(&args.path, ledger, options).await
-        })
+        .block_on(TestBench::new(&args.path, ledger, options))
         .with_context(|| format!("cannot load the plugin at {}", args.path.display()))?;
     let mut failed = None;
     for _ in 0..args.runs {
