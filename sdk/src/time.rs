@@ -57,6 +57,14 @@ impl std::fmt::Display for Timestamp {
     }
 }
 
+/// Records take times as UTC instants; an instant out of chrono's range (beyond ±262,000
+/// years) saturates to its bound.
+impl From<Timestamp> for DateTime<Utc> {
+    fn from(timestamp: Timestamp) -> Self {
+        Self::from_timestamp_millis(timestamp.0).unwrap_or(if timestamp.0 < 0 { Self::MIN_UTC } else { Self::MAX_UTC })
+    }
+}
+
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.to_rfc3339())

@@ -6,23 +6,32 @@
 //! parses and validates; `rapport_graph` applies a [`IngestBatch`] of them.
 
 mod batch;
+mod build;
+#[cfg(feature = "openapi")]
+mod schema;
 mod text;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use batch::{IngestBatch, IngestReport, InvalidPolicy, SkippedOperation, SourceTrust};
-
+#[cfg(feature = "openapi")]
+pub use schema::{Domain, Email, ExternalId, Label, MergeIdText, Name, NodeIdText, Tag, Text, TimelineCursorText};
 pub use text::{
-    Domain, Email, ExternalId, Label, MAX_EMAIL_CHARS, MAX_ID_CHARS, MAX_TAG_CHARS, MERGE_ID_PATTERN, MergeIdText, NODE_ID_PATTERN, Name,
-    NodeIdText, SOURCE_PATTERN, SOURCE_RULE, TAG_PATTERN, TAG_RULE, TIMELINE_CURSOR_PATTERN, Tag, Text, TimelineCursorText, email_domain,
+    DOMAIN_PATTERN, EMAIL_PATTERN, LABEL_PATTERN, MAX_DOMAIN_CHARS, MAX_EMAIL_CHARS, MAX_ID_CHARS, MAX_TAG_CHARS, MERGE_ID_PATTERN,
+    NAME_PATTERN, NODE_ID_PATTERN, SOURCE_PATTERN, SOURCE_RULE, TAG_PATTERN, TAG_RULE, TEXT_PATTERN, TIMELINE_CURSOR_PATTERN, email_domain,
     excerpt, is_valid_source, is_valid_tag, normalize_domain, normalize_email,
 };
 use text::{hidden_characters, is_visible, longer_than};
 
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
 /// One change from a source, written in JSON as an object with an `op` field naming the
 /// variant in snake case (`{"op": "upsert_person", ...}`); read it with [`parse_operation`].
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Operation {
     /// Creates or replaces an organization.
@@ -42,134 +51,139 @@ pub enum Operation {
 }
 
 /// Organization fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OrganizationRecord {
     /// Id of the record in the source.
-    #[schema(value_type = ExternalId)]
+    #[cfg_attr(feature = "openapi", schema(value_type = ExternalId))]
     pub external_id: String,
     /// Display name.
-    #[schema(value_type = Name)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Name))]
     pub name: String,
     /// Web and email domains (`acme.com`); used to recognise the organization.
-    #[serde(default)]
-    #[schema(value_type = Vec<Domain>, max_items = 1000)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Domain>, max_items = 1000))]
     pub domains: Vec<String>,
     /// What the organization is to us.
-    #[serde(default)]
-    #[schema(max_items = 1000)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 1000))]
     pub roles: Vec<Role>,
     /// Where the relationship stands.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<Lifecycle>,
     /// External id (in the same source) of the employee who owns the account.
-    #[serde(default)]
-    #[schema(value_type = Option<ExternalId>)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<ExternalId>))]
     pub owner: Option<String>,
     /// When the source last saw the record (defaults to the time of ingest).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seen_at: Option<DateTime<Utc>>,
 }
 
 /// Person fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PersonRecord {
     /// Id of the record in the source.
-    #[schema(value_type = ExternalId)]
+    #[cfg_attr(feature = "openapi", schema(value_type = ExternalId))]
     pub external_id: String,
     /// Display name.
     #[serde(default)]
-    #[schema(value_type = Label)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Label))]
     pub name: String,
     /// Email addresses; the first is the primary one.
-    #[serde(default)]
-    #[schema(value_type = Vec<Email>, max_items = 1000)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Email>, max_items = 1000))]
     pub emails: Vec<String>,
     /// Phone numbers.
-    #[serde(default)]
-    #[schema(value_type = Vec<Name>, max_items = 1000)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Name>, max_items = 1000))]
     pub phones: Vec<String>,
     /// Job title.
-    #[serde(default)]
-    #[schema(value_type = Option<Label>)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Label>))]
     pub title: Option<String>,
     /// Whether the person is one of our employees (a relationship holder).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub internal: bool,
     /// Employments, by the organization's external id in the same source.
-    #[serde(default)]
-    #[schema(max_items = 1000)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 1000))]
     pub works_at: Vec<Employment>,
     /// When the source last saw the record.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seen_at: Option<DateTime<Utc>>,
 }
 
 /// A person's employment at an organization.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Employment {
     /// External id of the organization in the same source.
-    #[schema(value_type = ExternalId)]
+    #[cfg_attr(feature = "openapi", schema(value_type = ExternalId))]
     pub organization: String,
     /// Start of the employment, if known.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<DateTime<Utc>>,
     /// End of the employment; absent while current.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<DateTime<Utc>>,
 }
 
 /// Deal fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DealRecord {
     /// Id of the record in the source.
-    #[schema(value_type = ExternalId)]
+    #[cfg_attr(feature = "openapi", schema(value_type = ExternalId))]
     pub external_id: String,
     /// External id of the organization in the same source.
-    #[schema(value_type = ExternalId)]
+    #[cfg_attr(feature = "openapi", schema(value_type = ExternalId))]
     pub organization: String,
     /// Display name.
     #[serde(default)]
-    #[schema(value_type = Label)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Label))]
     pub name: String,
     /// Amount in the currency's major unit.
-    #[serde(default)]
-    #[schema(minimum = 0)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub amount: Option<f64>,
     /// ISO 4217 currency code.
-    #[serde(default)]
-    #[schema(pattern = "^[A-Z]{3}$")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Z]{3}$"))]
     pub currency: Option<String>,
     /// Pipeline name.
-    #[serde(default)]
-    #[schema(value_type = Option<Label>)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Label>))]
     pub pipeline: Option<String>,
     /// Current stage.
-    #[schema(value_type = Name)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Name))]
     pub stage: String,
     /// When the current stage was entered (defaults to the time of ingest when the stage changes).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage_entered_at: Option<DateTime<Utc>>,
     /// Open, won or lost.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "DealStatus::is_open")]
     pub status: DealStatus,
     /// When the deal was closed.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<DateTime<Utc>>,
     /// When the source last saw the record.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seen_at: Option<DateTime<Utc>>,
 }
 
 /// Interaction fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct InteractionRecord {
     /// Id of the record in the source.
-    #[schema(value_type = ExternalId)]
+    #[cfg_attr(feature = "openapi", schema(value_type = ExternalId))]
     pub external_id: String,
     /// What kind of touch this was.
     pub kind: InteractionKind,
@@ -179,26 +193,26 @@ pub struct InteractionRecord {
     #[serde(default)]
     pub direction: Direction,
     /// Length of a meeting or call.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_secs: Option<u32>,
     /// Everyone involved, ours and theirs.
-    #[schema(min_items = 1, max_items = 1000)]
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1000))]
     pub participants: Vec<Participant>,
     /// External id of the organization, when the source knows it; otherwise derived
     /// from the participants' employers and email domains.
-    #[serde(default)]
-    #[schema(value_type = Option<ExternalId>)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<ExternalId>))]
     pub organization: Option<String>,
     /// Conversation thread id in the source.
-    #[serde(default)]
-    #[schema(value_type = Option<Label>)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Label>))]
     pub thread: Option<String>,
     /// Subject line or title (bodies are not stored).
-    #[serde(default)]
-    #[schema(value_type = Option<Label>)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Label>))]
     pub subject: Option<String>,
     /// For tickets: when it was resolved.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_at: Option<DateTime<Utc>>,
 }
 
@@ -207,35 +221,36 @@ pub struct InteractionRecord {
 #[serde(deny_unknown_fields)]
 pub struct Participant {
     /// Email address.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// External id of the person in the same source.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub person: Option<String>,
 }
 
 /// Observation fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ObservationRecord {
     /// Id of the record in the source.
-    #[schema(value_type = ExternalId)]
+    #[cfg_attr(feature = "openapi", schema(value_type = ExternalId))]
     pub external_id: String,
     /// What the observation is about.
     pub about: Subject,
     /// Email of the employee who wrote it.
-    #[serde(default)]
-    #[schema(value_type = Option<Email>)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Email>))]
     pub author_email: Option<String>,
     /// The observation itself.
-    #[schema(value_type = Text)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Text))]
     pub text: String,
     /// Tags from the taxonomy (decision-style, risk, pain, motive, ...).
-    #[serde(default)]
-    #[schema(value_type = Vec<Tag>, max_items = 1000)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Tag>, max_items = 1000))]
     pub tags: Vec<String>,
     /// When it was observed (defaults to the time of ingest).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_at: Option<DateTime<Utc>>,
 }
 
@@ -244,93 +259,52 @@ pub struct ObservationRecord {
 #[serde(deny_unknown_fields)]
 pub struct Subject {
     /// External id of an organization in the same source.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organization: Option<String>,
     /// External id of a person in the same source.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub person: Option<String>,
     /// A graph node id (`org_…` or `per_…`), for observations written against the graph.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
 }
 
-/// The schema of an object with exactly one of `fields` set: one alternative per field,
-/// the others absent or null (as the server reads them), nothing else.
-fn exactly_one_of(
-    description: &str,
-    fields: &[(&str, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)],
-) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
-    let mut one_of = OneOfBuilder::new().description(Some(description));
-    for (set, _) in fields {
-        let mut object = ObjectBuilder::new().schema_type(Type::Object).additional_properties(Some(AdditionalProperties::FreeForm(false)));
-        for (name, other) in fields {
-            object = if name == set {
-                object.property(*name, other.clone()).required(*name)
-            } else {
-                object.property(*name, ObjectBuilder::new().schema_type(Type::Null))
-            };
-        }
-        one_of = one_of.item(object);
-    }
-    one_of.into()
-}
-
-impl utoipa::PartialSchema for Participant {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        exactly_one_of(
-            "A participant, by email address or by the person's external id in the same source.",
-            &[("email", Email::schema()), ("person", ExternalId::schema())],
-        )
-    }
-}
-
-impl utoipa::ToSchema for Participant {}
-
-impl utoipa::PartialSchema for Subject {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        exactly_one_of(
-            "What an observation is about: an organization or a person of the same source by external id, or a graph node by id.",
-            &[("organization", ExternalId::schema()), ("person", ExternalId::schema()), ("id", NodeIdText::schema())],
-        )
-    }
-}
-
-impl utoipa::ToSchema for Subject {}
-
 /// Soft-deletion of a record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DeleteRecord {
     /// Kind of the record.
     pub kind: RecordKind,
     /// Id of the record in the source.
-    #[schema(value_type = ExternalId)]
+    #[cfg_attr(feature = "openapi", schema(value_type = ExternalId))]
     pub external_id: String,
 }
 
 /// A relation between two records of the source.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LinkRecord {
     /// Which relation.
     pub relation: Relation,
     /// External id of the person.
-    #[schema(value_type = ExternalId)]
+    #[cfg_attr(feature = "openapi", schema(value_type = ExternalId))]
     pub person: String,
     /// External id of the organization.
-    #[schema(value_type = ExternalId)]
+    #[cfg_attr(feature = "openapi", schema(value_type = ExternalId))]
     pub organization: String,
     /// Start of the relation.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<DateTime<Utc>>,
     /// End of the relation.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<DateTime<Utc>>,
 }
 
 /// Relations a [`LinkRecord`] can state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Relation {
     /// The person works at the organization.
@@ -340,7 +314,8 @@ pub enum Relation {
 }
 
 /// Kinds of records a source can send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RecordKind {
     /// An organization.
@@ -395,7 +370,8 @@ impl RecordKind {
 }
 
 /// What an organization is to us.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Pays us.
@@ -411,7 +387,8 @@ pub enum Role {
 }
 
 /// Where a relationship stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Lifecycle {
     /// Not yet active.
@@ -423,7 +400,8 @@ pub enum Lifecycle {
 }
 
 /// Deal status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DealStatus {
     /// Still in the pipeline.
@@ -435,8 +413,16 @@ pub enum DealStatus {
     Lost,
 }
 
+impl DealStatus {
+    /// Whether the deal is still in the pipeline (the default, left out when written).
+    pub fn is_open(&self) -> bool {
+        *self == Self::Open
+    }
+}
+
 /// Kinds of interaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum InteractionKind {
     /// An email.
@@ -454,7 +440,8 @@ pub enum InteractionKind {
 }
 
 /// Direction of an interaction, seen from our side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// They reached out.
@@ -467,7 +454,8 @@ pub enum Direction {
 }
 
 /// One problem with one field of an operation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// JSON path of the field, e.g. `operations[3].participants[0].email`.
     pub path: String,
@@ -765,7 +753,7 @@ mod tests {
 
     #[test]
     fn serializes_to_what_it_parses() {
-        let json = r#"{"op":"upsert_organization","external_id":"o","name":"A","domains":["a.com"],"roles":["client"],"lifecycle":"active","owner":null,"seen_at":null}"#;
+        let json = r#"{"op":"upsert_organization","external_id":"o","name":"A","domains":["a.com"],"roles":["client"],"lifecycle":"active"}"#;
         let op = parse_operation(json, "").unwrap();
         assert_eq!(serde_json::to_string(&op).unwrap(), json);
     }

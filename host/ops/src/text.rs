@@ -6,10 +6,6 @@
 
 use std::borrow::Cow;
 
-use utoipa::openapi::RefOr;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
-
-use super::RecordLimits;
 
 /// Longest id (external ids and references), in characters.
 pub const MAX_ID_CHARS: usize = 256;
@@ -195,77 +191,6 @@ pub fn excerpt(text: &str, max_chars: usize) -> Cow<'_, str> {
         None => text.into(),
     }
 }
-
-/// A string schema with a pattern and length bounds.
-fn string_schema(pattern: &str, min: Option<usize>, max: usize, description: &str) -> RefOr<Schema> {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .pattern(Some(pattern))
-        .min_length(min)
-        .max_length(Some(max))
-        .description(Some(description))
-        .into()
-}
-
-/// Declares a schema-only type: the OpenAPI shape of a text rule, used as `value_type`.
-macro_rules! text_schema {
-    ($(#[$doc:meta])* $name:ident => $schema:expr) => {
-        $(#[$doc])*
-        #[derive(Debug)]
-        pub struct $name;
-
-        impl utoipa::PartialSchema for $name {
-            fn schema() -> RefOr<Schema> {
-                $schema
-            }
-        }
-
-        impl utoipa::ToSchema for $name {}
-    };
-}
-
-text_schema!(
-    /// An external id: 1 to 256 characters, a visible one among them, no control or
-    /// bidirectional characters.
-    ExternalId => string_schema(NAME_PATTERN, Some(1), MAX_ID_CHARS, "An id in the source: 1 to 256 characters, no control or bidirectional-control characters, not only blanks.")
-);
-text_schema!(
-    /// A name that must show something.
-    Name => string_schema(NAME_PATTERN, Some(1), RecordLimits::default().max_name_chars, "A name: no control or bidirectional-control characters, not only blanks (at most records.max_name_chars characters).")
-);
-text_schema!(
-    /// A short text that may be empty.
-    Label => string_schema(LABEL_PATTERN, None, RecordLimits::default().max_name_chars, "A short text: no control or bidirectional-control characters (at most records.max_name_chars characters).")
-);
-text_schema!(
-    /// Free text.
-    Text => string_schema(TEXT_PATTERN, Some(1), RecordLimits::default().max_text_chars, "Free text: line breaks and tabs allowed, no other control or bidirectional-control characters, not only blanks (at most records.max_text_chars characters).")
-);
-text_schema!(
-    /// An email address.
-    Email => string_schema(EMAIL_PATTERN, Some(3), MAX_EMAIL_CHARS, "An email address such as anna@acme.com (compared in lower case).")
-);
-text_schema!(
-    /// A domain name.
-    Domain => string_schema(DOMAIN_PATTERN, Some(3), MAX_DOMAIN_CHARS, "A domain name such as acme.com (a leading www. is dropped).")
-);
-text_schema!(
-    /// An observation tag.
-    Tag => string_schema(TAG_PATTERN, Some(1), MAX_TAG_CHARS, "A lowercase tag such as price-sensitivity.")
-);
-text_schema!(
-    /// A node id given in a request.
-    NodeIdText => string_schema(NODE_ID_PATTERN, Some(30), 31, "A node id: kind prefix and ULID, such as org_01J9Z3K4X7Q8R2M5N6P7T8V9W0.")
-);
-
-text_schema!(
-    /// A merge id given in a request.
-    MergeIdText => string_schema(MERGE_ID_PATTERN, Some(30), 30, "A merge id, such as mrg_01J9Z3K4X7Q8R2M5N6P7T8V9W0.")
-);
-text_schema!(
-    /// Where a timeline page continues.
-    TimelineCursorText => string_schema(TIMELINE_CURSOR_PATTERN, Some(32), 50, "The `next` value of a previous timeline page.")
-);
 
 #[cfg(test)]
 mod tests {
