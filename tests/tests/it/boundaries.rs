@@ -110,3 +110,21 @@ fn the_plugin_runtime_commits_through_its_ledger_trait_not_the_graph() {
     let binary = workspace.test_closure("rapport");
     assert!(binary.contains("rapport-graph") && binary.contains("rapport-plugin-host"), "the binary joins them");
 }
+
+/// The SDK re-exports the host's record types; `cargo tree` resolves features for the guest
+/// alone (`cargo metadata` unifies them over the workspace), so it shows what a plugin links.
+#[test]
+fn plugins_link_the_hosts_record_types_without_the_hosts_dependencies() {
+    let output = Command::new(env!("CARGO"))
+        .args(["tree", "-p", "rapport-sdk", "-e", "normal", "--prefix", "none", "--format", "{p}", "--target", "wasm32-wasip2"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree runs");
+    assert!(output.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&output.stderr));
+    let tree = String::from_utf8(output.stdout).unwrap();
+    let packages: BTreeSet<&str> = tree.lines().filter_map(|line| line.split_whitespace().next()).collect();
+    assert!(packages.contains("rapport-ops"), "the SDK shares the host's records: {packages:?}");
+    for absent in ["utoipa", "rapport-core", "rapport-store", "rapport-graph", "wasmtime", "tokio", "reqwest"] {
+        assert!(!packages.contains(absent), "a plugin would link {absent}: {packages:?}");
+    }
+}
