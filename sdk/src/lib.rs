@@ -38,6 +38,8 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "__export_world_connector",
         default_bindings_module: "rapport_sdk::bindings",
+        // Plugins and their tests compare errors and records of the contract.
+        additional_derives: [PartialEq, Eq],
     });
 }
 
@@ -55,32 +57,9 @@ use bindings::rapport::connector::host;
 use bindings::rapport::connector::types as wit;
 pub use bindings::rapport::connector::types::Level;
 
-/// An expected failure of a sync; the host records its kind and message in the run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PluginError {
-    /// The instance's configuration is missing or wrong; say which key.
-    Config(String),
-    /// The remote refused the credentials.
-    Auth(String),
-    /// The remote failed or answered something unusable.
-    Remote(String),
-    /// The remote asked to slow down; retry after this many seconds, if it said.
-    RateLimited(Option<u32>),
-    /// The remote's data cannot be turned into record operations.
-    InvalidData(String),
-}
-
-impl From<PluginError> for wit::PluginError {
-    fn from(error: PluginError) -> Self {
-        match error {
-            PluginError::Config(m) => Self::Config(m),
-            PluginError::Auth(m) => Self::Auth(m),
-            PluginError::Remote(m) => Self::Remote(m),
-            PluginError::RateLimited(s) => Self::RateLimited(s),
-            PluginError::InvalidData(m) => Self::InvalidData(m),
-        }
-    }
-}
+/// An expected failure of a sync; the host records its kind and message in the run. This is
+/// the contract's own type (`types.plugin-error` in the WIT), not a copy of it.
+pub use bindings::rapport::connector::types::PluginError;
 
 /// Why a network call failed; the messages never hold secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,11 +244,11 @@ macro_rules! trace {
 }
 
 #[doc(hidden)]
-pub fn __sync<C: Connector>(config: String, cursor: Option<String>) -> Result<(), bindings::rapport::connector::types::PluginError> {
+pub fn __sync<C: Connector>(config: String, cursor: Option<String>) -> Result<(), PluginError> {
     let config = Config::parse(&config)?;
     let mut connector = C::default();
     connector.check(&config)?;
-    connector.sync(&config, cursor).map_err(Into::into)
+    connector.sync(&config, cursor)
 }
 
 /// Registers a [`Connector`] as the plugin's implementation. The plugin's name and version

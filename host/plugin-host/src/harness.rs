@@ -16,7 +16,7 @@ use std::sync::Arc;
 use super::ledger::Ledger;
 use super::registry::{LogLine, RunRecord, Trigger};
 use super::run::CommitTrace;
-use super::{InstallOptions, PluginError, PluginHost};
+use super::{InstallOptions, PluginHostError, PluginHost};
 use crate::config::{GrantedBy, InstanceGrant, PluginsConfig};
 use rapport_core::Secret;
 use rapport_net::HostPattern;
@@ -85,8 +85,8 @@ pub struct TestBench {
 impl TestBench {
     /// Installs the package at `path` in `ledger` (a fresh one: the bench owns it), with
     /// its plugin files in a temporary directory.
-    pub async fn new(path: &Path, ledger: Arc<dyn Ledger>, options: TestOptions) -> Result<Self, PluginError> {
-        let dir = tempfile::tempdir().map_err(|source| PluginError::Io { path: std::env::temp_dir(), source })?;
+    pub async fn new(path: &Path, ledger: Arc<dyn Ledger>, options: TestOptions) -> Result<Self, PluginHostError> {
+        let dir = tempfile::tempdir().map_err(|source| PluginHostError::Io { path: std::env::temp_dir(), source })?;
         let manifest = super::manifest::Manifest::load(&super::package_files(path)?.0)?;
         let mut plugins = options.plugins;
         plugins.dir = dir.path().join("plugins");
@@ -108,7 +108,7 @@ impl TestBench {
     }
 
     /// Runs a sync from the instance's current cursor, as the next scheduled run would.
-    pub async fn run(&self) -> Result<TestReport, PluginError> {
+    pub async fn run(&self) -> Result<TestReport, PluginHostError> {
         let (run, commits) = self.host.run_traced(TEST_INSTANCE, Trigger::Cli).await?;
         let logs = self.host.logs(TEST_INSTANCE, &run.id)?;
         let cursor = self.host.cursor(TEST_INSTANCE)?;

@@ -62,7 +62,7 @@ use rapport_schedule::{Clock, Plan, Schedule, ScheduleError, Scheduler, SystemCl
 
 /// A plugin cannot be installed or run.
 #[derive(Debug, thiserror::Error)]
-pub enum PluginError {
+pub enum PluginHostError {
     /// The manifest is missing or wrong.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
@@ -192,7 +192,7 @@ pub enum PluginError {
 
 /// The manifest and component files of the package at `path`: a directory holding both,
 /// or the `.wasm` file with `plugin.toml` beside it.
-pub fn package_files(path: &Path) -> Result<(PathBuf, PathBuf), PluginError> {
+pub fn package_files(path: &Path) -> Result<(PathBuf, PathBuf), PluginHostError> {
     let (dir, wasm) = if path.is_dir() {
         (path.to_owned(), path.join("plugin.wasm"))
     } else {
@@ -201,7 +201,7 @@ pub fn package_files(path: &Path) -> Result<(PathBuf, PathBuf), PluginError> {
     let manifest = dir.join("plugin.toml");
     for (file, what) in [(&wasm, "the component (plugin.wasm)"), (&manifest, "the manifest (plugin.toml)")] {
         if !file.is_file() {
-            return Err(PluginError::Package(format!(
+            return Err(PluginHostError::Package(format!(
                 "{} not found: a plugin package is a directory holding plugin.toml and plugin.wasm ({what} is missing)",
                 file.display()
             )));
@@ -210,8 +210,8 @@ pub fn package_files(path: &Path) -> Result<(PathBuf, PathBuf), PluginError> {
     Ok((manifest, wasm))
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PluginError + '_ {
-    move |source| PluginError::Io { path: path.to_owned(), source }
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PluginHostError + '_ {
+    move |source| PluginHostError::Io { path: path.to_owned(), source }
 }
 
 /// How to install a plugin.
@@ -461,12 +461,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl PluginHost {
     /// Sets up the engine over `graph`. Runs left `running` by a stopped daemon are marked
     /// abandoned: their committed work stays, and the next run resumes after it.
-    pub fn new(ledger: Arc<dyn Ledger>, config: PluginsConfig) -> Result<Self, PluginError> {
+    pub fn new(ledger: Arc<dyn Ledger>, config: PluginsConfig) -> Result<Self, PluginHostError> {
         Self::with_clock(ledger, config, Arc::new(SystemClock))
     }
 
     /// [`Self::new`], with schedules running against `clock`.
-    pub fn with_clock(ledger: Arc<dyn Ledger>, config: PluginsConfig, clock: Arc<dyn Clock>) -> Result<Self, PluginError> {
+    pub fn with_clock(ledger: Arc<dyn Ledger>, config: PluginsConfig, clock: Arc<dyn Clock>) -> Result<Self, PluginHostError> {
         let sandbox = Sandbox::new(&config)?;
         let network = NetworkShared { config: config.network.clone(), tls: tls::client_config(&config.network.extra_ca_files)? };
         let host = Self {
@@ -504,7 +504,7 @@ impl PluginHost {
 
     /// Puts an instance on the scheduler (from its persisted plan) or takes it off. A
     /// stored schedule this host cannot read is logged and left off, not fatal.
-    fn schedule(&self, instance: &Instance) -> Result<(), PluginError> {
+    fn schedule(&self, instance: &Instance) -> Result<(), PluginHostError> {
         match instance.schedule.as_ref().filter(|_| instance.enabled) {
             None => self.scheduler.remove(&instance.name),
             Some(spec) => match Schedule::parse(&spec.cron, &spec.timezone) {
@@ -519,7 +519,7 @@ impl PluginHost {
     }
 
     /// Sets (or, with `None`, removes) an instance's schedule; it is planned from now.
-    pub fn configure_schedule(&self, name: &str, schedule: Option<InstanceSchedule>) -> Result<Instance, PluginError> {
+    pub fn configure_schedule(&self, name: &str, schedule: Option<InstanceSchedule>) -> Result<Instance, PluginHostError> {
         if let Some(spec) = &schedule {
             Schedule::parse(&spec.cron, &spec.timezone)?;
         }
@@ -528,13 +528,13 @@ impl PluginHost {
     }
 
     /// Enables or disables an instance's schedule.
-    pub fn set_enabled(&self, name: &str, enabled: bool) -> Result<Instance, PluginError> {
+    pub fn set_enabled(&self, name: &str, enabled: bool) -> Result<Instance, PluginHostError> {
         let instance = Instance { enabled, ..self.instance(name)? };
         self.save_scheduled(&instance)
     }
 
     /// Stores an instance whose schedule changed, with a fresh plan, and reschedules it.
-    fn save_scheduled(&self, instance: &Instance) -> Result<Instance, PluginError> {
+    fn save_scheduled(&self, instance: &Instance) -> Result<Instance, PluginHostError> {
         self.ledger.write_meta(vec![registry::instance_key(&instance.name).put(instance), registry::plan_key(&instance.name).delete()])?;
         self.schedule(instance)?;
         Ok(instance.clone())
@@ -559,7 +559,7 @@ impl PluginHost {
                 for (instance, _, _) in changes.into_iter().filter(|(_, due, _)| *due) {
                     match host.start(&instance, Trigger::Schedule) {
                         Ok(record) => tracing::info!(%instance, run_id = %record.id, "scheduled run started"),
-                        Err(PluginError::AlreadyRunning(_)) => {
+                        Err(PluginHostError::AlreadyRunning(_)) => {
                             tracing::info!(%instance, "scheduled run skipped: the previous run is still going");
                         }
                         Err(err) => tracing::warn!(%instance, error = %err, "scheduled run not started"),
@@ -586,7 +586,7 @@ impl PluginHost {
     /// `plugin.wasm`, or the `.wasm` file with `plugin.toml` beside it) and creates its
     /// instance. Installing the very same package again only adds the instance, if new;
     /// a different build of an installed plugin goes through [`Self::upgrade`].
-    pub async fn install(&self, path: &Path, options: InstallOptions) -> Result<(InstalledPlugin, Instance), PluginError> {
+    pub async fn install(&self, path: &Path, options: InstallOptions) -> Result<(InstalledPlugin, Instance), PluginHostError> {
         let (manifest, wasm, pre) = self.load_package(path).await?;
         let instance_name = options.instance.unwrap_or_else(|| manifest.name.clone());
         let asked_config = options.config.clone();
@@ -594,7 +594,7 @@ impl PluginHost {
         let digest = hex(&Sha256::digest(&wasm));
         let previous = registry::plugin_key(&manifest.name).get(&*self.ledger)?;
         if let Some(previous) = previous.as_ref().filter(|p| p.component_sha256 != digest) {
-            return Err(PluginError::AlreadyInstalled {
+            return Err(PluginHostError::AlreadyInstalled {
                 name: manifest.name,
                 installed: previous.manifest.version.clone(),
                 offered: manifest.version,
@@ -602,11 +602,11 @@ impl PluginHost {
         }
         let existing = registry::instance_key(&fresh.name).get(&*self.ledger)?;
         if let Some(existing) = existing.as_ref().filter(|e| e.plugin != manifest.name) {
-            return Err(PluginError::InstanceTaken { instance: fresh.name, plugin: existing.plugin.clone() });
+            return Err(PluginHostError::InstanceTaken { instance: fresh.name, plugin: existing.plugin.clone() });
         }
         // Installing again is idempotent, but never drops a configuration silently.
         if let Some(existing) = existing.as_ref().filter(|e| asked_config.as_ref().is_some_and(|asked| *asked != e.config)) {
-            return Err(PluginError::InstanceConfigured(existing.name.clone()));
+            return Err(PluginHostError::InstanceConfigured(existing.name.clone()));
         }
         let plugin = match previous {
             Some(plugin) => plugin,
@@ -629,10 +629,10 @@ impl PluginHost {
     /// configuration and schedules; they keep their cursors only if the new manifest's
     /// `cursor_format` equals the old one, and start over otherwise. Refused while one of
     /// them runs.
-    pub async fn upgrade(&self, path: &Path) -> Result<Upgraded, PluginError> {
+    pub async fn upgrade(&self, path: &Path) -> Result<Upgraded, PluginHostError> {
         let (manifest, wasm, pre) = self.load_package(path).await?;
         let previous: InstalledPlugin =
-            registry::plugin_key(&manifest.name).get(&*self.ledger)?.ok_or_else(|| PluginError::UnknownPlugin(manifest.name.clone()))?;
+            registry::plugin_key(&manifest.name).get(&*self.ledger)?.ok_or_else(|| PluginHostError::UnknownPlugin(manifest.name.clone()))?;
         let instances: Vec<Instance> = self.instances()?.into_iter().filter(|i| i.plugin == manifest.name).collect();
         let _held = self.hold(&instances)?;
         let digest = hex(&Sha256::digest(&wasm));
@@ -656,11 +656,11 @@ impl PluginHost {
 
     /// Reads and checks a package: its manifest, the API it needs, its component compiled
     /// and describing itself as the manifest says.
-    async fn load_package(&self, path: &Path) -> Result<(Manifest, Vec<u8>, ConnectorPre<RunState>), PluginError> {
+    async fn load_package(&self, path: &Path) -> Result<(Manifest, Vec<u8>, ConnectorPre<RunState>), PluginHostError> {
         let (manifest_path, wasm_path) = package_files(path)?;
         let manifest = Manifest::load(&manifest_path)?;
         if !SUPPORTED_API.supports(manifest.api) {
-            return Err(PluginError::UnsupportedApi { plugin: manifest.api, host: SUPPORTED_API, import: String::new() });
+            return Err(PluginHostError::UnsupportedApi { plugin: manifest.api, host: SUPPORTED_API, import: String::new() });
         }
         let wasm = std::fs::read(&wasm_path).map_err(io(&wasm_path))?;
         let pre = self.sandbox.prepare(&wasm)?;
@@ -669,7 +669,7 @@ impl PluginHost {
     }
 
     /// Writes a component into the plugin directory under its digest.
-    fn store_component(&self, plugin: &str, digest: &str, wasm: &[u8]) -> Result<(), PluginError> {
+    fn store_component(&self, plugin: &str, digest: &str, wasm: &[u8]) -> Result<(), PluginHostError> {
         let stored = self.component_path(plugin, digest);
         if let Some(dir) = stored.parent() {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
@@ -679,7 +679,7 @@ impl PluginHost {
 
     /// Every plugin (each loaded and asked to describe itself, so one this host can no
     /// longer run shows now rather than at its next scheduled run) and every instance.
-    pub async fn overview(&self) -> Result<Overview, PluginError> {
+    pub async fn overview(&self) -> Result<Overview, PluginHostError> {
         let mut plugins = Vec::new();
         for plugin in self.plugins()? {
             let problem = self.verify(&plugin.manifest.name).await.err().map(|err| err.to_string());
@@ -692,21 +692,21 @@ impl PluginHost {
                 let (grant, plan) = (self.grant(&instance.name), self.plan(&instance.name));
                 Ok(InstanceStatus { cursor: self.cursor(&instance.name)?, grant, plan, instance })
             })
-            .collect::<Result<_, PluginError>>()?;
+            .collect::<Result<_, PluginHostError>>()?;
         Ok(Overview { plugins, instances })
     }
 
     /// Checks that an installed plugin still loads in this host and agrees with its
     /// manifest: a fresh sandbox, instantiated, asked to `describe` itself.
-    pub async fn verify(&self, name: &str) -> Result<(), PluginError> {
+    pub async fn verify(&self, name: &str) -> Result<(), PluginHostError> {
         let plugin: InstalledPlugin =
-            registry::plugin_key(name).get(&*self.ledger)?.ok_or_else(|| PluginError::UnknownPlugin(name.to_owned()))?;
+            registry::plugin_key(name).get(&*self.ledger)?.ok_or_else(|| PluginHostError::UnknownPlugin(name.to_owned()))?;
         let pre = self.prepared_for(&plugin)?;
         self.check_description(&pre, &plugin.manifest).await
     }
 
     /// Calls `describe` in a sandboxed store and compares it with the manifest.
-    async fn check_description(&self, pre: &ConnectorPre<RunState>, manifest: &Manifest) -> Result<(), PluginError> {
+    async fn check_description(&self, pre: &ConnectorPre<RunState>, manifest: &Manifest) -> Result<(), PluginHostError> {
         // `describe` gets no network access and no secrets.
         let network = Network::new(Arc::new(Access::default()), self.network.clone());
         let mut store = RunState::store(&self.sandbox.engine, Arc::clone(&self.sandbox.ticks), self.limits(), None, network);
@@ -717,10 +717,10 @@ impl PluginHost {
         };
         let description = tokio::time::timeout(self.config.host_call_timeout, describe)
             .await
-            .map_err(|_| PluginError::Describe(format!("no answer within {} s", self.config.host_call_timeout.as_secs())))?
-            .map_err(|e| PluginError::Describe(format!("{e:#}")))?;
+            .map_err(|_| PluginHostError::Describe(format!("no answer within {} s", self.config.host_call_timeout.as_secs())))?
+            .map_err(|e| PluginHostError::Describe(format!("{e:#}")))?;
         if description.name != manifest.name || description.version != manifest.version {
-            return Err(PluginError::ManifestMismatch {
+            return Err(PluginHostError::ManifestMismatch {
                 manifest: format!("{} {}", manifest.name, manifest.version),
                 described: format!("{} {}", description.name, description.version),
             });
@@ -733,18 +733,18 @@ impl PluginHost {
     }
 
     /// Installed plugins, by name.
-    pub fn plugins(&self) -> Result<Vec<InstalledPlugin>, PluginError> {
+    pub fn plugins(&self) -> Result<Vec<InstalledPlugin>, PluginHostError> {
         registry::PLUGINS.list(&*self.ledger)
     }
 
     /// Plugin instances, by name.
-    pub fn instances(&self) -> Result<Vec<Instance>, PluginError> {
+    pub fn instances(&self) -> Result<Vec<Instance>, PluginHostError> {
         registry::INSTANCES.list(&*self.ledger)
     }
 
     /// The last committed cursor of an instance, as shown to people: the instance's
     /// secrets cut out (the plugin itself resumes from the stored value).
-    pub fn cursor(&self, instance: &str) -> Result<Option<String>, PluginError> {
+    pub fn cursor(&self, instance: &str) -> Result<Option<String>, PluginHostError> {
         Ok(registry::cursor(&*self.ledger, instance)?.map(|c| self.shown_cursor(instance, &c)))
     }
 
@@ -767,7 +767,7 @@ impl PluginHost {
 
     /// Sets (or, with `None`, clears) an instance's cursor: its next run starts there, or
     /// from the beginning. Refused while it runs.
-    pub fn set_cursor(&self, name: &str, cursor: Option<&str>) -> Result<(), PluginError> {
+    pub fn set_cursor(&self, name: &str, cursor: Option<&str>) -> Result<(), PluginHostError> {
         let instance = self.instance(name)?;
         let _held = self.hold(std::slice::from_ref(&instance))?;
         let row = registry::cursor_key(name);
@@ -789,19 +789,19 @@ impl PluginHost {
     }
 
     /// An instance's last `limit` runs, newest first.
-    pub fn runs(&self, instance: &str, limit: usize) -> Result<Vec<RunRecord>, PluginError> {
+    pub fn runs(&self, instance: &str, limit: usize) -> Result<Vec<RunRecord>, PluginHostError> {
         self.instance(instance)?;
         registry::newest_runs(&*self.ledger, instance, limit)
     }
 
     /// The log lines a run kept, in order.
-    pub fn logs(&self, instance: &str, id: &str) -> Result<Vec<LogLine>, PluginError> {
+    pub fn logs(&self, instance: &str, id: &str) -> Result<Vec<LogLine>, PluginHostError> {
         registry::run_log(&*self.ledger, instance, id)
     }
 
     /// Deletes the instance's runs that started longer ago than the retention period
     /// (`plugins.run_history_days`), with their logs; returns how many.
-    pub fn prune_history(&self, instance: &str) -> Result<usize, PluginError> {
+    pub fn prune_history(&self, instance: &str) -> Result<usize, PluginHostError> {
         registry::prune_runs(&*self.ledger, instance, self.history_cutoff())
     }
 
@@ -812,9 +812,9 @@ impl PluginHost {
     }
 
     /// Replaces an instance's configuration (a JSON object); the next run uses it.
-    pub fn configure(&self, name: &str, config: serde_json::Value) -> Result<Instance, PluginError> {
+    pub fn configure(&self, name: &str, config: serde_json::Value) -> Result<Instance, PluginHostError> {
         if !config.is_object() {
-            return Err(PluginError::InvalidConfig);
+            return Err(PluginHostError::InvalidConfig);
         }
         let instance = Instance { config, ..self.instance(name)? };
         self.ledger.write_meta(vec![registry::instance_key(name).put(&instance)])?;
@@ -823,12 +823,12 @@ impl PluginHost {
     }
 
     /// Creates another instance of an installed plugin (a second account of the same CRM).
-    pub fn add_instance(&self, plugin: &str, name: &str, config: serde_json::Value) -> Result<Instance, PluginError> {
+    pub fn add_instance(&self, plugin: &str, name: &str, config: serde_json::Value) -> Result<Instance, PluginHostError> {
         let plugin: InstalledPlugin =
-            registry::plugin_key(plugin).get(&*self.ledger)?.ok_or_else(|| PluginError::UnknownPlugin(plugin.to_owned()))?;
+            registry::plugin_key(plugin).get(&*self.ledger)?.ok_or_else(|| PluginHostError::UnknownPlugin(plugin.to_owned()))?;
         let instance = self.new_instance(name.to_owned(), &plugin.manifest.name, config)?;
         if let Some(existing) = registry::instance_key(name).get(&*self.ledger)? {
-            return Err(PluginError::InstanceTaken { instance: name.to_owned(), plugin: existing.plugin });
+            return Err(PluginHostError::InstanceTaken { instance: name.to_owned(), plugin: existing.plugin });
         }
         self.ledger.write_meta(vec![registry::instance_key(name).put(&instance)])?;
         tracing::info!(instance = %name, plugin = %instance.plugin, "instance created");
@@ -837,12 +837,12 @@ impl PluginHost {
 
     /// A new instance of `plugin`, unscheduled and enabled, once its name and configuration
     /// are checked.
-    fn new_instance(&self, name: String, plugin: &str, config: serde_json::Value) -> Result<Instance, PluginError> {
+    fn new_instance(&self, name: String, plugin: &str, config: serde_json::Value) -> Result<Instance, PluginHostError> {
         if !manifest::is_valid_name(&name) {
-            return Err(PluginError::InvalidName(name));
+            return Err(PluginHostError::InvalidName(name));
         }
         if !config.is_object() {
-            return Err(PluginError::InvalidConfig);
+            return Err(PluginHostError::InvalidConfig);
         }
         Ok(Instance { name, plugin: plugin.to_owned(), config, created_at: self.clock.now(), schedule: None, enabled: true })
     }
@@ -850,7 +850,7 @@ impl PluginHost {
     /// Removes an instance: its configuration, cursor, schedule, run history and logs.
     /// The records it synced stay in the graph under its source name. The last instance
     /// of a plugin takes the plugin (manifest and component) with it. Refused while it runs.
-    pub fn uninstall_instance(&self, name: &str) -> Result<Uninstalled, PluginError> {
+    pub fn uninstall_instance(&self, name: &str) -> Result<Uninstalled, PluginHostError> {
         let instance = self.instance(name)?;
         let _held = self.hold(std::slice::from_ref(&instance))?;
         let mut deletes = vec![
@@ -878,8 +878,8 @@ impl PluginHost {
     }
 
     /// Removes a plugin and every instance of it (see [`Self::uninstall_instance`]).
-    pub fn uninstall_plugin(&self, name: &str) -> Result<Uninstalled, PluginError> {
-        registry::plugin_key(name).get(&*self.ledger)?.ok_or_else(|| PluginError::UnknownPlugin(name.to_owned()))?;
+    pub fn uninstall_plugin(&self, name: &str) -> Result<Uninstalled, PluginHostError> {
+        registry::plugin_key(name).get(&*self.ledger)?.ok_or_else(|| PluginHostError::UnknownPlugin(name.to_owned()))?;
         let instances: Vec<Instance> = self.instances()?.into_iter().filter(|i| i.plugin == name).collect();
         // Refuse before removing anything if one of them is running.
         drop(self.hold(&instances)?);
@@ -909,10 +909,10 @@ impl PluginHost {
     }
 
     /// Claims `instances` so no run starts while they change; fails if one is running.
-    fn hold(&self, instances: &[Instance]) -> Result<Held, PluginError> {
+    fn hold(&self, instances: &[Instance]) -> Result<Held, PluginHostError> {
         let mut running = lock(&self.running);
         if let Some(busy) = instances.iter().find(|i| running.contains(&i.name)) {
-            return Err(PluginError::AlreadyRunning(busy.name.clone()));
+            return Err(PluginHostError::AlreadyRunning(busy.name.clone()));
         }
         let names: Vec<String> = instances.iter().map(|i| i.name.clone()).collect();
         running.extend(names.iter().cloned());
@@ -920,13 +920,13 @@ impl PluginHost {
     }
 
     /// One run of an instance.
-    pub fn run_record(&self, instance: &str, id: &str) -> Result<Option<RunRecord>, PluginError> {
+    pub fn run_record(&self, instance: &str, id: &str) -> Result<Option<RunRecord>, PluginHostError> {
         registry::run_key(instance, id).get(&*self.ledger)
     }
 
     /// One instance.
-    pub fn instance(&self, name: &str) -> Result<Instance, PluginError> {
-        registry::instance_key(name).get(&*self.ledger)?.ok_or_else(|| PluginError::UnknownInstance(name.to_owned()))
+    pub fn instance(&self, name: &str) -> Result<Instance, PluginHostError> {
+        registry::instance_key(name).get(&*self.ledger)?.ok_or_else(|| PluginHostError::UnknownInstance(name.to_owned()))
     }
 
     /// Runs a sync of `instance` to its end; `on_commit` sees the run's record after each
@@ -937,21 +937,21 @@ impl PluginHost {
         instance: &str,
         trigger: Trigger,
         on_commit: impl Fn(&RunRecord) + Send + Sync + 'static,
-    ) -> Result<RunRecord, PluginError> {
+    ) -> Result<RunRecord, PluginHostError> {
         let claim = self.claim(instance, trigger)?;
         Ok(self.execute(claim, Box::new(on_commit), false).await.0)
     }
 
     /// [`Self::run`], also returning every commit's cursor and operations (for the test
     /// harness; a daemon does not keep them).
-    pub async fn run_traced(&self, instance: &str, trigger: Trigger) -> Result<(RunRecord, Vec<CommitTrace>), PluginError> {
+    pub async fn run_traced(&self, instance: &str, trigger: Trigger) -> Result<(RunRecord, Vec<CommitTrace>), PluginHostError> {
         let claim = self.claim(instance, trigger)?;
         let (record, trace) = self.execute(claim, Box::new(|_| {}), true).await;
         Ok((record, trace.unwrap_or_default()))
     }
 
     /// Starts a run in the background and returns its first record.
-    pub fn start(self: &Arc<Self>, instance: &str, trigger: Trigger) -> Result<RunRecord, PluginError> {
+    pub fn start(self: &Arc<Self>, instance: &str, trigger: Trigger) -> Result<RunRecord, PluginHostError> {
         let claim = self.claim(instance, trigger)?;
         let record = claim.record.clone();
         let host = Arc::clone(self);
@@ -1101,7 +1101,7 @@ impl PluginHost {
 
     /// The pre-linked component of an installed plugin, compiled (or loaded from the
     /// cache) on first use.
-    fn prepared_for(&self, plugin: &InstalledPlugin) -> Result<ConnectorPre<RunState>, PluginError> {
+    fn prepared_for(&self, plugin: &InstalledPlugin) -> Result<ConnectorPre<RunState>, PluginHostError> {
         if let Some(pre) = lock(&self.prepared).get(&plugin.component_sha256) {
             return Ok(pre.clone());
         }
@@ -1113,12 +1113,12 @@ impl PluginHost {
     }
 
     /// Marks the instance as running and writes its `running` record.
-    fn claim(&self, name: &str, trigger: Trigger) -> Result<Claim, PluginError> {
+    fn claim(&self, name: &str, trigger: Trigger) -> Result<Claim, PluginHostError> {
         let instance = self.instance(name)?;
         let plugin: InstalledPlugin =
-            registry::plugin_key(&instance.plugin).get(&*self.ledger)?.ok_or_else(|| PluginError::UnknownInstance(name.to_owned()))?;
+            registry::plugin_key(&instance.plugin).get(&*self.ledger)?.ok_or_else(|| PluginHostError::UnknownInstance(name.to_owned()))?;
         if !lock(&self.running).insert(name.to_owned()) {
-            return Err(PluginError::AlreadyRunning(name.to_owned()));
+            return Err(PluginHostError::AlreadyRunning(name.to_owned()));
         }
         let cursor = registry::cursor(&*self.ledger, name);
         let now = self.clock.now();

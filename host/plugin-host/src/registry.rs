@@ -17,7 +17,7 @@ use std::marker::PhantomData;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use super::PluginError;
+use super::PluginHostError;
 use super::bindings::PluginFailure;
 use super::ledger::Ledger;
 use super::manifest::Manifest;
@@ -376,26 +376,26 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
 
     /// The values of the rows named `from…` to before `to…`, in key order (or newest first),
     /// at most `limit`.
-    pub(super) fn range(&self, ledger: &dyn Ledger, from: &str, to: &str, newest_first: bool, limit: usize) -> Result<Vec<T>, PluginError> {
+    pub(super) fn range(&self, ledger: &dyn Ledger, from: &str, to: &str, newest_first: bool, limit: usize) -> Result<Vec<T>, PluginHostError> {
         let rows = ledger.meta_range(&self.key_prefix(from), &self.key_prefix(to), newest_first, limit)?;
         rows.iter().map(|(key, bytes)| decode(key, bytes)).collect()
     }
 
     /// Every row whose name starts with `name`, as (name, value), in key order.
-    pub(super) fn scan(&self, ledger: &dyn Ledger, name: &str) -> Result<Vec<(String, T)>, PluginError> {
+    pub(super) fn scan(&self, ledger: &dyn Ledger, name: &str) -> Result<Vec<(String, T)>, PluginHostError> {
         let rows = ledger.meta_with_prefix(&self.key_prefix(name))?;
         rows.iter().map(|(key, bytes)| Ok((key.trim_start_matches(self.prefix).to_owned(), decode(key, bytes)?))).collect()
     }
 
     /// Every row's value, in key order.
-    pub(super) fn list(&self, ledger: &dyn Ledger) -> Result<Vec<T>, PluginError> {
+    pub(super) fn list(&self, ledger: &dyn Ledger) -> Result<Vec<T>, PluginHostError> {
         Ok(self.scan(ledger, "")?.into_iter().map(|(_, value)| value).collect())
     }
 }
 
 impl<T: Serialize + DeserializeOwned> Row<T> {
     /// Its stored value.
-    pub(super) fn get(&self, ledger: &dyn Ledger) -> Result<Option<T>, PluginError> {
+    pub(super) fn get(&self, ledger: &dyn Ledger) -> Result<Option<T>, PluginHostError> {
         ledger.meta(&self.key)?.map(|bytes| decode(&self.key, &bytes)).transpose()
     }
 
@@ -415,8 +415,8 @@ impl<T: Serialize + DeserializeOwned> Row<T> {
     }
 }
 
-fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, PluginError> {
-    codec::decode_json(bytes).map_err(|e| PluginError::Corrupt { name: key.to_owned(), message: e.to_string() })
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, PluginHostError> {
+    codec::decode_json(bytes).map_err(|e| PluginHostError::Corrupt { name: key.to_owned(), message: e.to_string() })
 }
 
 /// Installed plugins, by name.
@@ -464,12 +464,12 @@ pub(super) fn log_key(instance: &str, id: &str, chunk: u32) -> Row<Vec<LogLine>>
 }
 
 /// An instance's last `limit` runs, newest first.
-pub(super) fn newest_runs(ledger: &dyn Ledger, instance: &str, limit: usize) -> Result<Vec<RunRecord>, PluginError> {
+pub(super) fn newest_runs(ledger: &dyn Ledger, instance: &str, limit: usize) -> Result<Vec<RunRecord>, PluginHostError> {
     RUNS.range(ledger, &format!("{instance}/"), &format!("{instance}/~"), true, limit)
 }
 
 /// A run's log lines, in order.
-pub(super) fn run_log(ledger: &dyn Ledger, instance: &str, id: &str) -> Result<Vec<LogLine>, PluginError> {
+pub(super) fn run_log(ledger: &dyn Ledger, instance: &str, id: &str) -> Result<Vec<LogLine>, PluginHostError> {
     Ok(LOGS.scan(ledger, &format!("{instance}/{id}/"))?.into_iter().flat_map(|(_, lines)| lines).collect())
 }
 
@@ -480,7 +480,7 @@ pub(super) fn history_prefixes(instance: &str) -> [String; 2] {
 
 /// Deletes the instance's finished runs that started before `cutoff`, with their logs;
 /// returns how many.
-pub(super) fn prune_runs(ledger: &dyn Ledger, instance: &str, cutoff: DateTime<Utc>) -> Result<usize, PluginError> {
+pub(super) fn prune_runs(ledger: &dyn Ledger, instance: &str, cutoff: DateTime<Utc>) -> Result<usize, PluginHostError> {
     // Run ids are ULIDs of their start: every id below the cutoff's is older.
     let cutoff_ms = u64::try_from(cutoff.timestamp_millis()).unwrap_or_default();
     let below = format!("run_{}", ulid::Ulid::from_parts(cutoff_ms, 0));
@@ -500,6 +500,6 @@ pub(super) fn prune_runs(ledger: &dyn Ledger, instance: &str, cutoff: DateTime<U
     Ok(pruned)
 }
 
-pub(super) fn cursor(ledger: &dyn Ledger, instance: &str) -> Result<Option<String>, PluginError> {
+pub(super) fn cursor(ledger: &dyn Ledger, instance: &str) -> Result<Option<String>, PluginHostError> {
     cursor_key(instance).get(ledger)
 }

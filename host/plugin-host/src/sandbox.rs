@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::PluginError;
+use super::PluginHostError;
 use super::bindings::{self, ConnectorPre};
 use super::manifest::{ApiVersion, SUPPORTED_API};
 use super::run::RunState;
@@ -43,10 +43,10 @@ impl std::fmt::Debug for Sandbox {
 }
 
 impl Sandbox {
-    pub fn new(config: &PluginsConfig) -> Result<Self, PluginError> {
-        let engine = Engine::new(&engine_config(config)).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+    pub fn new(config: &PluginsConfig) -> Result<Self, PluginHostError> {
+        let engine = Engine::new(&engine_config(config)).map_err(|e| PluginHostError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
-        let link = |e: wasmtime::Error| PluginError::Engine(format!("linking host functions: {e:#}"));
+        let link = |e: wasmtime::Error| PluginHostError::Engine(format!("linking host functions: {e:#}"));
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
         bindings::Connector::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(link)?;
 
@@ -63,26 +63,26 @@ impl Sandbox {
                         engine.increment_epoch();
                     }
                 })
-                .map_err(|e| PluginError::Engine(format!("starting the epoch ticker: {e}")))?
+                .map_err(|e| PluginHostError::Engine(format!("starting the epoch ticker: {e}")))?
         };
         Ok(Self { engine, linker, cache_dir: config.dir.join("compiled"), ticker: Some(ticker), stop, ticks })
     }
 
     /// Compiles a component (or loads its cached compilation) and pre-links it.
-    pub fn prepare(&self, wasm: &[u8]) -> Result<ConnectorPre<RunState>, PluginError> {
+    pub fn prepare(&self, wasm: &[u8]) -> Result<ConnectorPre<RunState>, PluginHostError> {
         let component = self.load(wasm)?;
         check_imports(&self.engine, &component)?;
         let exports: Vec<String> = component.component_type().exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
         if !["describe", "sync"].iter().all(|name| exports.iter().any(|e| e == name)) {
-            return Err(PluginError::NoConnector(exports));
+            return Err(PluginHostError::NoConnector(exports));
         }
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| PluginError::Link(format!("{e:#}")))?;
-        ConnectorPre::new(pre).map_err(|e| PluginError::Link(format!("{e:#}")))
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| PluginHostError::Link(format!("{e:#}")))?;
+        ConnectorPre::new(pre).map_err(|e| PluginHostError::Link(format!("{e:#}")))
     }
 
     /// The compiled component: from the disk cache, keyed by the component's digest and the
     /// engine's compatibility hash, or compiled now and cached.
-    fn load(&self, wasm: &[u8]) -> Result<Component, PluginError> {
+    fn load(&self, wasm: &[u8]) -> Result<Component, PluginHostError> {
         let mut engine_hash = DigestHasher(Sha256::new());
         std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut engine_hash);
         let key = format!("{}-{}", hex(&Sha256::digest(wasm)[..16]), hex(&engine_hash.0.finalize()[..8]));
@@ -90,7 +90,7 @@ impl Sandbox {
         if let Some(component) = std::fs::read(&path).ok().and_then(|bytes| self.deserialize(&bytes).ok()) {
             return Ok(component);
         }
-        let compiled = self.engine.precompile_component(wasm).map_err(|e| PluginError::NotAComponent(format!("{e:#}")))?;
+        let compiled = self.engine.precompile_component(wasm).map_err(|e| PluginHostError::NotAComponent(format!("{e:#}")))?;
         let mut file = Sha256::digest(&compiled).to_vec();
         file.extend_from_slice(&compiled);
         // The cache is an optimisation: failing to write it costs a compile next time.
@@ -98,7 +98,7 @@ impl Sandbox {
             tracing::warn!(path = %path.display(), error = %err, "cannot cache the compiled plugin");
         }
         // Loading checks the component against the pool's per-component caps too.
-        self.deserialize(&file).map_err(|err| PluginError::DoesNotFit(format!("{err:#}")))
+        self.deserialize(&file).map_err(|err| PluginHostError::DoesNotFit(format!("{err:#}")))
     }
 
     /// Loads a cache file: a SHA-256 of the artifact, then the artifact.
@@ -177,19 +177,19 @@ const ALLOWED_WASI: &[&str] = &["wasi:io/", "wasi:cli/", "wasi:clocks/", "wasi:r
 /// Checks a component's imports against what the host grants: the contract's interfaces
 /// at a supported version, and the harmless WASI basics. Everything else (filesystem,
 /// sockets, unknown interfaces) refuses the plugin, listing every offending import.
-pub(super) fn check_imports(engine: &Engine, component: &Component) -> Result<(), PluginError> {
+pub(super) fn check_imports(engine: &Engine, component: &Component) -> Result<(), PluginHostError> {
     let mut refused = Vec::new();
     for (name, _) in component.component_type().imports(engine) {
         if let Some(rest) = name.strip_prefix("rapport:connector/") {
             let version = rest.split_once('@').and_then(|(_, v)| ApiVersion::parse(v));
             match version {
                 Some(v) if SUPPORTED_API.supports(v) => {}
-                Some(v) => return Err(PluginError::UnsupportedApi { plugin: v, host: SUPPORTED_API, import: name.to_owned() }),
+                Some(v) => return Err(PluginHostError::UnsupportedApi { plugin: v, host: SUPPORTED_API, import: name.to_owned() }),
                 None => refused.push(name.to_owned()),
             }
         } else if !ALLOWED_WASI.iter().any(|prefix| name.starts_with(prefix)) {
             refused.push(name.to_owned());
         }
     }
-    if refused.is_empty() { Ok(()) } else { Err(PluginError::ForbiddenImports(refused)) }
+    if refused.is_empty() { Ok(()) } else { Err(PluginHostError::ForbiddenImports(refused)) }
 }

@@ -7,31 +7,31 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState, ErrorBody, JsonBody, Path, Query, limit, off_workers};
 use rapport_plugin_host::registry::{InstalledPlugin, Instance, InstanceSchedule, LogLine, RunRecord, Trigger};
-use rapport_plugin_host::{InstallOptions, Overview, PluginError, Uninstalled, Upgraded};
+use rapport_plugin_host::{InstallOptions, Overview, PluginHostError, Uninstalled, Upgraded};
 use rapport_schedule::ScheduleError;
 
-impl From<PluginError> for ApiError {
-    fn from(err: PluginError) -> Self {
+impl From<PluginHostError> for ApiError {
+    fn from(err: PluginHostError) -> Self {
         match err {
-            PluginError::UnknownInstance(_) | PluginError::UnknownPlugin(_) => Self::NotFound(err.to_string()),
-            PluginError::AlreadyRunning(_)
-            | PluginError::AlreadyInstalled { .. }
-            | PluginError::InstanceTaken { .. }
-            | PluginError::InstanceConfigured(_) => Self::Conflict(err.to_string()),
+            PluginHostError::UnknownInstance(_) | PluginHostError::UnknownPlugin(_) => Self::NotFound(err.to_string()),
+            PluginHostError::AlreadyRunning(_)
+            | PluginHostError::AlreadyInstalled { .. }
+            | PluginHostError::InstanceTaken { .. }
+            | PluginHostError::InstanceConfigured(_) => Self::Conflict(err.to_string()),
             // What is wrong with an uploaded package is the client's to fix.
-            PluginError::Manifest(_)
-            | PluginError::Package(_)
-            | PluginError::UnsupportedApi { .. }
-            | PluginError::ForbiddenImports(_)
-            | PluginError::NotAComponent(_)
-            | PluginError::DoesNotFit(_)
-            | PluginError::Link(_)
-            | PluginError::NoConnector(_)
-            | PluginError::ManifestMismatch { .. }
-            | PluginError::Describe(_)
-            | PluginError::InvalidName(_) => Self::unprocessable("", err.to_string()),
-            PluginError::InvalidConfig => Self::unprocessable("", err.to_string()),
-            PluginError::Schedule(err) => {
+            PluginHostError::Manifest(_)
+            | PluginHostError::Package(_)
+            | PluginHostError::UnsupportedApi { .. }
+            | PluginHostError::ForbiddenImports(_)
+            | PluginHostError::NotAComponent(_)
+            | PluginHostError::DoesNotFit(_)
+            | PluginHostError::Link(_)
+            | PluginHostError::NoConnector(_)
+            | PluginHostError::ManifestMismatch { .. }
+            | PluginHostError::Describe(_)
+            | PluginHostError::InvalidName(_) => Self::unprocessable("", err.to_string()),
+            PluginHostError::InvalidConfig => Self::unprocessable("", err.to_string()),
+            PluginHostError::Schedule(err) => {
                 Self::unprocessable(if matches!(err, ScheduleError::TimeZone(_)) { "timezone" } else { "cron" }, err.to_string())
             }
             other => Self::Internal(other.to_string()),

@@ -8,13 +8,13 @@ use chrono::{DateTime, Utc};
 use rapport::metrics::METRICS;
 use rapport_graph::model::RecordKind;
 use rapport_plugin_host::registry::{RunRecord, RunStatus, Trigger};
-use rapport_plugin_host::{InstallOptions, PluginError};
+use rapport_plugin_host::{InstallOptions, PluginHostError};
 use rapport_schedule::{Clock, ManualClock};
 use serde_json::{Value, json};
 
 use crate::harness::{TOKEN, TestServer};
 
-fn install(server: &TestServer, fixture: &str, instance: &str, config: Value) -> Result<(), PluginError> {
+fn install(server: &TestServer, fixture: &str, instance: &str, config: Value) -> Result<(), PluginHostError> {
     let options = InstallOptions { instance: Some(instance.to_owned()), config: Some(config) };
     server.runtime.block_on(server.plugins.install(&rapport_fixtures::package(fixture), options)).map(drop)
 }
@@ -46,7 +46,7 @@ fn two_instances_of_one_plugin_keep_their_own_cursor_configuration_and_provenanc
     install(&server, "pager", "crm-eu", json!({"pages": 2, "page_size": 3, "prefix": "eu-"})).unwrap();
     let err = install(&server, "pager", "crm-eu", json!({"pages": 9})).unwrap_err();
     assert!(
-        matches!(&err, PluginError::InstanceConfigured(name) if name == "crm-eu") && err.to_string().contains("plugin config crm-eu"),
+        matches!(&err, PluginHostError::InstanceConfigured(name) if name == "crm-eu") && err.to_string().contains("plugin config crm-eu"),
         "{err}"
     );
     assert_eq!(server.plugins.instance("crm-eu").unwrap().config["pages"], 2);
@@ -55,8 +55,8 @@ fn two_instances_of_one_plugin_keep_their_own_cursor_configuration_and_provenanc
     server.plugins.add_instance("pager", "crm-apac", json!({"pages": 1, "page_size": 2, "prefix": "ap-"})).unwrap();
     assert_eq!(run(&server, "crm-apac").operations_applied, 2);
     let err = server.plugins.add_instance("pager", "crm-eu", json!({})).unwrap_err();
-    assert!(matches!(err, PluginError::InstanceTaken { .. }), "{err}");
-    assert!(matches!(server.plugins.add_instance("nope", "x", json!({})), Err(PluginError::UnknownPlugin(_))));
+    assert!(matches!(err, PluginHostError::InstanceTaken { .. }), "{err}");
+    assert!(matches!(server.plugins.add_instance("nope", "x", json!({})), Err(PluginHostError::UnknownPlugin(_))));
 }
 
 #[test]
@@ -67,7 +67,7 @@ fn a_changed_configuration_is_what_the_next_run_gets() {
     server.plugins.configure("crm", json!({"pages": 3, "page_size": 4})).unwrap();
     // Resumes after page 0 with the new page count: pages 1 and 2.
     assert_eq!(run(&server, "crm").operations_applied, 8);
-    assert!(matches!(server.plugins.configure("crm", json!([1])), Err(PluginError::InvalidConfig)));
+    assert!(matches!(server.plugins.configure("crm", json!([1])), Err(PluginHostError::InvalidConfig)));
 
     // Over HTTP: a JSON object replaces it; anything else is a 400.
     let response =
@@ -101,7 +101,7 @@ fn an_upgrade_keeps_cursors_only_when_the_cursor_format_is_unchanged() {
         let package = pager_next(format);
         // A different build is not an install: it is an upgrade.
         let err = install(&server, "pager-next", "crm", json!({})).unwrap_err();
-        assert!(matches!(err, PluginError::AlreadyInstalled { .. }) && err.to_string().contains("rapport plugin upgrade"), "{err}");
+        assert!(matches!(err, PluginHostError::AlreadyInstalled { .. }) && err.to_string().contains("rapport plugin upgrade"), "{err}");
 
         let upgraded = server.runtime.block_on(server.plugins.upgrade(package.path())).unwrap();
         assert_eq!((upgraded.previous_version.as_str(), upgraded.plugin.manifest.version.as_str()), ("0.1.0", "0.2.0"));
@@ -130,7 +130,7 @@ fn uninstalling_removes_the_instance_and_its_history_but_not_its_records() {
 
     let removed = server.plugins.uninstall_instance("crm").unwrap();
     assert_eq!((removed.instances.as_slice(), removed.plugin), (["crm".to_owned()].as_slice(), None), "crm-2 still runs the plugin");
-    assert!(matches!(server.plugins.runs("crm", 10), Err(PluginError::UnknownInstance(_))));
+    assert!(matches!(server.plugins.runs("crm", 10), Err(PluginHostError::UnknownInstance(_))));
     assert!(server.plugins.logs("crm", &crm_run.id).unwrap().is_empty(), "its logs went with it");
     assert_eq!(server.plugins.cursor("crm").unwrap(), None);
     assert!(has_organization(&server, "crm", "org-1"), "synced records stay");
@@ -154,8 +154,8 @@ fn an_instance_is_not_uninstalled_upgraded_or_reset_while_it_runs() {
     server.runtime.block_on(async { server.plugins.start("slow", Trigger::Api) }).unwrap();
     let conflict = server.client.delete(format!("{}/v1/plugins/slow", server.base)).bearer_auth(TOKEN).send().unwrap();
     assert_eq!(conflict.status(), 409);
-    assert!(matches!(server.plugins.set_cursor("slow", None), Err(PluginError::AlreadyRunning(_))));
-    assert!(matches!(server.plugins.uninstall_plugin("hostile"), Err(PluginError::AlreadyRunning(_))));
+    assert!(matches!(server.plugins.set_cursor("slow", None), Err(PluginHostError::AlreadyRunning(_))));
+    assert!(matches!(server.plugins.uninstall_plugin("hostile"), Err(PluginHostError::AlreadyRunning(_))));
     assert_eq!(server.plugins.instances().unwrap().len(), 1, "nothing was removed");
     // The allowed counterpart: an idle instance goes at once.
     install(&server, "hostile", "idle", json!({})).unwrap();

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use rapport::ledger::GraphLedger;
 use rapport_graph::model::RecordKind;
 use rapport_plugin_host::registry::{RunFailure, RunRecord, RunStatus, Trigger};
-use rapport_plugin_host::{InstallOptions, PluginError, PluginHost};
+use rapport_plugin_host::{InstallOptions, PluginHostError, PluginHost};
 use serde_json::{Value, json};
 
 use crate::harness::{TOKEN, TestServer};
@@ -18,7 +18,7 @@ fn install(server: &TestServer, fixture: &str, instance: &str, config: Value) {
 }
 
 /// Installs `path` with the default options beside a good plugin run and an API request.
-fn try_install(server: &TestServer, path: &std::path::Path) -> Result<(), PluginError> {
+fn try_install(server: &TestServer, path: &std::path::Path) -> Result<(), PluginHostError> {
     beside_good_neighbours(server, server.plugins.install(path, InstallOptions::default())).map(|_| ())
 }
 
@@ -102,7 +102,7 @@ fn registry_rows_are_json_under_the_format_byte_and_a_value_without_it_is_corrup
     assert_eq!(server.plugins.cursor("crm").unwrap().as_deref(), Some("page-2"));
     server.graph.write_meta(vec![("cursor/crm".to_owned(), Some(b"\"page-1\"".to_vec()))]).unwrap();
     let err = server.plugins.cursor("crm").unwrap_err();
-    assert!(matches!(&err, PluginError::Corrupt { name, .. } if name == "cursor/crm"), "{err}");
+    assert!(matches!(&err, PluginHostError::Corrupt { name, .. } if name == "cursor/crm"), "{err}");
 }
 
 #[test]
@@ -221,7 +221,7 @@ fn a_plugin_built_for_the_released_0_1_0_contract_still_runs() {
 fn a_plugin_importing_the_filesystem_is_refused_at_install_with_the_offending_imports() {
     let server = TestServer::start();
     let err = try_install(&server, &rapport_fixtures::package("fs-reader")).unwrap_err();
-    let PluginError::ForbiddenImports(imports) = &err else { panic!("expected forbidden imports, got {err}") };
+    let PluginHostError::ForbiddenImports(imports) = &err else { panic!("expected forbidden imports, got {err}") };
     assert!(imports.iter().any(|i| i.starts_with("wasi:filesystem/")), "{imports:?}");
     assert!(imports.iter().all(|i| !i.starts_with("wasi:io/") && !i.starts_with("rapport:")), "{imports:?}");
     assert!(err.to_string().contains("no filesystem"), "{err}");
