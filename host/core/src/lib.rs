@@ -1,9 +1,17 @@
 //! What every Rapport crate shares and nothing else: a [`Secret`] that stays out of logs,
-//! the configuration error every crate's section reports ([`config`]), and TOML documents
-//! read with every error located by line and dotted key ([`toml_doc`]).
+//! prefixed time-ordered ids ([`id`]), the configuration error every crate's section reports
+//! ([`config`]), and TOML documents read with every error located by line and dotted key
+//! ([`toml_doc`]).
 
 pub mod config;
+pub mod id;
 pub mod toml_doc;
+
+// For `prefixed_id!` in other crates.
+#[doc(hidden)]
+pub use serde;
+#[doc(hidden)]
+pub use ulid;
 
 /// A secret value: kept out of `Debug` output so it cannot reach a log by accident.
 #[derive(Clone, PartialEq, Eq)]

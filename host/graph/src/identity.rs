@@ -8,7 +8,7 @@
 use tracing::{debug, info};
 
 use super::keys::{self, ns};
-use super::model::{AliasLink, Body, ChangeOp, DuplicateCandidate, MergeRecord, Node, NodeId, RecordKind, Timestamp, merge_id_text};
+use super::model::{AliasLink, Body, ChangeOp, DuplicateCandidate, MergeId, MergeRecord, Node, NodeId, RecordKind, Timestamp};
 use super::txn::{PendingChange, Txn};
 use super::{Graph, GraphError, decode_at};
 use rapport_store::KeyRange;
@@ -78,7 +78,7 @@ pub(super) fn merge_clusters(
     if winner == loser || pinned_apart(txn, winner, loser)? {
         return Ok(None);
     }
-    let merge_id = ulid::Ulid::new().0;
+    let merge_id = MergeId::generate();
     txn.put(keys::alias(loser), encode(&AliasLink { parent: winner, merge_id }));
     txn.put(keys::child(winner, loser), Vec::new());
     let record = MergeRecord { id: merge_id, kind: winner.kind, winner, loser, reason, merged_at: now, undone_at: None };
@@ -172,7 +172,7 @@ impl Graph {
     }
 
     /// Merge records, newest first, before the merge `before` (for paging).
-    pub fn merges(&self, before: Option<u128>, limit: usize) -> Result<Vec<MergeRecord>, GraphError> {
+    pub fn merges(&self, before: Option<MergeId>, limit: usize) -> Result<Vec<MergeRecord>, GraphError> {
         let end = match before {
             Some(id) => keys::merge(id),
             None => vec![ns::MERGE + 1],
@@ -186,13 +186,13 @@ impl Graph {
     }
 
     /// Undoes a merge: the joined cluster stands alone again and is pinned apart from the other.
-    pub fn unmerge(&self, merge_id: u128, now: Timestamp) -> Result<MergeRecord, IdentityError> {
+    pub fn unmerge(&self, merge_id: MergeId, now: Timestamp) -> Result<MergeRecord, IdentityError> {
         self.write(|txn| {
             let key = keys::merge(merge_id);
-            let Some(bytes) = txn.get(&key)? else { return Err(IdentityError::UnknownMerge(merge_id_text(merge_id))) };
+            let Some(bytes) = txn.get(&key)? else { return Err(IdentityError::UnknownMerge(merge_id.to_string())) };
             let mut record: MergeRecord = decode_at(&key, &bytes)?;
             if record.undone_at.is_some() {
-                return Err(IdentityError::AlreadyUndone(merge_id_text(merge_id)));
+                return Err(IdentityError::AlreadyUndone(merge_id.to_string()));
             }
             txn.delete(keys::alias(record.loser));
             txn.delete(keys::child(record.winner, record.loser));
@@ -201,7 +201,7 @@ impl Graph {
             record.undone_at = Some(now);
             txn.changed(PendingChange { node: record.loser, op: ChangeOp::Unmerge, at: now, related: vec![record.winner] });
             txn.put(key, encode(&record));
-            info!(merge = %merge_id_text(merge_id), winner = %record.winner, loser = %record.loser, "merge undone");
+            info!(merge = %merge_id, winner = %record.winner, loser = %record.loser, "merge undone");
             Ok(record)
         })
     }

@@ -26,7 +26,7 @@
 //! "Everything about organization X" is the `w`, `m`, `t` and `o` ranges of X's
 //! cluster members; "X's interactions between t1 and t2" is one `t` range.
 
-use super::model::{NODE_ID_LEN, NodeId, RecordKind, Timestamp};
+use super::model::{MergeId, NODE_ID_LEN, NodeId, RecordKind, Timestamp};
 
 /// Namespace bytes.
 pub mod ns {
@@ -158,8 +158,8 @@ pub fn pin(a: NodeId, b: NodeId) -> Vec<u8> {
 }
 
 /// Merge log entry.
-pub fn merge(id: u128) -> Vec<u8> {
-    key(ns::MERGE, &[&id.to_be_bytes()])
+pub fn merge(id: MergeId) -> Vec<u8> {
+    key(ns::MERGE, &[&id.to_u128().to_be_bytes()])
 }
 
 /// A key `ns | owner | other`, for the `w` and `m` indexes.

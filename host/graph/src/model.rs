@@ -9,6 +9,8 @@ use std::str::FromStr;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use rapport_core::id::MergeId;
+use rapport_core::id::parse_ulid;
 pub use rapport_ops::{DealStatus, Direction, InteractionKind, Lifecycle, RecordKind, Role};
 
 /// Milliseconds since the Unix epoch, UTC.
@@ -386,9 +388,8 @@ pub struct Change {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MergeRecord {
     /// Id of the merge (a ULID, printed as `mrg_…` in JSON).
-    #[serde(with = "merge_id_format")]
     #[schema(value_type = String, example = "mrg_01J9Z3K4X7Q8R2M5N6P7T8V9W0")]
-    pub id: u128,
+    pub id: MergeId,
     /// Kind of the merged nodes.
     pub kind: RecordKind,
     /// The cluster root that stayed.
@@ -416,49 +417,11 @@ pub struct DuplicateCandidate {
     pub found_at: Timestamp,
 }
 
-/// Text form of a merge id: `mrg_<ULID>`.
-pub fn merge_id_text(id: u128) -> String {
-    format!("mrg_{}", ulid::Ulid(id))
-}
-
-/// Parses `mrg_…`.
-pub fn parse_merge_id(text: &str) -> Option<u128> {
-    parse_ulid(text.strip_prefix("mrg_")?)
-}
-
-/// A ULID exactly as this server writes it: 26 upper-case Crockford base-32 digits, the
-/// first at most 7 (the documented id patterns say the same, so a lower-case or aliased
-/// spelling is refused rather than silently read).
-fn parse_ulid(text: &str) -> Option<u128> {
-    const DIGITS: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    let strict = text.len() == 26 && text.as_bytes()[0] <= b'7' && text.bytes().all(|b| DIGITS.contains(&b));
-    strict.then(|| ulid::Ulid::from_string(text).ok().map(|u| u.0)).flatten()
-}
-
-/// Merge ids: `mrg_<ULID>` in JSON, a number in storage.
-mod merge_id_format {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(id: &u128, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() { s.collect_str(&super::merge_id_text(*id)) } else { id.serialize(s) }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
-        use serde::de::Error;
-        if d.is_human_readable() {
-            let text = String::deserialize(d)?;
-            super::parse_merge_id(&text).ok_or_else(|| D::Error::custom(format!("`{text}` is not a merge id (mrg_…)")))
-        } else {
-            u128::deserialize(d)
-        }
-    }
-}
-
 /// The value of an alias key: `node` is merged into `parent` by merge `merge_id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AliasLink {
     /// The cluster it joined.
     pub parent: NodeId,
     /// The merge that did it.
-    pub merge_id: u128,
+    pub merge_id: MergeId,
 }

@@ -110,7 +110,7 @@ impl TestBench {
     /// Runs a sync from the instance's current cursor, as the next scheduled run would.
     pub async fn run(&self) -> Result<TestReport, PluginHostError> {
         let (run, commits) = self.host.run_traced(TEST_INSTANCE, Trigger::Cli).await?;
-        let logs = self.host.logs(TEST_INSTANCE, &run.id)?;
+        let logs = self.host.logs(TEST_INSTANCE, run.id)?;
         let cursor = self.host.cursor(TEST_INSTANCE)?;
         Ok(TestReport { run, commits, cursor, logs })
     }

@@ -57,6 +57,7 @@ use crate::ledger::{Ledger, LedgerError};
 use crate::metrics::METRICS;
 use rapport_core::config::ConfigError;
 use rapport_core::hex;
+use rapport_core::id::RunId;
 use rapport_net::tls::{self, TlsError};
 use rapport_schedule::{Clock, Plan, Schedule, ScheduleError, Scheduler, SystemClock};
 
@@ -485,9 +486,9 @@ impl PluginHost {
         // Only the runs still marked active are read, not the whole history.
         let mut abandoned = Vec::new();
         for (instance, id) in registry::ACTIVE.scan(&*host.ledger, "")? {
-            if let Some(mut record) = registry::run_key(&instance, &id).get(&*host.ledger)? {
+            if let Some(mut record) = registry::run_key(&instance, id).get(&*host.ledger)? {
                 record.status = RunStatus::Abandoned;
-                abandoned.push(registry::run_key(&instance, &id).put(&record));
+                abandoned.push(registry::run_key(&instance, id).put(&record));
             }
             abandoned.push(registry::active_key(&instance).delete());
         }
@@ -795,7 +796,7 @@ impl PluginHost {
     }
 
     /// The log lines a run kept, in order.
-    pub fn logs(&self, instance: &str, id: &str) -> Result<Vec<LogLine>, PluginHostError> {
+    pub fn logs(&self, instance: &str, id: RunId) -> Result<Vec<LogLine>, PluginHostError> {
         registry::run_log(&*self.ledger, instance, id)
     }
 
@@ -920,7 +921,7 @@ impl PluginHost {
     }
 
     /// One run of an instance.
-    pub fn run_record(&self, instance: &str, id: &str) -> Result<Option<RunRecord>, PluginHostError> {
+    pub fn run_record(&self, instance: &str, id: RunId) -> Result<Option<RunRecord>, PluginHostError> {
         registry::run_key(instance, id).get(&*self.ledger)
     }
 
@@ -989,7 +990,7 @@ impl PluginHost {
             record.ended_at = Some(self.clock.now());
             count(&record, started.elapsed());
             let mut finished = vec![
-                registry::run_key(&record.instance, &record.id).put(&record),
+                registry::run_key(&record.instance, record.id).put(&record),
                 registry::active_key(&record.instance).delete(),
             ];
             finished.extend(ended.log_tail.map(|(name, lines)| (name, Some(lines))));
@@ -1124,7 +1125,7 @@ impl PluginHost {
         let now = self.clock.now();
         let id = lock(&self.ids).generate_from_datetime(now.into()).unwrap_or_else(|_| ulid::Ulid::from_datetime(now.into()));
         let record = RunRecord {
-            id: format!("run_{id}"),
+            id: RunId::from_ulid(id),
             instance: name.to_owned(),
             plugin: plugin.manifest.name.clone(),
             plugin_version: plugin.manifest.version.clone(),
@@ -1152,7 +1153,7 @@ impl PluginHost {
         claim.record.cursor_before.clone_from(&shown);
         claim.record.cursor = shown;
         self.ledger.write_meta(vec![
-            registry::run_key(name, &claim.record.id).put(&claim.record),
+            registry::run_key(name, claim.record.id).put(&claim.record),
             registry::active_key(name).put(&claim.record.id),
         ])?;
         Ok(claim)

@@ -12,6 +12,7 @@
 //! | `plan/<instance>`       | its schedule's [`Plan`]: next and last scheduled run |
 //! | `log/<instance>/<id>/<n>` | the run's log lines, the `n`-th chunk (one per commit), a JSON list of [`LogLine`] |
 
+use rapport_core::id::RunId;
 use chrono::{DateTime, Utc};
 use std::marker::PhantomData;
 
@@ -256,7 +257,8 @@ impl SkippedEmit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunRecord {
     /// `run_<ULID>`.
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: RunId,
     /// The instance that ran.
     pub instance: String,
     /// Its plugin.
@@ -429,7 +431,7 @@ pub(super) const CURSORS: Table<String> = Table::new("cursor/");
 pub(super) const RUNS: Table<RunRecord> = Table::new("run/");
 /// The id of each instance's run in progress, so a restart finds interrupted runs without
 /// reading the history.
-pub(super) const ACTIVE: Table<String> = Table::new("active/");
+pub(super) const ACTIVE: Table<RunId> = Table::new("active/");
 /// Each instance's schedule plan.
 pub(super) const PLANS: Table<Plan> = Table::new("plan/");
 /// Log lines, by `<instance>/<run id>/<chunk>` (one chunk per commit).
@@ -447,7 +449,7 @@ pub(super) fn cursor_key(instance: &str) -> Row<String> {
     CURSORS.row(instance)
 }
 
-pub(super) fn active_key(instance: &str) -> Row<String> {
+pub(super) fn active_key(instance: &str) -> Row<RunId> {
     ACTIVE.row(instance)
 }
 
@@ -455,11 +457,11 @@ pub(super) fn plan_key(instance: &str) -> Row<Plan> {
     PLANS.row(instance)
 }
 
-pub(super) fn run_key(instance: &str, id: &str) -> Row<RunRecord> {
+pub(super) fn run_key(instance: &str, id: RunId) -> Row<RunRecord> {
     RUNS.row(&format!("{instance}/{id}"))
 }
 
-pub(super) fn log_key(instance: &str, id: &str, chunk: u32) -> Row<Vec<LogLine>> {
+pub(super) fn log_key(instance: &str, id: RunId, chunk: u32) -> Row<Vec<LogLine>> {
     LOGS.row(&format!("{instance}/{id}/{chunk:08}"))
 }
 
@@ -469,7 +471,7 @@ pub(super) fn newest_runs(ledger: &dyn Ledger, instance: &str, limit: usize) -> 
 }
 
 /// A run's log lines, in order.
-pub(super) fn run_log(ledger: &dyn Ledger, instance: &str, id: &str) -> Result<Vec<LogLine>, PluginHostError> {
+pub(super) fn run_log(ledger: &dyn Ledger, instance: &str, id: RunId) -> Result<Vec<LogLine>, PluginHostError> {
     Ok(LOGS.scan(ledger, &format!("{instance}/{id}/"))?.into_iter().flat_map(|(_, lines)| lines).collect())
 }
 
@@ -483,14 +485,14 @@ pub(super) fn history_prefixes(instance: &str) -> [String; 2] {
 pub(super) fn prune_runs(ledger: &dyn Ledger, instance: &str, cutoff: DateTime<Utc>) -> Result<usize, PluginHostError> {
     // Run ids are ULIDs of their start: every id below the cutoff's is older.
     let cutoff_ms = u64::try_from(cutoff.timestamp_millis()).unwrap_or_default();
-    let below = format!("run_{}", ulid::Ulid::from_parts(cutoff_ms, 0));
+    let below = RunId::first_at(cutoff_ms);
     let old = RUNS.range(ledger, &format!("{instance}/"), &format!("{instance}/{below}"), false, usize::MAX)?;
     let mut deletes = Vec::new();
     let mut pruned = 0;
     for record in old.iter().filter(|record| record.status != RunStatus::Running) {
         let logs = LOGS.scan(ledger, &format!("{instance}/{}/", record.id))?;
         deletes.extend(logs.into_iter().map(|(name, _)| LOGS.row(&name).delete()));
-        deletes.push(run_key(instance, &record.id).delete());
+        deletes.push(run_key(instance, record.id).delete());
         pruned += 1;
     }
     if !deletes.is_empty() {

@@ -101,7 +101,7 @@ impl RunLog {
         if self.pending.is_empty() {
             return None;
         }
-        let entry = registry::log_key(&record.instance, &record.id, self.chunks).encoded(&self.pending);
+        let entry = registry::log_key(&record.instance, record.id, self.chunks).encoded(&self.pending);
         self.pending.clear();
         self.chunks += 1;
         Some(entry)
@@ -350,7 +350,7 @@ impl RunState {
                         log_skipped(&example);
                         keep_example(&mut record, example);
                     }
-                    vec![registry::run_key(&record.instance, &record.id).encoded(&record)]
+                    vec![registry::run_key(&record.instance, record.id).encoded(&record)]
                 }),
             );
             let report = report?;

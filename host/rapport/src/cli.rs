@@ -20,6 +20,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use rapport::api::{self, AppState};
+use rapport_core::id::RunId;
 use rapport::config::{Config, token_digest};
 use rapport::demo::{self, WorldSpec};
 use rapport::import::{ImportOptions, import_jsonl};
@@ -379,8 +380,8 @@ enum PluginCommand {
     Logs {
         /// The instance.
         instance: String,
-        /// The run (run_…).
-        run: Option<String>,
+        /// The run (run_…); the newest when left out.
+        run: Option<RunId>,
     },
 }
 

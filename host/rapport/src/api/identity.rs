@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::{ApiError, AppState, ErrorBody, JsonBody, Page, Path, Query, blocking, limit, parse_id};
-use rapport_graph::model::{DuplicateCandidate, MergeRecord, Timestamp, merge_id_text, parse_merge_id};
+use rapport_graph::model::{DuplicateCandidate, MergeId, MergeRecord, Timestamp};
 use rapport_ops::{Label, MergeIdText, NodeIdText};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -34,11 +34,11 @@ pub(super) async fn list_merges(
     let before = query
         .before
         .as_deref()
-        .map(|b| parse_merge_id(b).ok_or_else(|| ApiError::field("before", "expected a merge id (mrg_…)")))
+        .map(|b| b.parse::<MergeId>().map_err(|_| ApiError::field("before", "expected a merge id (mrg_…)")))
         .transpose()?;
     let limit = limit(query.limit, 100, "limit")?;
     let items: Vec<MergeRecord> = blocking(&state, move |graph| graph.merges(before, limit)).await?;
-    let next = (items.len() == limit).then(|| items.last().map(|m| merge_id_text(m.id))).flatten();
+    let next = (items.len() == limit).then(|| items.last().map(|m| m.id.to_string())).flatten();
     Ok(Json(Page { items, next }))
 }
 
@@ -86,7 +86,7 @@ pub(super) async fn create_merge(
     (status = 409, description = "already undone", body = ErrorBody),
 ))]
 pub(super) async fn undo_merge(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<MergeRecord>, ApiError> {
-    let id = parse_merge_id(&id).ok_or_else(|| ApiError::field("id", "expected a merge id (mrg_…)"))?;
+    let id = id.parse::<MergeId>().map_err(|_| ApiError::field("id", "expected a merge id (mrg_…)"))?;
     Ok(Json(blocking(&state, move |graph| graph.unmerge(id, Timestamp::now())).await?))
 }
 

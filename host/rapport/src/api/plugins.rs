@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, AppState, ErrorBody, JsonBody, Path, Query, limit, off_workers};
 use rapport_plugin_host::registry::{InstalledPlugin, Instance, InstanceSchedule, LogLine, RunRecord, Trigger};
 use rapport_plugin_host::{InstallOptions, Overview, PluginHostError, Uninstalled, Upgraded};
+use rapport_core::id::RunId;
 use rapport_schedule::ScheduleError;
 
 impl From<PluginHostError> for ApiError {
@@ -104,11 +105,18 @@ pub(super) async fn run(
     State(state): State<AppState>,
     Path((instance, run_id)): Path<(String, String)>,
 ) -> Result<Json<RunRecord>, ApiError> {
-    state
-        .plugins
-        .run_record(&instance, &run_id)?
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("instance `{instance}` has no run {run_id}")))
+    let (_, record) = find_run(&state, &instance, &run_id)?;
+    record.map(Json).ok_or_else(|| no_run(&instance, &run_id))
+}
+
+/// The run `run_id` names, if it spells a run id; any other text names no run.
+fn find_run(state: &AppState, instance: &str, run_id: &str) -> Result<(RunId, Option<RunRecord>), ApiError> {
+    let id: RunId = run_id.parse().map_err(|_| no_run(instance, run_id))?;
+    Ok((id, state.plugins.run_record(instance, id)?))
+}
+
+fn no_run(instance: &str, run_id: &str) -> ApiError {
+    ApiError::NotFound(format!("instance `{instance}` has no run {}", rapport_ops::excerpt(run_id, 64)))
 }
 
 /// Sets the instance's schedule; it syncs by itself from its next time on.
@@ -222,10 +230,11 @@ pub(super) async fn run_logs(
     State(state): State<AppState>,
     Path((instance, run_id)): Path<(String, String)>,
 ) -> Result<Json<Vec<LogLine>>, ApiError> {
-    if state.plugins.run_record(&instance, &run_id)?.is_none() {
-        return Err(ApiError::NotFound(format!("instance `{instance}` has no run {run_id}")));
+    let (id, record) = find_run(&state, &instance, &run_id)?;
+    if record.is_none() {
+        return Err(no_run(&instance, &run_id));
     }
-    Ok(Json(state.plugins.logs(&instance, &run_id)?))
+    Ok(Json(state.plugins.logs(&instance, id)?))
 }
 
 /// A plugin package, uploaded: what `rapport plugin install` reads from a package directory.

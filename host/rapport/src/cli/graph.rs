@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{Backend, GraphCommand, MergesCommand, ObserveArgs, parse_id, parse_time, print_json};
 use rapport_graph::ContextQuery;
-use rapport_graph::model::{Change, DuplicateCandidate, MergeRecord, RecordKind, Timestamp, merge_id_text, parse_merge_id};
+use rapport_graph::model::{Change, DuplicateCandidate, MergeId, MergeRecord, RecordKind, Timestamp};
 use rapport_ops::{IngestBatch, InvalidPolicy, ObservationRecord, Operation, Subject};
 
 /// A page of the API's listings.
@@ -103,7 +103,7 @@ fn text(value: &Value) -> &str {
 
 fn show_merge(merge: &MergeRecord) {
     let state = if merge.undone_at.is_some() { "undone" } else { "active" };
-    println!("{}\t{state}\t{} ← {}\t{}", merge_id_text(merge.id), merge.winner, merge.loser, merge.reason);
+    println!("{}\t{state}\t{} ← {}\t{}", merge.id, merge.winner, merge.loser, merge.reason);
 }
 
 pub(super) fn merges_command(backend: &Backend, command: MergesCommand) -> anyhow::Result<()> {
@@ -114,7 +114,7 @@ pub(super) fn merges_command(backend: &Backend, command: MergesCommand) -> anyho
             daemon.get::<Items<MergeRecord>>("/v1/merges", &[("limit", limit.to_string())])?.items.iter().for_each(show_merge);
         }
         (_, MergesCommand::Undo { id }) => {
-            let merge = parse_merge_id(&id).with_context(|| format!("`{id}` is not a merge id (mrg_…)"))?;
+            let merge: MergeId = id.parse()?;
             show_merge(&match backend {
                 Backend::Store(graph) => graph.unmerge(merge, now)?,
                 Backend::Daemon(daemon) => daemon.call(Method::POST, &format!("/v1/merges/{id}/undo"), &[], None)?,

@@ -14,6 +14,7 @@ use super::{Backend, PluginCommand, TestArgs, package, runtime};
 use rapport::config::Config;
 use rapport::ledger::GraphLedger;
 use rapport_core::Secret;
+use rapport_core::id::RunId;
 use rapport_net::HostPattern;
 use rapport_plugin_host::harness::{TestBench, TestOptions};
 use rapport_plugin_host::registry::{InstalledPlugin, Instance, InstanceSchedule, LogLine, RunRecord, RunStatus, Trigger};
@@ -134,7 +135,7 @@ fn on_store(runtime: &tokio::runtime::Runtime, plugins: &PluginHost, command: Pl
                 Some(run) => run,
                 None => latest_run(&instance, plugins.runs(&instance, 1)?)?,
             };
-            plugins.logs(&instance, &run)?.iter().for_each(print_log_line);
+            plugins.logs(&instance, run)?.iter().for_each(print_log_line);
         }
         PluginCommand::Test(_) | PluginCommand::Package { .. } => unreachable!("handled before the store is opened"),
     }
@@ -293,7 +294,7 @@ fn set_enabled(daemon: &Daemon, instance: &str, enabled: bool) -> anyhow::Result
 }
 
 /// The id of the newest of `runs`.
-fn latest_run(instance: &str, runs: Vec<RunRecord>) -> anyhow::Result<String> {
+fn latest_run(instance: &str, runs: Vec<RunRecord>) -> anyhow::Result<RunId> {
     runs.into_iter().next().map(|r| r.id).with_context(|| format!("instance `{instance}` has not run yet"))
 }
 

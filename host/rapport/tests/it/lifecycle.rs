@@ -126,12 +126,12 @@ fn uninstalling_removes_the_instance_and_its_history_but_not_its_records() {
     install(&server, "pager", "crm-2", json!({"pages": 1, "page_size": 2, "prefix": "b-"})).unwrap();
     let crm_run = run(&server, "crm");
     run(&server, "crm-2");
-    assert!(!server.plugins.logs("crm", &crm_run.id).unwrap().is_empty());
+    assert!(!server.plugins.logs("crm", crm_run.id).unwrap().is_empty());
 
     let removed = server.plugins.uninstall_instance("crm").unwrap();
     assert_eq!((removed.instances.as_slice(), removed.plugin), (["crm".to_owned()].as_slice(), None), "crm-2 still runs the plugin");
     assert!(matches!(server.plugins.runs("crm", 10), Err(PluginHostError::UnknownInstance(_))));
-    assert!(server.plugins.logs("crm", &crm_run.id).unwrap().is_empty(), "its logs went with it");
+    assert!(server.plugins.logs("crm", crm_run.id).unwrap().is_empty(), "its logs went with it");
     assert_eq!(server.plugins.cursor("crm").unwrap(), None);
     assert!(has_organization(&server, "crm", "org-1"), "synced records stay");
     assert_eq!(run(&server, "crm-2").status, RunStatus::Succeeded, "the other instance is untouched");
@@ -168,7 +168,7 @@ fn a_run_keeps_its_log_lines_and_they_are_served() {
     install(&server, "pager", "crm", json!({"pages": 2, "page_size": 1})).unwrap();
     let record = run(&server, "crm");
     assert_eq!(record.log_lines, 1);
-    let lines = server.plugins.logs("crm", &record.id).unwrap();
+    let lines = server.plugins.logs("crm", record.id).unwrap();
     assert_eq!(lines.len(), 1);
     assert_eq!((lines[0].level.as_str(), lines[0].message.as_str()), ("info", "syncing"));
     assert_eq!(lines[0].fields, [("from_page".to_owned(), "0".to_owned()), ("pages".to_owned(), "2".to_owned())]);
@@ -195,10 +195,10 @@ fn runs_older_than_the_retention_period_are_deleted_with_their_logs() {
     // 31 days after the first run: it goes, with its logs, when the next run ends.
     clock.set(utc("2026-04-01T12:00:01Z"));
     let newest = run(&server, "crm");
-    let ids: Vec<String> = server.plugins.runs("crm", 10).unwrap().into_iter().map(|r| r.id).collect();
-    assert_eq!(ids, [newest.id, recent.id.clone()]);
-    assert!(server.plugins.logs("crm", &old.id).unwrap().is_empty());
-    assert!(!server.plugins.logs("crm", &recent.id).unwrap().is_empty());
+    let ids: Vec<_> = server.plugins.runs("crm", 10).unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(ids, [newest.id, recent.id]);
+    assert!(server.plugins.logs("crm", old.id).unwrap().is_empty());
+    assert!(!server.plugins.logs("crm", recent.id).unwrap().is_empty());
 }
 
 #[test]

@@ -86,7 +86,7 @@ fn a_run_commits_each_page_with_its_cursor_and_the_next_run_resumes_after_it() {
 
     let runs = server.get_json("/v1/plugins/crm-eu/runs");
     assert_eq!(runs.as_array().unwrap().len(), 2);
-    assert_eq!(runs[0]["id"], again.id.as_str(), "newest first");
+    assert_eq!(runs[0]["id"], again.id.to_string(), "newest first");
     assert_eq!(runs[1]["operations_applied"], 40);
     let listed = server.get_json("/v1/plugins");
     assert_eq!(listed["instances"][0]["name"], "crm-eu");
@@ -313,7 +313,7 @@ fn log_lines_and_skipped_examples_stay_small_whatever_the_plugin_sends() {
     install(&server, "hostile", "chatty", json!({"behaviour": "big-log", "bytes": 1_000_000, "count": 3}));
     let record = run_beside_good_neighbours(&server, "chatty");
     assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
-    let lines = server.plugins.logs("chatty", &record.id).unwrap();
+    let lines = server.plugins.logs("chatty", record.id).unwrap();
     assert_eq!(lines.len(), 3);
     for line in &lines {
         let size = line.message.len() + line.fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();

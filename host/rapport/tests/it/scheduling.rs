@@ -169,6 +169,6 @@ fn a_run_still_going_when_its_next_time_comes_skips_that_turn() {
     wait_until("the turn taken", || planned_for(&server.plugins, "slow", "2026-06-02T09:00:00Z"));
     let runs = server.plugins.runs("slow", 1000).unwrap();
     assert_eq!(runs.len(), 1, "the scheduled turn was skipped, not queued: {runs:?}");
-    assert_eq!((runs[0].id.as_str(), runs[0].status), (manual.id.as_str(), RunStatus::Running));
+    assert_eq!((runs[0].id, runs[0].status), (manual.id, RunStatus::Running));
     scheduler.abort();
 }
