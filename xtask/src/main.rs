@@ -18,7 +18,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Build in release mode, load the demo world and serve it on 127.0.0.1:8080.
+    /// Build (the tests' build: `cargo xtask test` after it compiles little more), load the
+    /// demo world and serve it on 127.0.0.1:8080.
     Demo {
         /// Arguments passed to `rapport demo` (see `rapport demo --help`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -52,13 +53,16 @@ fn target_dir() -> PathBuf {
 /// under the target directory; returns the package directory.
 fn build_demo_plugin() -> anyhow::Result<PathBuf> {
     prepare_wasm_target()?;
-    let mut build = cargo();
-    build.args(["build", "--release", "--target", "wasm32-wasip2", "--package", "demo"]);
-    run(build).context("building the demo plugin")?;
     let target = target_dir();
+    // The directory the test fixtures build their plugins in, so the guest dependencies
+    // compile once for both.
+    let wasm_target = target.join("wasm-plugins");
+    let mut build = cargo();
+    build.args(["build", "--release", "--target", "wasm32-wasip2", "--package", "demo", "--target-dir"]).arg(&wasm_target);
+    run(build).context("building the demo plugin")?;
     let package = target.join("demo-plugin");
     std::fs::create_dir_all(&package).with_context(|| format!("cannot create {}", package.display()))?;
-    let wasm = target.join("wasm32-wasip2/release/demo.wasm");
+    let wasm = wasm_target.join("wasm32-wasip2/release/demo.wasm");
     std::fs::copy(&wasm, package.join("plugin.wasm")).with_context(|| format!("cannot copy {}", wasm.display()))?;
     std::fs::copy(workspace_root().join("plugins/demo/plugin.toml"), package.join("plugin.toml"))
         .context("cannot copy the demo plugin's manifest")?;
@@ -134,7 +138,10 @@ fn try_main() -> anyhow::Result<()> {
         Task::Demo { args } => {
             let package = build_demo_plugin()?;
             let mut command = cargo();
-            command.args(["run", "--release", "--package", "rapport", "--bin", "rapport", "--", "demo", "--package"]);
+            // The dev profile (dependencies optimised, ours not): the very build the tests
+            // use, so a newcomer compiles wasmtime once for both README commands. The world
+            // loads in seconds either way; benchmarks alone need release.
+            command.args(["run", "--package", "rapport", "--bin", "rapport", "--", "demo", "--package"]);
             command.arg(package).args(args);
             run(command)
         }
