@@ -16,8 +16,8 @@
 
 pub use rapport_ops::{
     DealRecord as Deal, DealStatus, DeleteRecord as Delete, Direction, InteractionKind, InteractionRecord as Interaction, Lifecycle,
-    LinkRecord as Link, ObservationRecord as Observation, Operation, OrganizationRecord as Organization, PersonRecord as Person, RecordKind,
-    Relation, Role,
+    LinkRecord as Link, ObservationRecord as Observation, Operation, OrganizationRecord as Organization, PersonRecord as Person,
+    RecordKind, Relation, Role,
 };
 
 #[cfg(test)]

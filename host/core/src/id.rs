@@ -145,10 +145,10 @@ mod tests {
         assert!(stored.len() <= 19, "binary formats hold the number: {stored:?}");
         assert_eq!(postcard::from_bytes::<MergeId>(&stored).unwrap(), id);
         for refused in [
-            "run_01J9Z3K4X7Q8R2M5N6P7T8V9W0",  // another kind
-            "mrg_01j9z3k4x7q8r2m5n6p7t8v9w0",  // lower case
-            "01J9Z3K4X7Q8R2M5N6P7T8V9W0",      // no prefix
-            "mrg_81J9Z3K4X7Q8R2M5N6P7T8V9W0",  // beyond 128 bits
+            "run_01J9Z3K4X7Q8R2M5N6P7T8V9W0", // another kind
+            "mrg_01j9z3k4x7q8r2m5n6p7t8v9w0", // lower case
+            "01J9Z3K4X7Q8R2M5N6P7T8V9W0",     // no prefix
+            "mrg_81J9Z3K4X7Q8R2M5N6P7T8V9W0", // beyond 128 bits
             "mrg_01J9Z3K4X7Q8R2M5N6P7T8V9WU", // not Crockford
         ] {
             let err = refused.parse::<MergeId>().unwrap_err();

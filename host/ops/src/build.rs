@@ -15,8 +15,8 @@
 use chrono::{DateTime, Utc};
 
 use crate::{
-    DealRecord, DealStatus, DeleteRecord, Direction, Employment, InteractionKind, InteractionRecord, Lifecycle, LinkRecord, ObservationRecord,
-    Operation, OrganizationRecord, Participant, PersonRecord, RecordKind, Relation, Role, Subject,
+    DealRecord, DealStatus, DeleteRecord, Direction, Employment, InteractionKind, InteractionRecord, Lifecycle, LinkRecord,
+    ObservationRecord, Operation, OrganizationRecord, Participant, PersonRecord, RecordKind, Relation, Role, Subject,
 };
 
 /// Builder methods for optional fields: `text name;` takes anything that becomes a

@@ -753,7 +753,8 @@ mod tests {
 
     #[test]
     fn serializes_to_what_it_parses() {
-        let json = r#"{"op":"upsert_organization","external_id":"o","name":"A","domains":["a.com"],"roles":["client"],"lifecycle":"active"}"#;
+        let json =
+            r#"{"op":"upsert_organization","external_id":"o","name":"A","domains":["a.com"],"roles":["client"],"lifecycle":"active"}"#;
         let op = parse_operation(json, "").unwrap();
         assert_eq!(serde_json::to_string(&op).unwrap(), json);
     }

@@ -84,10 +84,7 @@ text_schema!(
 
 /// The schema of an object with exactly one of `fields` set: one alternative per field,
 /// the others absent or null (as the server reads them), nothing else.
-fn exactly_one_of(
-    description: &str,
-    fields: &[(&str, RefOr<Schema>)],
-) -> RefOr<Schema> {
+fn exactly_one_of(description: &str, fields: &[(&str, RefOr<Schema>)]) -> RefOr<Schema> {
     let mut one_of = OneOfBuilder::new().description(Some(description));
     for (set, _) in fields {
         let mut object = ObjectBuilder::new().schema_type(Type::Object).additional_properties(Some(AdditionalProperties::FreeForm(false)));

@@ -6,7 +6,6 @@
 
 use std::borrow::Cow;
 
-
 /// Longest id (external ids and references), in characters.
 pub const MAX_ID_CHARS: usize = 256;
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use super::ledger::Ledger;
 use super::registry::{LogLine, RunRecord, Trigger};
 use super::run::CommitTrace;
-use super::{InstallOptions, PluginHostError, PluginHost};
+use super::{InstallOptions, PluginHost, PluginHostError};
 use crate::config::{GrantedBy, InstanceGrant, PluginsConfig};
 use rapport_core::Secret;
 use rapport_net::HostPattern;

@@ -12,8 +12,8 @@
 //! | `plan/<instance>`       | its schedule's [`Plan`]: next and last scheduled run |
 //! | `log/<instance>/<id>/<n>` | the run's log lines, the `n`-th chunk (one per commit), a JSON list of [`LogLine`] |
 
-use rapport_core::id::RunId;
 use chrono::{DateTime, Utc};
+use rapport_core::id::RunId;
 use std::marker::PhantomData;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -378,7 +378,14 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
 
     /// The values of the rows named `from…` to before `to…`, in key order (or newest first),
     /// at most `limit`.
-    pub(super) fn range(&self, ledger: &dyn Ledger, from: &str, to: &str, newest_first: bool, limit: usize) -> Result<Vec<T>, PluginHostError> {
+    pub(super) fn range(
+        &self,
+        ledger: &dyn Ledger,
+        from: &str,
+        to: &str,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<Vec<T>, PluginHostError> {
         let rows = ledger.meta_range(&self.key_prefix(from), &self.key_prefix(to), newest_first, limit)?;
         rows.iter().map(|(key, bytes)| decode(key, bytes)).collect()
     }

@@ -20,12 +20,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use rapport::api::{self, AppState};
-use rapport_core::id::RunId;
 use rapport::config::{Config, token_digest};
 use rapport::demo::{self, WorldSpec};
 use rapport::import::{ImportOptions, import_jsonl};
 use rapport::ledger::GraphLedger;
 use rapport_core::hex;
+use rapport_core::id::RunId;
 use rapport_graph::Graph;
 use rapport_graph::model::{NodeId, RecordKind, Timestamp};
 use rapport_ops::{IngestBatch, SOURCE_RULE, is_valid_source};

@@ -2,9 +2,7 @@
 //! bursts included, however the plugin loops.
 
 use std::sync::Mutex;
-use std::time::Duration;
-
-use tokio::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::RateLimit;
 use crate::lock;
@@ -35,19 +33,21 @@ impl TokenBucket {
     /// Takes a token, waiting for it if there is none; returns how long it waited. A
     /// caller reserves its token before waiting, so concurrent callers queue in order.
     pub async fn acquire(&self) -> Duration {
-        let wait = {
-            let mut state = lock(&self.state);
-            let now = Instant::now();
-            let refill = now.duration_since(state.refilled_at).as_secs_f64() * self.limit.requests_per_second;
-            state.tokens = (state.tokens + refill).min(f64::from(self.limit.burst));
-            state.refilled_at = now;
-            state.tokens -= 1.0;
-            if state.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-state.tokens / self.limit.requests_per_second) }
-        };
+        let wait = self.reserve(Instant::now());
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
         wait
+    }
+
+    /// Takes a token at `now` and says how long until it is really there (zero when it was).
+    fn reserve(&self, now: Instant) -> Duration {
+        let mut state = lock(&self.state);
+        let refill = now.saturating_duration_since(state.refilled_at).as_secs_f64() * self.limit.requests_per_second;
+        state.tokens = (state.tokens + refill).min(f64::from(self.limit.burst));
+        state.refilled_at = state.refilled_at.max(now);
+        state.tokens -= 1.0;
+        if state.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-state.tokens / self.limit.requests_per_second) }
     }
 }
 
@@ -55,23 +55,35 @@ impl TokenBucket {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn a_burst_goes_at_once_and_the_rest_at_the_rate() {
+    /// Each caller asks at the moment the previous one got its token, as a plugin looping
+    /// over requests does; the clock is the test's, so the figures are exact.
+    #[test]
+    fn a_burst_goes_at_once_and_the_rest_at_the_rate() {
         let bucket = TokenBucket::new(RateLimit { requests_per_second: 4.0, burst: 2 });
-        let start = Instant::now();
+        let start = lock(&bucket.state).refilled_at;
+        let mut now = start;
         let mut sent = Vec::new();
         for _ in 0..6 {
-            bucket.acquire().await;
-            sent.push(start.elapsed());
+            now += bucket.reserve(now);
+            sent.push(now.duration_since(start).as_millis());
         }
-        let ms: Vec<u128> = sent.iter().map(Duration::as_millis).collect();
-        assert_eq!(ms, vec![0, 0, 250, 500, 750, 1000]);
+        assert_eq!(sent, vec![0, 0, 250, 500, 750, 1000]);
         // A quiet period refills up to the burst, not beyond.
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        let before = Instant::now();
+        let before = now + Duration::from_secs(10);
+        let mut now = before;
         for _ in 0..3 {
-            bucket.acquire().await;
+            now += bucket.reserve(now);
         }
-        assert_eq!(before.elapsed().as_millis(), 250);
+        assert_eq!(now.duration_since(before).as_millis(), 250);
+    }
+
+    #[tokio::test]
+    async fn acquire_waits_for_the_token_it_reserved() {
+        let bucket = TokenBucket::new(RateLimit { requests_per_second: 50.0, burst: 1 });
+        assert_eq!(bucket.acquire().await, Duration::ZERO);
+        let started = Instant::now();
+        let waited = bucket.acquire().await;
+        assert!(waited > Duration::ZERO && waited <= Duration::from_millis(20), "{waited:?}");
+        assert!(started.elapsed() >= waited, "it slept for the wait it reported");
     }
 }

@@ -6,9 +6,9 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState, ErrorBody, JsonBody, Path, Query, limit, off_workers};
+use rapport_core::id::RunId;
 use rapport_plugin_host::registry::{InstalledPlugin, Instance, InstanceSchedule, LogLine, RunRecord, Trigger};
 use rapport_plugin_host::{InstallOptions, Overview, PluginHostError, Uninstalled, Upgraded};
-use rapport_core::id::RunId;
 use rapport_schedule::ScheduleError;
 
 impl From<PluginHostError> for ApiError {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use rapport::ledger::GraphLedger;
 use rapport_graph::model::RecordKind;
 use rapport_plugin_host::registry::{RunFailure, RunRecord, RunStatus, Trigger};
-use rapport_plugin_host::{InstallOptions, PluginHostError, PluginHost};
+use rapport_plugin_host::{InstallOptions, PluginHost, PluginHostError};
 use serde_json::{Value, json};
 
 use crate::harness::{TOKEN, TestServer};
