@@ -16,6 +16,9 @@ pub struct RawIdentity {
     internal_domains: Option<Vec<String>>,
     free_mail_domains: Option<Vec<String>>,
     extra_free_mail_domains: Option<Vec<String>>,
+    source_priority: Option<Vec<String>>,
+    role_addresses: Option<Vec<String>>,
+    extra_role_addresses: Option<Vec<String>>,
 }
 
 /// `[records]` as written.
@@ -30,6 +33,7 @@ pub struct RawRecords {
 /// The keys of `[identity]` and `[records]` an environment variable may set.
 pub const ENV_KEYS: EnvKeys = &[
     ("identity.internal_domains", EnvKind::List),
+    ("identity.source_priority", EnvKind::List),
     ("records.max_list_items", EnvKind::Number),
     ("records.max_name_chars", EnvKind::Number),
     ("records.max_text_chars", EnvKind::Number),
@@ -43,6 +47,11 @@ impl RawIdentity {
             identity.free_mail_domains = domains("identity.free_mail_domains", list)?;
         }
         identity.free_mail_domains.extend(domains("identity.extra_free_mail_domains", self.extra_free_mail_domains.unwrap_or_default())?);
+        identity.source_priority = sources("identity.source_priority", self.source_priority.unwrap_or_default())?;
+        if let Some(list) = self.role_addresses {
+            identity.role_addresses = local_parts("identity.role_addresses", list)?;
+        }
+        identity.role_addresses.extend(local_parts("identity.extra_role_addresses", self.extra_role_addresses.unwrap_or_default())?);
         Ok(identity)
     }
 }
@@ -61,5 +70,38 @@ impl RawRecords {
 fn domains(key: &str, list: Vec<String>) -> Result<HashSet<String>, ConfigError> {
     list.iter()
         .map(|d| ops::normalize_domain(d).ok_or_else(|| invalid(key, format!("`{d}` is not a domain name such as \"acme.com\""))))
+        .collect()
+}
+
+/// Source names, each written once, a trailing `*` standing for any rest.
+fn sources(key: &str, list: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    let mut seen = HashSet::new();
+    for source in &list {
+        let name = source.strip_suffix('*').unwrap_or(source);
+        if !ops::is_valid_source(name) {
+            return Err(invalid(key, format!("`{source}` is not a source name such as \"hubspot\" or a prefix such as \"imap-*\"")));
+        }
+        if !seen.insert(source) {
+            return Err(invalid(key, format!("`{source}` is listed twice; each source has one rank")));
+        }
+    }
+    Ok(list)
+}
+
+/// Local-part patterns: lowercase, no `@`, `*` for any run of characters.
+fn local_parts(key: &str, list: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    list.into_iter()
+        .map(|pattern| {
+            let valid =
+                !pattern.is_empty() && pattern != "*" && !pattern.chars().any(|c| c == '@' || c.is_whitespace() || c.is_uppercase());
+            if valid {
+                Ok(pattern)
+            } else {
+                Err(invalid(
+                    key,
+                    format!("`{pattern}` is not a lowercase local part such as \"noreply\" or a pattern such as \"*-support\""),
+                ))
+            }
+        })
         .collect()
 }

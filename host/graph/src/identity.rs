@@ -9,7 +9,7 @@ use tracing::{debug, info};
 
 use super::keys::{self, ns};
 use super::model::{AliasLink, Body, ChangeOp, DuplicateCandidate, MergeId, MergeRecord, Node, NodeId, RecordKind, Timestamp};
-use super::txn::{PendingChange, Txn};
+use super::txn::{PendingChange, Touched, Txn};
 use super::{Graph, GraphError, decode_at};
 use rapport_store::KeyRange;
 use rapport_store::codec::encode;
@@ -82,10 +82,19 @@ pub(super) fn merge_clusters(
     txn.put(keys::alias(loser), encode(&AliasLink { parent: winner, merge_id }));
     txn.put(keys::child(winner, loser), Vec::new());
     let record = MergeRecord { id: merge_id, kind: winner.kind, winner, loser, reason, merged_at: now, undone_at: None };
+    touch_people(txn, &record);
     txn.changed(PendingChange { node: loser, op: ChangeOp::Merge, at: now, related: vec![winner] });
     debug!(%winner, %loser, reason = %record.reason, "identity merge");
     txn.put(keys::merge(merge_id), encode(&record));
     Ok(Some(record))
+}
+
+/// A merge or unmerge of people changes who both sides' participants speak for.
+fn touch_people(txn: &mut Txn<'_>, record: &MergeRecord) {
+    if record.kind == RecordKind::Person {
+        txn.touch(Touched::Person(record.winner));
+        txn.touch(Touched::Person(record.loser));
+    }
 }
 
 /// A normalized full name (lowercase words joined by single spaces); `None` when empty.
@@ -165,6 +174,7 @@ impl Graph {
         let mut writer = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut txn = Txn::new(&*self.store);
         let value = work(&mut txn)?;
+        super::attribution::refile(&mut txn, &self.rules)?;
         let changes = self.write_changes(&mut txn, &mut writer, Timestamp::now())?;
         self.store.apply(txn.into_batch()).map_err(GraphError::from)?;
         Self::changes_committed(&mut writer, changes);
@@ -199,6 +209,7 @@ impl Graph {
             txn.put(keys::pin(record.winner, record.loser), Vec::new());
             txn.put(keys::pin(record.loser, record.winner), Vec::new());
             record.undone_at = Some(now);
+            touch_people(txn, &record);
             txn.changed(PendingChange { node: record.loser, op: ChangeOp::Unmerge, at: now, related: vec![record.winner] });
             txn.put(key, encode(&record));
             info!(merge = %merge_id, winner = %record.winner, loser = %record.loser, "merge undone");

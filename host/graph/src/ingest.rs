@@ -5,19 +5,20 @@ use std::collections::{BTreeSet, HashSet};
 
 use tracing::debug;
 
+use super::attribution::{self, Attributor};
 use super::keys::{self, ns};
 use super::model::{
     Body, ChangeOp, Deal, Interaction, Job, Node, NodeId, Observation, Organization, Person, Provenance, RecordKind, StageEntry,
     TimelineEntry, Timestamp,
 };
-use super::txn::{PendingChange, Txn};
-use super::{Graph, GraphError, decode_at, identity};
+use super::txn::{PendingChange, Touched, Txn};
+use super::{Graph, GraphError, IdentityRules, decode_at, identity};
 use crate::metrics::{METRICS, OutcomeLabels};
 use rapport_ops::{
     self as ops, DealRecord, FieldError, IngestBatch, IngestReport, InteractionRecord, InvalidPolicy, LinkRecord, ObservationRecord,
     Operation, OrganizationRecord, PersonRecord, Relation, SkippedOperation, SourceTrust,
 };
-use rapport_store::codec::encode;
+use rapport_store::codec::{encode, encode_v2};
 
 /// An operation could not be applied, or the graph failed.
 enum ApplyError {
@@ -100,6 +101,7 @@ impl Graph {
             metrics.ingest_batches.get_or_create(&OutcomeLabels { outcome: "rejected" }).inc();
             return Ok(report);
         }
+        report.refiled = attribution::refile(&mut txn, &self.rules)?;
         report.changes = self.write_changes(&mut txn, &mut writer, Timestamp::from(batch.now))?;
         for (name, value) in batch.meta.into_iter().chain(finish(&report)) {
             txn.put(keys::meta(&name), value);
@@ -209,26 +211,17 @@ impl Apply<'_, '_> {
 
     /// [`Self::store`], noted in the feed as `op`, touching `other`'s cluster too.
     fn store_as(&mut self, node: Node, old: Option<&Node>, op: ChangeOp, other: Option<NodeId>) -> Result<(), GraphError> {
-        let mut related: Vec<NodeId> = old.into_iter().chain([&node]).flat_map(related_records).chain(other).collect();
-        related.sort_unstable();
-        related.dedup();
-        self.txn.changed(PendingChange { node: node.id, op, at: record_time(&node), related });
-        let old_entries = old.map(index_entries).unwrap_or_default();
-        let new_entries = index_entries(&node);
-        let kept: HashSet<&[u8]> = new_entries.iter().map(|(k, _)| k.as_slice()).collect();
-        for (key, _) in &old_entries {
-            if !kept.contains(key.as_slice()) {
-                self.txn.delete(key.clone());
-            }
-        }
-        for (key, value) in new_entries {
-            self.txn.put(key, value);
+        if let (Body::Person(new), Some(Node { body: Body::Person(was), deleted_at, .. })) = (&node.body, old)
+            && (new.emails != was.emails || new.works_at != was.works_at || new.internal != was.internal || node.deleted_at != *deleted_at)
+        {
+            // A new person has no interactions yet; a changed one may speak for others now.
+            self.txn.touch(Touched::Person(node.id));
         }
         let old_claims = old.map(|n| self.claims(n)).unwrap_or_default();
         let new_claims = self.claims(&node);
         let id = node.id;
+        write_node(self.txn, &self.graph.rules, node.clone(), old, op, other);
         identity::flag_duplicates(self.txn, &node, self.now)?;
-        self.txn.put_node(node);
         let claimed: HashSet<&[u8]> = new_claims.iter().map(|(k, _)| k.as_slice()).collect();
         for (key, _) in old_claims.iter().filter(|(k, _)| !claimed.contains(k.as_slice())) {
             self.release(key, id)?;
@@ -249,7 +242,7 @@ impl Apply<'_, '_> {
             Body::Organization(o) => o
                 .domains
                 .iter()
-                .filter(|d| !self.graph.rules.free_mail_domains.contains(*d))
+                .filter(|d| self.graph.rules.identifies_organization(d))
                 .map(|d| (keys::domain(d), format!("shared domain {d}")))
                 .collect(),
             _ => Vec::new(),
@@ -258,7 +251,10 @@ impl Apply<'_, '_> {
 
     fn claim(&mut self, key: Vec<u8>, id: NodeId, reason: String) -> Result<(), GraphError> {
         match self.txn.get(&key)? {
-            None => self.txn.put(key, encode(&id)),
+            None => {
+                self.touch_domain(&key);
+                self.txn.put(key, encode(&id));
+            }
             Some(bytes) => {
                 let owner: NodeId = decode_at(&key, &bytes)?;
                 if owner == id {
@@ -291,9 +287,18 @@ impl Apply<'_, '_> {
         if let Some(bytes) = self.txn.get(key)?
             && decode_at::<NodeId>(key, &bytes)? == id
         {
+            self.touch_domain(key);
             self.txn.delete(key.to_vec());
         }
         Ok(())
+    }
+
+    /// A domain claim changed hands: the people writing from it may speak for another
+    /// organization now.
+    fn touch_domain(&mut self, claim: &[u8]) {
+        if let Some(domain) = keys::claimed_domain(claim) {
+            self.txn.touch(Touched::Domain(domain.to_owned()));
+        }
     }
 
     fn organization(&mut self, r: &OrganizationRecord) -> Result<(), ApplyError> {
@@ -325,7 +330,7 @@ impl Apply<'_, '_> {
             });
         }
         let emails = dedup_ordered(r.emails.iter().filter_map(|e| ops::normalize_email(e)));
-        let by_domain = emails.iter().any(|e| self.is_internal_address(e));
+        let by_domain = emails.iter().any(|e| self.graph.rules.is_internal_address(e));
         if r.internal && !by_domain && !self.trust.internal {
             self.untrusted += 1;
         }
@@ -341,10 +346,6 @@ impl Apply<'_, '_> {
             works_at,
         });
         Ok(self.store(node, old.as_ref())?)
-    }
-
-    fn is_internal_address(&self, email: &str) -> bool {
-        ops::email_domain(email).is_some_and(|d| self.graph.rules.internal_domains.contains(d))
     }
 
     fn deal(&mut self, r: &DealRecord) -> Result<(), ApplyError> {
@@ -390,100 +391,53 @@ impl Apply<'_, '_> {
         if let Some(bytes) = self.txn.get(&key)? {
             return decode_at(&key, &bytes);
         }
-        let person = Person { emails: vec![email.to_owned()], internal: self.is_internal_address(email), ..Person::default() };
+        let person = Person { emails: vec![email.to_owned()], internal: self.graph.rules.is_internal_address(email), ..Person::default() };
         let node = self.fresh_node(RecordKind::Person, &format!("email:{email}"), self.now, Body::Person(person));
         let id = node.id;
         self.store(node, None)?;
         Ok(id)
     }
 
-    /// The organizations an external participant stands for: its employers at `at`, else
-    /// the organization owning its email domain.
-    fn participant_organizations(&mut self, person: NodeId, at: Timestamp, out: &mut BTreeSet<NodeId>) -> Result<bool, GraphError> {
-        let root = self.txn.root(person)?;
-        let mut emails = Vec::new();
-        for id in [person, root] {
-            let Some(Node { body: Body::Person(p), .. }) = self.txn.node(id)? else { continue };
-            if p.internal {
-                return Ok(true);
-            }
-            let before = out.len();
-            out.extend(p.current_employers(at));
-            if out.len() > before {
-                return Ok(false);
-            }
-            emails.extend(p.emails);
-        }
-        for email in emails {
-            let Some(domain) = ops::email_domain(&email) else { continue };
-            if self.graph.rules.free_mail_domains.contains(domain) {
-                continue;
-            }
-            let key = keys::domain(domain);
-            if let Some(bytes) = self.txn.get(&key)? {
-                out.insert(decode_at(&key, &bytes)?);
-                break;
-            }
-        }
-        Ok(false)
-    }
-
     fn interaction(&mut self, r: &InteractionRecord) -> Result<(), ApplyError> {
         let at = Timestamp::from(r.occurred_at);
         check_interval("resolved_at", Some(at), r.resolved_at.map(Into::into))?;
         let mut participants = Vec::with_capacity(r.participants.len());
+        let mut addresses = Vec::with_capacity(r.participants.len());
         let mut seen = HashSet::with_capacity(r.participants.len());
         for p in &r.participants {
-            let id = match (&p.email, &p.person) {
+            let (id, address) = match (&p.email, &p.person) {
                 (Some(email), _) => {
                     let email = ops::normalize_email(email).ok_or_else(|| invalid("participants", "bad email"))?;
-                    self.person_by_email(&email)?
+                    (self.person_by_email(&email)?, Some(email))
                 }
-                (None, Some(person)) => self.reference(RecordKind::Person, person)?,
+                (None, Some(person)) => (self.reference(RecordKind::Person, person)?, None),
                 (None, None) => return Err(invalid("participants", "expected an email or a person")),
             };
             if seen.insert(id) {
                 participants.push(id);
+                addresses.push(address);
             }
         }
-        let mut organizations = BTreeSet::new();
-        if let Some(org) = &r.organization {
-            organizations.insert(self.reference(RecordKind::Organization, org)?);
-        }
-        let mut employees = Vec::new();
-        for &person in &participants {
-            let mut derived = BTreeSet::new();
-            if self.participant_organizations(person, at, &mut derived)? {
-                employees.push(person);
-            } else if r.organization.is_none() {
-                organizations.extend(derived);
-            }
-        }
-        let empty = Body::Interaction(Interaction {
-            kind: r.kind,
-            occurred_at: at,
-            direction: r.direction,
-            duration_secs: None,
-            participants: Vec::new(),
-            employees: Vec::new(),
-            organizations: Vec::new(),
-            thread: None,
-            subject: None,
-            resolved_at: None,
-        });
-        let (mut node, old) = self.upsert_target(RecordKind::Interaction, &r.external_id, None, empty)?;
-        node.body = Body::Interaction(Interaction {
+        let filed_under = r.organization.as_deref().map(|org| self.reference(RecordKind::Organization, org)).transpose()?;
+        let mut interaction = Interaction {
             kind: r.kind,
             occurred_at: at,
             direction: r.direction,
             duration_secs: r.duration_secs,
             participants,
-            employees,
-            organizations: organizations.into_iter().collect(),
+            addresses,
+            filed_under,
+            automated: r.automated,
+            employees: Vec::new(),
+            organizations: Vec::new(),
+            engages: false,
             thread: r.thread.clone(),
             subject: r.subject.clone(),
             resolved_at: r.resolved_at.map(Into::into),
-        });
+        };
+        Attributor::new(&self.graph.rules).attribute(self.txn, &interaction)?.apply_to(&mut interaction);
+        let (mut node, old) = self.upsert_target(RecordKind::Interaction, &r.external_id, None, Body::Interaction(interaction.clone()))?;
+        node.body = Body::Interaction(interaction);
         Ok(self.store(node, old.as_ref())?)
     }
 
@@ -575,20 +529,46 @@ fn record_time(node: &Node) -> Timestamp {
     }
 }
 
+/// Writes `node`, replacing `old`'s index entries with its own, and notes the change for
+/// the feed as `op` (touching `other`'s cluster too). Identity claims are the caller's.
+pub(super) fn write_node(txn: &mut Txn<'_>, rules: &IdentityRules, node: Node, old: Option<&Node>, op: ChangeOp, other: Option<NodeId>) {
+    let mut related: Vec<NodeId> = old.into_iter().chain([&node]).flat_map(related_records).chain(other).collect();
+    related.sort_unstable();
+    related.dedup();
+    txn.changed(PendingChange { node: node.id, op, at: record_time(&node), related });
+    let old_entries = old.map(|old| index_entries(rules, old)).unwrap_or_default();
+    let new_entries = index_entries(rules, &node);
+    let kept: HashSet<&[u8]> = new_entries.iter().map(|(k, _)| k.as_slice()).collect();
+    for (key, _) in &old_entries {
+        if !kept.contains(key.as_slice()) {
+            txn.delete(key.clone());
+        }
+    }
+    for (key, value) in new_entries {
+        txn.put(key, value);
+    }
+    txn.put_node(node);
+}
+
 /// The index entries a node owns; a deleted node owns none.
-fn index_entries(node: &Node) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn index_entries(rules: &IdentityRules, node: &Node) -> Vec<(Vec<u8>, Vec<u8>)> {
     if node.deleted_at.is_some() {
         return Vec::new();
     }
     let id = node.id;
     match &node.body {
         Body::Organization(o) => name_entries(id, &o.name).collect(),
-        Body::Person(p) => name_entries(id, &p.name)
-            .chain(p.works_at.iter().map(|j| (keys::member(ns::WORKS_AT, j.organization, id), Vec::new())))
-            .collect(),
+        Body::Person(p) => {
+            let domains: BTreeSet<&str> =
+                p.emails.iter().filter_map(|e| ops::email_domain(e)).filter(|d| rules.identifies_organization(d)).collect();
+            name_entries(id, &p.name)
+                .chain(p.works_at.iter().map(|j| (keys::member(ns::WORKS_AT, j.organization, id), Vec::new())))
+                .chain(domains.into_iter().map(|domain| (keys::address_domain(domain, id), Vec::new())))
+                .collect()
+        }
         Body::Deal(d) => vec![(keys::member(ns::DEAL, d.organization, id), Vec::new())],
         Body::Interaction(i) => {
-            let entry = encode(&TimelineEntry { employees: i.employees.clone() });
+            let entry = encode_v2(&TimelineEntry { employees: i.employees.clone(), engages: i.engages });
             i.organizations
                 .iter()
                 .map(|org| (keys::timed(ns::ORG_TIMELINE, *org, i.occurred_at, id), entry.clone()))

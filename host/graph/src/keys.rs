@@ -7,6 +7,7 @@
 //! | x  | source ␀ kind external id             | node id                 |
 //! | e  | normalized email                      | node id (first claimer) |
 //! | d  | normalized domain                     | node id (first claimer) |
+//! | y  | address domain ␀ person id            | ()  (who writes from it)|
 //! | s  | kind, name token ␀ node id            | ()                      |
 //! | f  | kind, normalized full name ␀ node id  | ()  (duplicate review)  |
 //! | r  | node id, node id                      | `DuplicateCandidate`    |
@@ -38,6 +39,8 @@ pub mod ns {
     pub const EMAIL: u8 = b'e';
     /// Domain → organization.
     pub const DOMAIN: u8 = b'd';
+    /// Domain of a person's address → the person (free-mail domains excluded).
+    pub const ADDRESS_DOMAIN: u8 = b'y';
     /// Name tokens for search.
     pub const NAME: u8 = b's';
     /// Exact normalized names.
@@ -114,6 +117,21 @@ pub fn email(normalized: &str) -> Vec<u8> {
 /// Domain index key.
 pub fn domain(normalized: &str) -> Vec<u8> {
     key(ns::DOMAIN, &[normalized.as_bytes()])
+}
+
+/// The domain of a domain-index key (`None` for any other key).
+pub fn claimed_domain(key: &[u8]) -> Option<&str> {
+    std::str::from_utf8(key.strip_prefix(&[ns::DOMAIN])?).ok()
+}
+
+/// The key saying `person` has an address at `domain`.
+pub fn address_domain(domain: &str, person: NodeId) -> Vec<u8> {
+    key(ns::ADDRESS_DOMAIN, &[domain.as_bytes(), &[0], &person.to_bytes()])
+}
+
+/// Prefix of the people with an address at `domain`.
+pub fn address_domain_prefix(domain: &str) -> Vec<u8> {
+    key(ns::ADDRESS_DOMAIN, &[domain.as_bytes(), &[0]])
 }
 
 /// Name token index key.
@@ -201,7 +219,6 @@ pub fn trailing_id(key: &[u8]) -> Option<NodeId> {
     NodeId::from_bytes(&key[key.len().checked_sub(NODE_ID_LEN)?..])
 }
 
-/// Metadata key.
 /// The change feed's entry `seq`.
 pub fn change(seq: u64) -> Vec<u8> {
     key(ns::CHANGE, &[&seq.to_be_bytes()])

@@ -7,8 +7,10 @@
 //! alias to its cluster's root and readers fold the cluster, so every merge is undone by
 //! deleting that alias.
 
+mod attribution;
 mod changes;
 pub mod config;
+mod earlier;
 mod identity;
 mod ingest;
 pub mod keys;
@@ -65,13 +67,20 @@ pub enum GraphError {
     },
 }
 
-/// How identity resolution treats addresses and domains.
+/// How identity resolution treats addresses, domains and sources.
 #[derive(Debug, Clone, Default)]
 pub struct IdentityRules {
     /// Domains of free-mail providers: they never identify an organization.
     pub free_mail_domains: HashSet<String>,
     /// Our own domains: a person whose address is there is an employee.
     pub internal_domains: HashSet<String>,
+    /// Sources by rank, highest first: a name, or a prefix ending in `*`. Scalar fields
+    /// (names, titles, lifecycle, owner) of a cluster come from its best-ranked record
+    /// that has them, then the one its source saw last; unlisted sources rank last.
+    pub source_priority: Vec<String>,
+    /// Local parts of role or automated addresses (`*` matches any run of characters):
+    /// such an address is never an employee, a client's person or engagement.
+    pub role_addresses: Vec<String>,
 }
 
 impl IdentityRules {
@@ -112,13 +121,108 @@ impl IdentityRules {
         "seznam.cz",
     ];
 
-    /// Rules with the built-in free-mail list and the given internal domains.
+    /// The built-in role local parts, used unless configuration replaces them.
+    pub const DEFAULT_ROLE_ADDRESSES: &'static [&'static str] = &[
+        "noreply*",
+        "no-reply*",
+        "no_reply*",
+        "donotreply*",
+        "do-not-reply*",
+        "mailer-daemon",
+        "postmaster",
+        "bounce*",
+        "*helpdesk*",
+        "*support*",
+        "help",
+        "billing*",
+        "invoice*",
+        "accounts",
+        "accounting",
+        "notification*",
+        "notify*",
+        "alert*",
+        "newsletter*",
+        "news",
+        "marketing",
+        "info",
+        "hello",
+        "contact",
+        "admin",
+        "sales",
+        "office",
+        "team",
+        "jobs",
+        "careers",
+        "press",
+        "security",
+        "abuse",
+        "calendar*",
+    ];
+
+    /// Rules with the built-in free-mail and role lists and the given internal domains.
     pub fn with_defaults(internal_domains: impl IntoIterator<Item = String>) -> Self {
         Self {
             free_mail_domains: Self::DEFAULT_FREE_MAIL.iter().map(|d| (*d).to_owned()).collect(),
             internal_domains: internal_domains.into_iter().collect(),
+            source_priority: Vec::new(),
+            role_addresses: Self::DEFAULT_ROLE_ADDRESSES.iter().map(|p| (*p).to_owned()).collect(),
         }
     }
+
+    /// The same rules ranking sources in this order (highest first).
+    #[must_use]
+    pub fn with_source_priority(self, sources: impl IntoIterator<Item = String>) -> Self {
+        Self { source_priority: sources.into_iter().collect(), ..self }
+    }
+
+    /// The rank of `source` (0 is the highest; unlisted sources share the lowest).
+    pub fn source_rank(&self, source: &str) -> usize {
+        self.source_priority
+            .iter()
+            .position(|entry| match entry.strip_suffix('*') {
+                Some(prefix) => source.starts_with(prefix),
+                None => source == entry,
+            })
+            .unwrap_or(self.source_priority.len())
+    }
+
+    /// Whether a normalized address is a role or automated one (`noreply@…`, `it-helpdesk@…`).
+    pub fn is_role_address(&self, email: &str) -> bool {
+        let local = email.rsplit_once('@').map_or(email, |(local, _)| local);
+        self.role_addresses.iter().any(|pattern| glob_matches(pattern, local))
+    }
+
+    /// Whether addresses `emails` make a role mailbox rather than a person: there is one,
+    /// and every one is a role address.
+    pub fn is_role_mailbox(&self, emails: &[String]) -> bool {
+        !emails.is_empty() && emails.iter().all(|email| self.is_role_address(email))
+    }
+
+    /// Whether a domain may identify an organization (it is not a free-mail provider's).
+    pub fn identifies_organization(&self, domain: &str) -> bool {
+        !self.free_mail_domains.contains(domain)
+    }
+
+    /// Whether a normalized address is at one of our own domains.
+    pub fn is_internal_address(&self, email: &str) -> bool {
+        rapport_ops::email_domain(email).is_some_and(|d| self.internal_domains.contains(d))
+    }
+}
+
+/// Matches `text` against `pattern`, where `*` stands for any run of characters.
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else { return false };
+    let mut parts: Vec<&str> = parts.collect();
+    let Some(last) = parts.pop() else { return rest.is_empty() };
+    for part in parts {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// The graph over a store.
@@ -205,5 +309,49 @@ impl Graph {
 }
 
 fn decode_at<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, GraphError> {
-    rapport_store::codec::decode(bytes).map_err(|source| GraphError::Codec { key: String::from_utf8_lossy(key).into_owned(), source })
+    rapport_store::codec::decode(bytes).map_err(|source| codec_error(key, source))
+}
+
+/// Decodes a value of a type whose layout changed since format 1 (`earlier`).
+fn decode_upgrading_at<T: serde::de::DeserializeOwned, Old: serde::de::DeserializeOwned + Into<T>>(
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, GraphError> {
+    rapport_store::codec::decode_upgrading::<T, Old>(bytes).map_err(|source| codec_error(key, source))
+}
+
+/// Decodes a stored node, of this layout or an earlier one.
+fn decode_node(key: &[u8], bytes: &[u8]) -> Result<model::Node, GraphError> {
+    decode_upgrading_at::<model::Node, earlier::NodeV1>(key, bytes)
+}
+
+fn codec_error(key: &[u8], source: CodecError) -> GraphError {
+    GraphError::Codec { key: String::from_utf8_lossy(key).into_owned(), source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_patterns_match_whole_local_parts_with_stars() {
+        let rules = IdentityRules::with_defaults([]);
+        for role in ["noreply@acme.com", "no-reply-billing@acme.com", "it-helpdesk@acme.com", "support@acme.com", "mailer-daemon@x.org"] {
+            assert!(rules.is_role_address(role), "{role} is a role address");
+        }
+        for person in ["anna@acme.com", "information.officer@acme.com", "noelle@acme.com", "salesforce.admin.bob@acme.com"] {
+            assert!(!rules.is_role_address(person), "{person} is a person's address");
+        }
+        assert!(glob_matches("a*b*c", "axxbyyc") && !glob_matches("a*b*c", "axxcyyb") && glob_matches("*", ""));
+        assert!(!glob_matches("ab*ba", "aba"), "the two ends may not overlap");
+    }
+
+    #[test]
+    fn sources_rank_by_name_or_prefix_and_unlisted_last() {
+        let rules = IdentityRules::with_defaults([]).with_source_priority(["hubspot".to_owned(), "caldav-*".to_owned()]);
+        assert_eq!(rules.source_rank("hubspot"), 0);
+        assert_eq!(rules.source_rank("caldav-team"), 1);
+        assert_eq!(rules.source_rank("imap-anna"), 2);
+        assert_eq!(rules.source_rank("hubspot-old"), 2, "a name without a star matches exactly");
+    }
 }

@@ -312,10 +312,22 @@ pub struct Interaction {
     pub duration_secs: Option<u32>,
     /// People involved.
     pub participants: Vec<NodeId>,
-    /// The participants who are our employees (decided at ingest).
+    /// The address each participant took part with, in `participants` order (`None`: the
+    /// source named the person, not an address): it says which employer a message was for.
+    pub addresses: Vec<Option<String>>,
+    /// The organization the source filed it under, if it did.
+    pub filed_under: Option<NodeId>,
+    /// Sent by a machine (a mailing list, bulk or auto-submitted mail), as its source said.
+    pub automated: bool,
+    /// The participants who are our employees, as identity stands (kept current by
+    /// re-attribution).
     pub employees: Vec<NodeId>,
-    /// Organizations involved (explicit, or derived at ingest from the participants).
+    /// Organizations involved: `filed_under`, or derived from the participants as identity
+    /// stands (kept current by re-attribution).
     pub organizations: Vec<NodeId>,
+    /// Whether it counts as engagement: not automated, and with a participant on their
+    /// side who is a person rather than a role address.
+    pub engages: bool,
     /// Thread id in the source.
     pub thread: Option<String>,
     /// Subject line.
@@ -345,6 +357,8 @@ pub struct Observation {
 pub struct TimelineEntry {
     /// Our employees who took part.
     pub employees: Vec<NodeId>,
+    /// Whether it counts as engagement (see [`Interaction::engages`]).
+    pub engages: bool,
 }
 
 /// What happened to a record, as the change feed says it.
@@ -361,6 +375,9 @@ pub enum ChangeOp {
     Merge,
     /// A merge of its cluster was undone.
     Unmerge,
+    /// An interaction re-filed: identity changed which organizations or employees it
+    /// counts for (its clusters name the organizations before and after).
+    Refile,
 }
 
 /// One entry of the change feed: a record changed, written in the batch that changed it.

@@ -3,12 +3,13 @@
 //! Readers never see a half-written batch (each batch is one atomic store write) and fold
 //! identity clusters at read time, which is what keeps merges reversible.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::earlier::TimelineEntryV1;
 use super::identity::cluster_members;
 use super::ingest::name_tokens;
 use super::keys::{self, ns};
@@ -17,7 +18,7 @@ use super::model::{
     Timestamp,
 };
 use super::txn::Txn;
-use super::{Graph, GraphError, decode_at};
+use super::{Graph, GraphError, IdentityRules, decode_at, decode_node, decode_upgrading_at};
 use rapport_ops as ops;
 use rapport_store::KeyRange;
 
@@ -55,6 +56,9 @@ pub struct PersonView {
     pub title: Option<String>,
     /// One of our employees.
     pub internal: bool,
+    /// A role or automated mailbox (`noreply@…`, `it-helpdesk@…`): every address is one,
+    /// so it never counts as anyone's person, employee or engagement.
+    pub role: bool,
     /// Ids of the records merged into this one.
     pub merged: Vec<NodeId>,
     /// Where the data came from.
@@ -217,19 +221,19 @@ impl Graph {
     /// The organization with this id (or the cluster it was merged into).
     pub fn organization(&self, id: NodeId) -> Result<OrganizationView, GraphError> {
         let mut r = self.reader();
-        organization_view(&mut r, id)
+        organization_view(&mut r, &self.rules, id)
     }
 
     /// The person with this id (or the cluster it was merged into).
     pub fn person(&self, id: NodeId) -> Result<PersonView, GraphError> {
         let mut r = self.reader();
-        person_view(&mut r, id)
+        person_view(&mut r, &self.rules, id)
     }
 
     /// The context of an organization at `query.at`.
     pub fn organization_context(&self, id: NodeId, query: ContextQuery) -> Result<OrganizationContext, GraphError> {
         let mut r = self.reader();
-        let organization = organization_view(&mut r, id)?;
+        let organization = organization_view(&mut r, &self.rules, id)?;
         let members = cluster_members(&r, organization.id)?;
 
         let mut people = BTreeMap::new();
@@ -237,7 +241,10 @@ impl Graph {
         for &member in &members {
             for (key, _) in r.scan_prefix(&keys::owned_prefix(ns::WORKS_AT, member))? {
                 let Some((_, person)) = keys::split_member(&key) else { continue };
-                let view = person_view(&mut r, person)?;
+                let view = person_view(&mut r, &self.rules, person)?;
+                if view.role {
+                    continue;
+                }
                 let job = match r.node(person)? {
                     Some(Node { body: Body::Person(p), .. }) => p.works_at.into_iter().find(|j| j.organization == member),
                     _ => None,
@@ -266,10 +273,12 @@ impl Graph {
         }
 
         // One pass over the last 180 days gives engagement and the relationship holders.
+        // An interaction filed under two records of the cluster counts once.
         let window_start = query.at.plus_days(-180);
         let recent_start = query.at.plus_days(-90);
         let mut last_90 = 0;
         let mut previous_90 = 0;
+        let mut counted = HashSet::new();
         let mut holders: HashMap<NodeId, usize> = HashMap::new();
         let mut last_interaction_at = None;
         for &member in &members {
@@ -280,11 +289,17 @@ impl Graph {
             let mut window_last = None;
             for entry in self.store.range(range, false) {
                 let (key, value) = entry?;
-                let Some((at, _)) = keys::split_timed(&key) else { continue };
+                let Some((at, item)) = keys::split_timed(&key) else { continue };
+                let entry = timeline_entry(&key, &value)?;
+                if !entry.engages {
+                    continue;
+                }
                 window_last = Some(at);
+                if !counted.insert(item) {
+                    continue;
+                }
                 if at >= recent_start {
                     last_90 += 1;
-                    let entry: TimelineEntry = decode_at(&key, &value)?;
                     for employee in entry.employees {
                         *holders.entry(r.root(employee)?).or_default() += 1;
                     }
@@ -292,8 +307,8 @@ impl Graph {
                     previous_90 += 1;
                 }
             }
-            // The window is in time order: its last entry is the latest; only an empty
-            // window needs a look further back.
+            // The window is in time order: its last engaging entry is the latest; only a
+            // window without one needs a look further back.
             let latest = match window_last {
                 Some(at) => Some(at),
                 None => {
@@ -301,17 +316,22 @@ impl Graph {
                         keys::owned_prefix(ns::ORG_TIMELINE, member),
                         keys::timed_bound(ns::ORG_TIMELINE, member, window_start),
                     );
-                    match self.store.range(before, true).next() {
-                        Some(entry) => keys::split_timed(&entry?.0).map(|(at, _)| at),
-                        None => None,
+                    let mut latest = None;
+                    for entry in self.store.range(before, true) {
+                        let (key, value) = entry?;
+                        if timeline_entry(&key, &value)?.engages {
+                            latest = keys::split_timed(&key).map(|(at, _)| at);
+                            break;
+                        }
                     }
+                    latest
                 }
             };
             last_interaction_at = last_interaction_at.max(latest);
         }
         let mut relationship_holders = Vec::with_capacity(holders.len());
         for (person, count) in holders {
-            let name = person_view(&mut r, person)?.name;
+            let name = person_view(&mut r, &self.rules, person)?.name;
             relationship_holders.push(RelationshipHolder { person, name, interactions_90d: count });
         }
         relationship_holders.sort_by(|a, b| b.interactions_90d.cmp(&a.interactions_90d).then_with(|| a.name.cmp(&b.name)));
@@ -426,7 +446,7 @@ impl Graph {
         let mut out = Vec::new();
         for entry in self.store.range(KeyRange::between(start, end), false) {
             let (key, value) = entry?;
-            let node: Node = decode_at(&key, &value)?;
+            let node = decode_node(&key, &value)?;
             if node.deleted_at.is_some() || node.placeholder || r.root(node.id)? != node.id {
                 continue;
             }
@@ -442,7 +462,7 @@ impl Graph {
     /// optionally only those with `tag`.
     pub fn observations(&self, id: NodeId, tag: Option<&str>, limit: usize) -> Result<Vec<ObservationItem>, GraphError> {
         let mut r = self.reader();
-        let (root, _) = cluster_nodes(&mut r, id)?;
+        let (root, _) = cluster_nodes(&mut r, &self.rules, id)?;
         let members = cluster_members(&r, root)?;
         let mut items = observations_of(&mut r, &members, if tag.is_some() { usize::MAX } else { limit })?;
         if let Some(tag) = tag {
@@ -525,7 +545,7 @@ impl Graph {
             let mut count = 0;
             for entry in self.store.scan_prefix(&keys::nodes_of_kind(kind)) {
                 let (key, value) = entry?;
-                let node: Node = decode_at(&key, &value)?;
+                let node = decode_node(&key, &value)?;
                 let merged = self.store.get(&keys::alias(node.id))?.is_some();
                 if node.deleted_at.is_none() && !node.placeholder && !merged {
                     count += 1;
@@ -582,8 +602,14 @@ enum End {
     Before(TimelineCursor),
 }
 
-/// The live member nodes of `id`'s cluster, the root's first; `NotFound` when none lives.
-fn cluster_nodes(r: &mut Txn<'_>, id: NodeId) -> Result<(NodeId, Vec<Node>), GraphError> {
+/// A timeline entry, of this layout or an earlier one.
+fn timeline_entry(key: &[u8], value: &[u8]) -> Result<TimelineEntry, GraphError> {
+    decode_upgrading_at::<TimelineEntry, TimelineEntryV1>(key, value)
+}
+
+/// The live member nodes of `id`'s cluster, in the order they give scalar fields: by their
+/// source's rank, then the one their source saw last; `NotFound` when none lives.
+fn cluster_nodes(r: &mut Txn<'_>, rules: &IdentityRules, id: NodeId) -> Result<(NodeId, Vec<Node>), GraphError> {
     let root = r.root(id)?;
     let mut nodes = Vec::new();
     for member in cluster_members(r, root)? {
@@ -596,16 +622,23 @@ fn cluster_nodes(r: &mut Txn<'_>, id: NodeId) -> Result<(NodeId, Vec<Node>), Gra
     if nodes.is_empty() || nodes.iter().all(|n| n.placeholder) {
         return Err(GraphError::NotFound(id));
     }
-    // The root (the record first seen) wins scalar fields; the others fill gaps, newest first.
-    nodes.sort_by_key(|n| (n.id != root, std::cmp::Reverse(n.updated_at)));
+    // Only what the sources said decides, never the order they said it in: ties fall to the
+    // source name and the record's id in it.
+    nodes.sort_by(|a, b| {
+        let key = |n: &Node| (rules.source_rank(&n.provenance.source), std::cmp::Reverse(n.provenance.seen_at));
+        key(a)
+            .cmp(&key(b))
+            .then_with(|| a.provenance.source.cmp(&b.provenance.source))
+            .then_with(|| a.provenance.external_id.cmp(&b.provenance.external_id))
+    });
     Ok((root, nodes))
 }
 
-fn organization_view(r: &mut Txn<'_>, id: NodeId) -> Result<OrganizationView, GraphError> {
+fn organization_view(r: &mut Txn<'_>, rules: &IdentityRules, id: NodeId) -> Result<OrganizationView, GraphError> {
     if id.kind != RecordKind::Organization {
         return Err(GraphError::NotFound(id));
     }
-    let (root, nodes) = cluster_nodes(r, id)?;
+    let (root, nodes) = cluster_nodes(r, rules, id)?;
     let mut view = OrganizationView {
         id: root,
         name: String::new(),
@@ -629,17 +662,18 @@ fn organization_view(r: &mut Txn<'_>, id: NodeId) -> Result<OrganizationView, Gr
     Ok(view)
 }
 
-fn person_view(r: &mut Txn<'_>, id: NodeId) -> Result<PersonView, GraphError> {
+fn person_view(r: &mut Txn<'_>, rules: &IdentityRules, id: NodeId) -> Result<PersonView, GraphError> {
     if id.kind != RecordKind::Person {
         return Err(GraphError::NotFound(id));
     }
-    let (root, nodes) = cluster_nodes(r, id)?;
+    let (root, nodes) = cluster_nodes(r, rules, id)?;
     let mut view = PersonView {
         id: root,
         name: String::new(),
         emails: Vec::new(),
         title: None,
         internal: false,
+        role: false,
         merged: nodes.iter().map(|n| n.id).filter(|m| *m != root).collect(),
         provenance: nodes.iter().map(|n| n.provenance.clone()).collect(),
     };
@@ -652,6 +686,7 @@ fn person_view(r: &mut Txn<'_>, id: NodeId) -> Result<PersonView, GraphError> {
         view.internal |= p.internal;
         extend_unique(&mut view.emails, p.emails);
     }
+    view.role = rules.is_role_mailbox(&view.emails);
     Ok(view)
 }
 
@@ -686,6 +721,6 @@ fn observations_of(r: &mut Txn<'_>, members: &[NodeId], limit: usize) -> Result<
 
 /// Appends the items `into` does not hold yet, in linear time (a cluster may hold large lists).
 fn extend_unique<T: Eq + std::hash::Hash + Clone>(into: &mut Vec<T>, items: Vec<T>) {
-    let mut seen: std::collections::HashSet<T> = into.iter().cloned().collect();
+    let mut seen: HashSet<T> = into.iter().cloned().collect();
     into.extend(items.into_iter().filter(|item| seen.insert(item.clone())));
 }

@@ -6,8 +6,8 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 use super::model::{AliasLink, Change, ChangeOp, Node, NodeId, Timestamp};
-use super::{GraphError, decode_at, keys};
-use rapport_store::codec::encode;
+use super::{GraphError, decode_at, decode_node, keys};
+use rapport_store::codec::{encode, encode_v2};
 use rapport_store::{Entry, KeyRange, Store, WriteBatch};
 
 type Pending = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -27,6 +27,17 @@ pub(super) struct Txn<'s> {
     roots: RefCell<HashMap<NodeId, NodeId>>,
     /// The records this batch changed, in order, for the change feed.
     changes: Vec<PendingChange>,
+    /// What changed identity in this batch, for re-attribution before it commits.
+    touched: Vec<Touched>,
+}
+
+/// A change of identity whose interactions must be attributed again.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Touched {
+    /// A person's cluster: its employments, addresses, internal flag or members changed.
+    Person(NodeId),
+    /// The organization holding this domain changed.
+    Domain(String),
 }
 
 /// A record change of this batch, numbered when the batch commits.
@@ -41,12 +52,21 @@ pub(super) struct PendingChange {
     pub related: Vec<NodeId>,
 }
 
-/// A point to roll back to: the undo log's length and the changes noted so far.
-pub(super) struct Savepoint(usize, usize);
+/// A point to roll back to: the undo log's length, the changes and the touched identities
+/// noted so far.
+pub(super) struct Savepoint(usize, usize, usize);
 
 impl<'s> Txn<'s> {
     pub(super) fn new(store: &'s dyn Store) -> Self {
-        Self { store, pending: Pending::new(), undo: Vec::new(), nodes: HashMap::new(), roots: RefCell::default(), changes: Vec::new() }
+        Self {
+            store,
+            pending: Pending::new(),
+            undo: Vec::new(),
+            nodes: HashMap::new(),
+            roots: RefCell::default(),
+            changes: Vec::new(),
+            touched: Vec::new(),
+        }
     }
 
     pub(super) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, GraphError> {
@@ -99,13 +119,13 @@ impl<'s> Txn<'s> {
         }
         let key = keys::node(id);
         let Some(bytes) = self.get(&key)? else { return Ok(None) };
-        let node: Node = decode_at(&key, &bytes)?;
+        let node = decode_node(&key, &bytes)?;
         self.nodes.insert(id, node.clone());
         Ok(Some(node))
     }
 
     pub(super) fn put_node(&mut self, node: Node) {
-        self.put(keys::node(node.id), encode(&node));
+        self.put(keys::node(node.id), encode_v2(&node));
         self.nodes.insert(node.id, node);
     }
 
@@ -128,7 +148,17 @@ impl<'s> Txn<'s> {
     }
 
     pub(super) fn savepoint(&self) -> Savepoint {
-        Savepoint(self.undo.len(), self.changes.len())
+        Savepoint(self.undo.len(), self.changes.len(), self.touched.len())
+    }
+
+    /// Notes an identity change whose interactions need attributing again.
+    pub(super) fn touch(&mut self, touched: Touched) {
+        self.touched.push(touched);
+    }
+
+    /// The identity changes noted so far, each once; the list starts again empty.
+    pub(super) fn take_touched(&mut self) -> std::collections::BTreeSet<Touched> {
+        std::mem::take(&mut self.touched).into_iter().collect()
     }
 
     /// Notes a change for the feed; a rollback past it forgets it.
@@ -162,6 +192,7 @@ impl<'s> Txn<'s> {
 
     pub(super) fn rollback(&mut self, to: Savepoint) {
         self.changes.truncate(to.1);
+        self.touched.truncate(to.2);
         while self.undo.len() > to.0 {
             let Some((key, previous)) = self.undo.pop() else { break };
             match previous {

@@ -96,4 +96,7 @@ pub struct IngestReport {
     pub untrusted: usize,
     /// Entries the batch added to the change feed.
     pub changes: usize,
+    /// Interactions filed again under other organizations or employees because the batch
+    /// changed who their participants are.
+    pub refiled: usize,
 }

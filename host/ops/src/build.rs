@@ -243,7 +243,16 @@ impl InteractionRecord {
             thread: None,
             subject: None,
             resolved_at: None,
+            automated: false,
         }
+    }
+
+    /// Marks it sent by a machine (a mailing list, bulk or auto-submitted mail): it never
+    /// counts as engagement.
+    #[must_use]
+    pub fn automated(mut self) -> Self {
+        self.automated = true;
+        self
     }
 
     /// A participant by email address.

@@ -214,6 +214,11 @@ pub struct InteractionRecord {
     /// For tickets: when it was resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_at: Option<DateTime<Utc>>,
+    /// Sent by a machine rather than a person: mail with `List-Unsubscribe`,
+    /// `Precedence: bulk` or `Auto-Submitted`, as the connector read it. It stays on the
+    /// timeline and never counts as engagement.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub automated: bool,
 }
 
 /// A participant, by email address or by the person's external id in the same source.

@@ -708,6 +708,10 @@ fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     std::fs::write(&marker, "This directory holds the store of `rapport demo`; the next demo run deletes it.\n")
         .with_context(|| format!("cannot write {}", marker.display()))?;
     config.identity.internal_domains.insert(demo::INTERNAL_DOMAIN.to_owned());
+    if config.identity.source_priority.is_empty() {
+        // As a deployment would rank them: the CRM's names over the support desk's and mail's.
+        config.identity.source_priority = ["crm", "support", "mail"].map(str::to_owned).to_vec();
+    }
     let graph = open_graph(&config, &args.data, "--data")?;
     let plugins = PluginsConfig::with_dir(args.data.join("plugins"));
     let started = Instant::now();

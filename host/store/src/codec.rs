@@ -12,6 +12,10 @@ use serde::de::DeserializeOwned;
 /// The format version written by this build.
 pub const FORMAT_V1: u8 = 1;
 
+/// The format version of postcard values whose layout changed once since [`FORMAT_V1`]
+/// (written by [`encode_v2`], read by [`decode_upgrading`]).
+pub const FORMAT_V2: u8 = 2;
+
 /// The format byte of JSON-bodied values.
 pub const FORMAT_JSON_V1: u8 = b'J';
 
@@ -22,7 +26,7 @@ pub enum CodecError {
     #[error("empty value")]
     Empty,
     /// The value was written by a newer (or corrupt) format.
-    #[error("unsupported value format version {0} (this build reads version {FORMAT_V1})")]
+    #[error("unsupported value format version {0} (written by a newer release, or corrupt)")]
     UnknownVersion(u8),
     /// The body did not decode.
     #[error("malformed value: {0}")]
@@ -44,6 +48,23 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     match bytes.split_first() {
         None => Err(CodecError::Empty),
         Some((&FORMAT_V1, body)) => Ok(postcard::from_bytes(body)?),
+        Some((&other, _)) => Err(CodecError::UnknownVersion(other)),
+    }
+}
+
+/// Encodes `value` under [`FORMAT_V2`]: for a type whose layout changed since version 1.
+pub fn encode_v2<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_extend(value, vec![FORMAT_V2]).unwrap_or_else(|err| panic!("encoding a stored value failed: {err}"))
+}
+
+/// Decodes a value of a type whose layout changed: a [`FORMAT_V2`] value is read as `T`, a
+/// [`FORMAT_V1`] one as its earlier layout `Old` and converted, so stores written by an
+/// earlier release read without a migration pass.
+pub fn decode_upgrading<T: DeserializeOwned, Old: DeserializeOwned + Into<T>>(bytes: &[u8]) -> Result<T, CodecError> {
+    match bytes.split_first() {
+        None => Err(CodecError::Empty),
+        Some((&FORMAT_V2, body)) => Ok(postcard::from_bytes(body)?),
+        Some((&FORMAT_V1, body)) => Ok(postcard::from_bytes::<Old>(body)?.into()),
         Some((&other, _)) => Err(CodecError::UnknownVersion(other)),
     }
 }
@@ -85,5 +106,24 @@ mod tests {
         assert_eq!((json[0], &json[1..]), (FORMAT_JSON_V1, br#"["acme",42]"#.as_slice()));
         assert_eq!(decode_json::<(String, u32)>(&json).unwrap(), ("acme".to_owned(), 42));
         assert!(matches!(decode_json::<u32>(br#"{"no": "byte"}"#), Err(CodecError::UnknownVersion(b'{'))));
+    }
+
+    #[test]
+    fn a_changed_layout_reads_values_of_the_earlier_one() {
+        #[derive(serde::Deserialize)]
+        struct Before(String);
+        #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct After(String, bool);
+        impl From<Before> for After {
+            fn from(old: Before) -> Self {
+                Self(old.0, false)
+            }
+        }
+        let old = encode(&("acme".to_owned(),));
+        assert_eq!(decode_upgrading::<After, Before>(&old).unwrap(), After("acme".to_owned(), false));
+        let new = encode_v2(&After("acme".to_owned(), true));
+        assert_eq!(new[0], FORMAT_V2);
+        assert_eq!(decode_upgrading::<After, Before>(&new).unwrap(), After("acme".to_owned(), true));
+        assert!(matches!(decode_upgrading::<After, Before>(&[7, 0]), Err(CodecError::UnknownVersion(7))));
     }
 }

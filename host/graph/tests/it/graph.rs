@@ -4,7 +4,7 @@ use rapport_graph::model::{ChangeOp, NodeId, RecordKind, Timestamp};
 use rapport_graph::{ContextQuery, GraphError, GraphStats, IdentityError};
 use rapport_ops::{IngestBatch, InvalidPolicy, SourceTrust};
 
-use crate::{ingest, op, temp_graph};
+use crate::{ingest, op, rules, temp_graph, temp_graph_with};
 
 /// One step of an identity case.
 enum Step {
@@ -236,27 +236,32 @@ fn a_reviewed_duplicate_can_be_merged_by_hand() {
 }
 
 #[test]
-fn merged_records_fold_into_one_view_with_all_provenance() {
+fn merged_records_fold_into_one_view_with_all_provenance_and_scalars_by_source_rank() {
+    let crm = r#"{"op":"upsert_organization","external_id":"c1","name":"Acme","domains":["acme.com"],"roles":["client"],"seen_at":"2026-01-01T00:00:00Z"}"#;
+    let billing = r#"{"op":"upsert_organization","external_id":"b7","name":"ACME GmbH","domains":["acme.com","acme.de"],"roles":["supplier"],"seen_at":"2026-02-01T00:00:00Z"}"#;
+    for crm_first in [true, false] {
+        let t = temp_graph_with(rules().with_source_priority(["crm".to_owned()]));
+        let order = if crm_first { [("crm", crm), ("billing", billing)] } else { [("billing", billing), ("crm", crm)] };
+        for (source, op) in order {
+            ingest(&t.graph, source, &[op]);
+        }
+        let crm_id = t.graph.resolve("crm", RecordKind::Organization, "c1").unwrap().unwrap();
+        let billing_id = t.graph.resolve("billing", RecordKind::Organization, "b7").unwrap().unwrap();
+        let view = t.graph.organization(billing_id).unwrap();
+        let first = if crm_first { crm_id } else { billing_id };
+        assert_eq!(view.id, first, "the first-seen record is the cluster's id");
+        assert_eq!(view.name, "Acme", "the best-ranked source wins scalar fields, whatever the order");
+        assert_eq!(view.domains, ["acme.com", "acme.de"]);
+        assert_eq!(view.merged, [if crm_first { billing_id } else { crm_id }]);
+        let sources: Vec<_> = view.provenance.iter().map(|p| p.source.as_str()).collect();
+        assert_eq!(sources, ["crm", "billing"], "records listed in rank order");
+    }
+    // Unranked sources: the record its source saw last wins.
     let t = temp_graph();
-    ingest(
-        &t.graph,
-        "crm",
-        &[r#"{"op":"upsert_organization","external_id":"c1","name":"Acme","domains":["acme.com"],"roles":["client"]}"#],
-    );
-    ingest(
-        &t.graph,
-        "billing",
-        &[r#"{"op":"upsert_organization","external_id":"b7","name":"ACME GmbH","domains":["acme.com","acme.de"],"roles":["supplier"]}"#],
-    );
-    let crm = t.graph.resolve("crm", RecordKind::Organization, "c1").unwrap().unwrap();
-    let billing = t.graph.resolve("billing", RecordKind::Organization, "b7").unwrap().unwrap();
-    let view = t.graph.organization(billing).unwrap();
-    assert_eq!(view.id, crm, "the first-seen record is the cluster's id");
-    assert_eq!(view.name, "Acme", "the first-seen record wins scalar fields");
-    assert_eq!(view.domains, ["acme.com", "acme.de"]);
-    assert_eq!(view.merged, [billing]);
-    let sources: Vec<_> = view.provenance.iter().map(|p| p.source.as_str()).collect();
-    assert_eq!(sources, ["crm", "billing"]);
+    ingest(&t.graph, "billing", &[billing]);
+    ingest(&t.graph, "crm", &[crm]);
+    let crm_id = t.graph.resolve("crm", RecordKind::Organization, "c1").unwrap().unwrap();
+    assert_eq!(t.graph.organization(crm_id).unwrap().name, "ACME GmbH");
 }
 
 #[test]
@@ -461,7 +466,7 @@ fn a_person_with_a_huge_address_list_ingests_and_reads_in_linear_time() {
     let dir = tempfile::tempdir().unwrap();
     let store = rapport_store::SledStore::open(dir.path(), 32 << 20).unwrap();
     let limits = rapport_ops::RecordLimits { max_list_items: 100_000, ..Default::default() };
-    let graph = rapport_graph::Graph::new(std::sync::Arc::new(store), crate::rules()).with_limits(limits);
+    let graph = rapport_graph::Graph::new(std::sync::Arc::new(store), rules()).with_limits(limits);
     let emails: Vec<String> = (0..50_000).map(|i| format!("\"a{}@acme.com\"", i % 40_000)).collect();
     let person = format!(r#"{{"op":"upsert_person","external_id":"p1","name":"Anna","emails":[{}]}}"#, emails.join(","));
     let report = ingest(&graph, "crm", &[&person]);

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod graph;
+mod order;
 
 use std::sync::Arc;
 
@@ -23,9 +24,13 @@ fn rules() -> IdentityRules {
 }
 
 fn temp_graph() -> TempGraph {
+    temp_graph_with(rules())
+}
+
+fn temp_graph_with(rules: IdentityRules) -> TempGraph {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path(), 32 << 20).unwrap();
-    TempGraph { graph: Arc::new(Graph::new(Arc::new(store), rules())), _dir: dir }
+    TempGraph { graph: Arc::new(Graph::new(Arc::new(store), rules)), _dir: dir }
 }
 
 /// Parses an operation written as JSON.

@@ -21,8 +21,10 @@ pub struct TempGraph {
     pub dir: tempfile::TempDir,
 }
 
+/// The demo's identity rules: its employees' domain, and its sources ranked as `rapport
+/// demo` ranks them (the CRM's names first).
 pub fn rules() -> IdentityRules {
-    IdentityRules::with_defaults(["northwind.example".to_owned()])
+    IdentityRules::with_defaults(["northwind.example".to_owned()]).with_source_priority(["crm", "support", "mail"].map(str::to_owned))
 }
 
 pub fn temp_graph() -> TempGraph {
