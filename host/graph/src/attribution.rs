@@ -22,14 +22,14 @@
 //! each noted in the feed as a re-filing. The cost is that of the people involved, never a
 //! scan of the graph.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
 use super::identity::cluster_members;
 use super::keys::{self, ns};
 use super::model::{Body, ChangeOp, Interaction, Job, Node, NodeId, Timestamp};
 use super::txn::{Touched, Txn};
-use super::{GraphError, IdentityRules, decode_at, ingest};
+use super::{GraphError, IdentityRules, REVIEW_SOURCE, decode_at, ingest};
 
 /// The derived part of an interaction.
 #[derive(Debug, PartialEq)]
@@ -52,12 +52,49 @@ impl Attribution {
     }
 }
 
-/// What attribution needs of one person cluster: its live members folded.
+/// What attribution (and the review list) needs of one person cluster: its live members
+/// folded.
 #[derive(Default)]
-struct ClusterIdentity {
-    internal: bool,
-    emails: Vec<String>,
-    jobs: Vec<Job>,
+pub(super) struct ClusterIdentity {
+    /// Some member is one of our employees.
+    pub internal: bool,
+    /// Every member's addresses.
+    pub emails: Vec<String>,
+    /// Every member's employments, except where the operator's review decided an
+    /// organization's dates (`REVIEW_SOURCE`): then those alone.
+    pub jobs: Vec<Job>,
+}
+
+impl ClusterIdentity {
+    /// Folds the live members of the cluster rooted at `root`.
+    pub(super) fn of(txn: &mut Txn<'_>, root: NodeId) -> Result<Self, GraphError> {
+        let mut cluster = Self::default();
+        let mut seen = HashSet::new();
+        let mut reviewed = Vec::new();
+        let mut sourced = Vec::new();
+        for member in cluster_members(txn, root)? {
+            let Some(Node { body: Body::Person(p), deleted_at: None, provenance, .. }) = txn.node(member)? else { continue };
+            cluster.internal |= p.internal;
+            cluster.emails.extend(p.emails.into_iter().filter(|e| seen.insert(e.clone())));
+            if provenance.source == REVIEW_SOURCE { reviewed.extend(p.works_at) } else { sourced.extend(p.works_at) }
+        }
+        let mut decided = Vec::with_capacity(reviewed.len());
+        for job in &reviewed {
+            decided.push(txn.root(job.organization)?);
+        }
+        for job in sourced {
+            if !decided.contains(&txn.root(job.organization)?) {
+                cluster.jobs.push(job);
+            }
+        }
+        cluster.jobs.extend(reviewed);
+        Ok(cluster)
+    }
+
+    /// The employments current at `at`.
+    pub(super) fn jobs_at(&self, at: Timestamp) -> impl Iterator<Item = &Job> {
+        self.jobs.iter().filter(move |job| job.since.is_none_or(|since| since <= at) && job.until.is_none_or(|until| until > at))
+    }
 }
 
 /// Attributes interactions, reading each person cluster once while identity stays as it is.
@@ -76,14 +113,7 @@ impl<'r> Attributor<'r> {
         if let Some(cluster) = self.clusters.get(&root) {
             return Ok(Rc::clone(cluster));
         }
-        let mut cluster = ClusterIdentity::default();
-        for member in cluster_members(txn, root)? {
-            let Some(Node { body: Body::Person(p), deleted_at: None, .. }) = txn.node(member)? else { continue };
-            cluster.internal |= p.internal;
-            cluster.emails.extend(p.emails);
-            cluster.jobs.extend(p.works_at);
-        }
-        let cluster = Rc::new(cluster);
+        let cluster = Rc::new(ClusterIdentity::of(txn, root)?);
         self.clusters.insert(root, Rc::clone(&cluster));
         Ok(cluster)
     }
@@ -126,29 +156,27 @@ impl<'r> Attributor<'r> {
         at: Timestamp,
         out: &mut BTreeSet<NodeId>,
     ) -> Result<(), GraphError> {
-        if let Some(org) = address.map(|a| self.domain_holder(txn, a)).transpose()?.flatten() {
+        if let Some(org) = address.map(|a| domain_holder(txn, self.rules, a)).transpose()?.flatten() {
             out.insert(org);
             return Ok(());
         }
-        let current =
-            cluster.jobs.iter().filter(|job| job.since.is_none_or(|since| since <= at) && job.until.is_none_or(|until| until > at));
         let before = out.len();
-        out.extend(current.map(|job| job.organization));
+        out.extend(cluster.jobs_at(at).map(|job| job.organization));
         if out.len() > before {
             return Ok(());
         }
         for email in &cluster.emails {
-            out.extend(self.domain_holder(txn, email)?);
+            out.extend(domain_holder(txn, self.rules, email)?);
         }
         Ok(())
     }
+}
 
-    /// The organization holding the domain of `address`, unless it is a free-mail one.
-    fn domain_holder(&self, txn: &Txn<'_>, address: &str) -> Result<Option<NodeId>, GraphError> {
-        let Some(domain) = rapport_ops::email_domain(address).filter(|d| self.rules.identifies_organization(d)) else { return Ok(None) };
-        let key = keys::domain(domain);
-        txn.get(&key)?.map(|bytes| decode_at(&key, &bytes)).transpose()
-    }
+/// The organization holding the domain of `address`, unless it is a free-mail one.
+pub(super) fn domain_holder(txn: &Txn<'_>, rules: &IdentityRules, address: &str) -> Result<Option<NodeId>, GraphError> {
+    let Some(domain) = rapport_ops::email_domain(address).filter(|d| rules.identifies_organization(d)) else { return Ok(None) };
+    let key = keys::domain(domain);
+    txn.get(&key)?.map(|bytes| decode_at(&key, &bytes)).transpose()
 }
 
 /// Attributes again the interactions of the identities this batch touched and rewrites

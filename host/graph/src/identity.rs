@@ -9,6 +9,7 @@ use tracing::{debug, info};
 
 use super::keys::{self, ns};
 use super::model::{AliasLink, Body, ChangeOp, DuplicateCandidate, MergeId, MergeRecord, Node, NodeId, RecordKind, Timestamp};
+use super::names::{PersonName, given_names_alike};
 use super::txn::{PendingChange, Touched, Txn};
 use super::{Graph, GraphError, decode_at};
 use rapport_store::KeyRange;
@@ -52,7 +53,7 @@ pub(super) fn cluster_members(txn: &Txn<'_>, root: NodeId) -> Result<Vec<NodeId>
     Ok(members)
 }
 
-fn pinned_apart(txn: &Txn<'_>, a: NodeId, b: NodeId) -> Result<bool, GraphError> {
+pub(super) fn pinned_apart(txn: &Txn<'_>, a: NodeId, b: NodeId) -> Result<bool, GraphError> {
     let left = cluster_members(txn, a)?;
     let right = cluster_members(txn, b)?;
     for x in &left {
@@ -103,44 +104,47 @@ pub(super) fn normalized_name(name: &str) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" "))
 }
 
-/// Puts `node` on the review list beside records of the same kind and name that are not in
-/// its cluster: organizations by name alone, people by name at a shared current employer.
+/// Why a pair is on the review list, as written: two organizations of one name, two
+/// people whose names are alike (scored when read, see `suggestions`); any other reason is
+/// a shared identifying key a source was not trusted to join on.
+pub(super) const SAME_ORGANIZATION_NAME: &str = "same organization name";
+pub(super) const SIMILAR_NAMES: &str = "similar names";
+
+/// Puts `node` on the review list beside the records whose names are alike and that are
+/// not in its cluster: organizations of the same name, people of the same surname with
+/// given names that may be one person's. Only names decide here, so the list of candidates
+/// does not depend on the order records arrive in; whether a pair is worth a person's
+/// time is decided when the list is read, from the graph as it stands.
 pub(super) fn flag_duplicates(txn: &mut Txn<'_>, node: &Node, now: Timestamp) -> Result<(), GraphError> {
     if node.deleted_at.is_some() {
         return Ok(());
     }
-    let name = match &node.body {
-        Body::Organization(o) => &o.name,
-        Body::Person(p) => &p.name,
-        _ => return Ok(()),
-    };
-    let Some(full) = normalized_name(name) else { return Ok(()) };
     let root = txn.root(node.id)?;
-    for (key, _) in txn.scan_prefix(&keys::full_name_prefix(node.id.kind, &full))? {
-        let Some(other) = keys::trailing_id(&key) else { continue };
+    let mut alike = Vec::new();
+    match &node.body {
+        Body::Organization(o) => {
+            let Some(full) = normalized_name(&o.name) else { return Ok(()) };
+            for (key, _) in txn.scan_prefix(&keys::full_name_prefix(node.id.kind, &full))? {
+                alike.extend(keys::trailing_id(&key).map(|other| (other, SAME_ORGANIZATION_NAME)));
+            }
+        }
+        Body::Person(p) => {
+            let Some(name) = PersonName::split(&p.name) else { return Ok(()) };
+            let prefix = keys::surname_prefix(&name.surname);
+            for (key, _) in txn.scan_prefix(&prefix)? {
+                let Some((given, other)) = keys::split_surname(&key, &prefix) else { continue };
+                if given_names_alike(&name.given, given).is_some() {
+                    alike.push((other, SIMILAR_NAMES));
+                }
+            }
+        }
+        _ => return Ok(()),
+    }
+    for (other, reason) in alike {
         if other == node.id || txn.root(other)? == root || pinned_apart(txn, root, txn.root(other)?)? {
             continue;
         }
-        let reason = match (&node.body, txn.node(other)?.map(|n| n.body)) {
-            (Body::Organization(_), Some(Body::Organization(_))) => "same organization name".to_owned(),
-            (Body::Person(mine), Some(Body::Person(theirs))) => {
-                // Employers compare by cluster: two sources' copies of one organization count as one.
-                let mut theirs_roots = Vec::new();
-                for org in theirs.current_employers(now) {
-                    theirs_roots.push(txn.root(org)?);
-                }
-                let mut shared = false;
-                for org in mine.current_employers(now) {
-                    shared |= theirs_roots.contains(&txn.root(org)?);
-                }
-                if !shared {
-                    continue;
-                }
-                "same name at the same organization".to_owned()
-            }
-            _ => continue,
-        };
-        flag_pair(txn, other, node.id, reason, now)?;
+        flag_pair(txn, other, node.id, reason.to_owned(), now)?;
     }
     Ok(())
 }
@@ -152,7 +156,7 @@ pub(super) fn flag_pair(txn: &mut Txn<'_>, a: NodeId, b: NodeId, reason: String,
 }
 
 /// Checks that `a` and `b` are existing organizations (or people) in two clusters.
-fn check_separate_pair(txn: &mut Txn<'_>, a: NodeId, b: NodeId) -> Result<(), IdentityError> {
+pub(super) fn check_separate_pair(txn: &mut Txn<'_>, a: NodeId, b: NodeId) -> Result<(), IdentityError> {
     if a.kind != b.kind || !matches!(a.kind, RecordKind::Organization | RecordKind::Person) {
         return Err(IdentityError::KindMismatch(a, b));
     }
@@ -236,23 +240,5 @@ impl Graph {
             txn.delete(keys::review(a, b));
             Ok(())
         })
-    }
-
-    /// Likely duplicates still awaiting a decision (neither merged nor pinned since).
-    pub fn duplicates(&self, limit: usize) -> Result<Vec<DuplicateCandidate>, GraphError> {
-        let reader = Txn::new(&*self.store);
-        let mut out = Vec::new();
-        for entry in self.store.scan_prefix(&[ns::REVIEW]) {
-            let (key, value) = entry?;
-            let candidate: DuplicateCandidate = decode_at(&key, &value)?;
-            let (ra, rb) = (reader.root(candidate.a)?, reader.root(candidate.b)?);
-            if ra != rb && !pinned_apart(&reader, ra, rb)? {
-                out.push(candidate);
-                if out.len() == limit {
-                    break;
-                }
-            }
-        }
-        Ok(out)
     }
 }

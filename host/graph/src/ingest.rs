@@ -561,7 +561,9 @@ fn index_entries(rules: &IdentityRules, node: &Node) -> Vec<(Vec<u8>, Vec<u8>)> 
         Body::Person(p) => {
             let domains: BTreeSet<&str> =
                 p.emails.iter().filter_map(|e| ops::email_domain(e)).filter(|d| rules.identifies_organization(d)).collect();
+            let surname = crate::names::PersonName::split(&p.name).map(|n| (keys::surname(&n.surname, &n.given, id), Vec::new()));
             name_entries(id, &p.name)
+                .chain(surname)
                 .chain(p.works_at.iter().map(|j| (keys::member(ns::WORKS_AT, j.organization, id), Vec::new())))
                 .chain(domains.into_iter().map(|domain| (keys::address_domain(domain, id), Vec::new())))
                 .collect()

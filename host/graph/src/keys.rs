@@ -10,6 +10,7 @@
 //! | y  | address domain ␀ person id            | ()  (who writes from it)|
 //! | s  | kind, name token ␀ node id            | ()                      |
 //! | f  | kind, normalized full name ␀ node id  | ()  (duplicate review)  |
+//! | l  | surname ␀ given name ␀ person id      | ()  (duplicate review)  |
 //! | r  | node id, node id                      | `DuplicateCandidate`    |
 //! | a  | node id                               | `AliasLink` (merged)    |
 //! | c  | parent id, child id                   | ()  (merge tree)        |
@@ -45,6 +46,8 @@ pub mod ns {
     pub const NAME: u8 = b's';
     /// Exact normalized names.
     pub const FULL_NAME: u8 = b'f';
+    /// People by surname and given name.
+    pub const SURNAME: u8 = b'l';
     /// Likely duplicates awaiting review.
     pub const REVIEW: u8 = b'r';
     /// Merged node → its parent.
@@ -152,6 +155,23 @@ pub fn full_name(kind: RecordKind, normalized: &str, id: NodeId) -> Vec<u8> {
 /// Prefix of the nodes of `kind` with exactly this normalized name.
 pub fn full_name_prefix(kind: RecordKind, normalized: &str) -> Vec<u8> {
     key(ns::FULL_NAME, &[&[kind.tag()], normalized.as_bytes(), &[0]])
+}
+
+/// The key of a person by surname and given name (lowercase words).
+pub fn surname(surname: &str, given: &str, person: NodeId) -> Vec<u8> {
+    key(ns::SURNAME, &[surname.as_bytes(), &[0], given.as_bytes(), &[0], &person.to_bytes()])
+}
+
+/// Prefix of the people with this surname.
+pub fn surname_prefix(surname: &str) -> Vec<u8> {
+    key(ns::SURNAME, &[surname.as_bytes(), &[0]])
+}
+
+/// The given name and person of a surname key under `prefix`.
+pub fn split_surname<'k>(key: &'k [u8], prefix: &[u8]) -> Option<(&'k str, NodeId)> {
+    let rest = key.strip_prefix(prefix)?;
+    let given = rest.get(..rest.len().checked_sub(NODE_ID_LEN + 1)?)?;
+    Some((std::str::from_utf8(given).ok()?, trailing_id(key)?))
 }
 
 /// Review-list key of a likely duplicate pair (smaller id first).

@@ -16,17 +16,21 @@ mod ingest;
 pub mod keys;
 pub mod metrics;
 pub mod model;
+mod names;
 mod query;
+mod suggestions;
 mod txn;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 pub use identity::IdentityError;
+pub use names::Likeness;
 pub use query::{
     ContextQuery, DealSummary, Engagement, GraphStats, MemberOf, ObservationItem, OrganizationContext, OrganizationView, PersonView,
     RelationshipHolder, TimelineCursor, TimelineItem, TimelinePage,
 };
+pub use suggestions::{DEFAULT_MIN_SCORE, JobChange, Suggestion, SuggestionCase};
 
 use model::NodeId;
 use rapport_ops::RecordLimits;
@@ -66,6 +70,10 @@ pub enum GraphError {
         newest: u64,
     },
 }
+
+/// The source of the operator's review decisions: an accepted job change's employments are
+/// a record of it, which outranks every other source's employments at those organizations.
+pub const REVIEW_SOURCE: &str = "rapport:review";
 
 /// How identity resolution treats addresses, domains and sources.
 #[derive(Debug, Clone, Default)]

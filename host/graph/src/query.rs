@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::attribution::ClusterIdentity;
 use super::earlier::TimelineEntryV1;
 use super::identity::cluster_members;
 use super::ingest::name_tokens;
@@ -241,16 +242,23 @@ impl Graph {
         for &member in &members {
             for (key, _) in r.scan_prefix(&keys::owned_prefix(ns::WORKS_AT, member))? {
                 let Some((_, person)) = keys::split_member(&key) else { continue };
+                if people.contains_key(&r.root(person)?) {
+                    continue;
+                }
                 let view = person_view(&mut r, &self.rules, person)?;
                 if view.role {
                     continue;
                 }
-                let job = match r.node(person)? {
-                    Some(Node { body: Body::Person(p), .. }) => p.works_at.into_iter().find(|j| j.organization == member),
-                    _ => None,
-                };
+                // The employment as the cluster folds it: an accepted job change's dates win.
+                let mut job = None;
+                for candidate in ClusterIdentity::of(&mut r, view.id)?.jobs {
+                    if r.root(candidate.organization)? == organization.id {
+                        job = Some(candidate);
+                        break;
+                    }
+                }
                 let (since, until) = job.map_or((None, None), |j| (j.since, j.until));
-                people.entry(view.id).or_insert(MemberOf { person: view, since, until });
+                people.insert(view.id, MemberOf { person: view, since, until });
             }
             for (key, _) in r.scan_prefix(&keys::owned_prefix(ns::DEAL, member))? {
                 let Some((_, deal)) = keys::split_member(&key) else { continue };
@@ -634,7 +642,7 @@ fn cluster_nodes(r: &mut Txn<'_>, rules: &IdentityRules, id: NodeId) -> Result<(
     Ok((root, nodes))
 }
 
-fn organization_view(r: &mut Txn<'_>, rules: &IdentityRules, id: NodeId) -> Result<OrganizationView, GraphError> {
+pub(super) fn organization_view(r: &mut Txn<'_>, rules: &IdentityRules, id: NodeId) -> Result<OrganizationView, GraphError> {
     if id.kind != RecordKind::Organization {
         return Err(GraphError::NotFound(id));
     }
@@ -662,7 +670,7 @@ fn organization_view(r: &mut Txn<'_>, rules: &IdentityRules, id: NodeId) -> Resu
     Ok(view)
 }
 
-fn person_view(r: &mut Txn<'_>, rules: &IdentityRules, id: NodeId) -> Result<PersonView, GraphError> {
+pub(super) fn person_view(r: &mut Txn<'_>, rules: &IdentityRules, id: NodeId) -> Result<PersonView, GraphError> {
     if id.kind != RecordKind::Person {
         return Err(GraphError::NotFound(id));
     }

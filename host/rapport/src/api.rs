@@ -98,6 +98,8 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(identity::undo_merge))
         .routes(routes!(identity::create_pin))
         .routes(routes!(identity::list_duplicates))
+        .routes(routes!(identity::accept_duplicate))
+        .routes(routes!(identity::reject_duplicate))
         .routes(routes!(plugins::list_plugins))
         .routes(routes!(plugins::install_package, plugins::upgrade_package))
         .routes(routes!(plugins::add_instance))

@@ -208,8 +208,28 @@ enum MergesCommand {
         /// The other record.
         b: String,
     },
-    /// Likely duplicates that share no identifying key, awaiting a decision.
-    Review,
+    /// The review list: records that may be one, best first, with the case, the score and
+    /// the reasons; accept or reject each.
+    Review {
+        /// Leave out pairs scoring under this, 0 to 1 (0 lists every candidate).
+        #[arg(long, default_value_t = rapport_graph::DEFAULT_MIN_SCORE)]
+        min_score: f64,
+    },
+    /// Accept a suggestion: merge the two; for a job change, also end the old employment
+    /// where the new one starts.
+    Accept {
+        /// One record (org_… or per_…).
+        a: String,
+        /// The other.
+        b: String,
+    },
+    /// Reject a suggestion: pin the two apart, never to be suggested again.
+    Reject {
+        /// One record.
+        a: String,
+        /// The other.
+        b: String,
+    },
 }
 
 #[derive(Debug, Args)]

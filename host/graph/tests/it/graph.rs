@@ -1,7 +1,7 @@
 //! Ingest and identity resolution, through the library.
 
 use rapport_graph::model::{ChangeOp, NodeId, RecordKind, Timestamp};
-use rapport_graph::{ContextQuery, GraphError, GraphStats, IdentityError};
+use rapport_graph::{ContextQuery, DEFAULT_MIN_SCORE, GraphError, GraphStats, IdentityError, SuggestionCase};
 use rapport_ops::{IngestBatch, InvalidPolicy, SourceTrust};
 
 use crate::{ingest, op, rules, temp_graph, temp_graph_with};
@@ -190,7 +190,7 @@ fn identity_resolution_table() {
             }
         }
         let stats = t.graph.stats().unwrap();
-        let review = t.graph.duplicates(100).unwrap().len();
+        let review = t.graph.duplicates(DEFAULT_MIN_SCORE, 100).unwrap().len();
         let expected = (case.organizations, case.people, case.merges, case.review);
         assert_eq!((stats.organizations, stats.people, stats.merges, review), expected, "{}", case.name);
     }
@@ -223,12 +223,15 @@ fn a_reviewed_duplicate_can_be_merged_by_hand() {
     let t = temp_graph();
     ingest(&t.graph, "crm", &[r#"{"op":"upsert_organization","external_id":"c1","name":"Acme","domains":["acme.com"]}"#]);
     ingest(&t.graph, "billing", &[r#"{"op":"upsert_organization","external_id":"b1","name":"ACME","domains":["acme-corp.net"]}"#]);
-    let candidate = t.graph.duplicates(10).unwrap().pop().expect("a review entry");
-    assert_eq!(candidate.reason, "same organization name");
+    let candidate = t.graph.duplicates(DEFAULT_MIN_SCORE, 10).unwrap().pop().expect("a review entry");
+    assert_eq!(
+        (candidate.case, candidate.reasons.as_slice()),
+        (SuggestionCase::OrganizationName, ["both named Acme".to_owned()].as_slice())
+    );
     let merge = t.graph.merge_manually(candidate.a, candidate.b, "reviewed by ops".into(), Timestamp::now()).unwrap();
     assert_eq!(merge.reason, "reviewed by ops");
     assert_eq!(t.graph.stats().unwrap().organizations, 1);
-    assert!(t.graph.duplicates(10).unwrap().is_empty());
+    assert!(t.graph.duplicates(0.0, 10).unwrap().is_empty());
     assert!(matches!(
         t.graph.merge_manually(candidate.a, candidate.b, "again".into(), Timestamp::now()),
         Err(IdentityError::AlreadyMerged(..))
@@ -515,8 +518,11 @@ fn a_source_not_trusted_for_it_can_neither_join_two_clusters_nor_make_a_client_a
     // Its record joined one cluster (a record of its own may), not both.
     assert_eq!(graph.organization(acme).unwrap().merged.len(), 1);
     assert_ne!(graph.organization(acme).unwrap().id, graph.organization(globex).unwrap().id, "two clients stay two");
-    let review = graph.duplicates(10).unwrap();
-    assert!(review.iter().any(|d| d.reason.contains("not trusted to join two clusters")), "{review:?}");
+    let review = graph.duplicates(DEFAULT_MIN_SCORE, 10).unwrap();
+    assert!(
+        review.iter().any(|d| d.case == SuggestionCase::SharedKey && d.reasons[0].contains("not trusted to join two clusters")),
+        "{review:?}"
+    );
     assert!(!graph.person(id("crm", RecordKind::Person, "p")).unwrap().internal, "the client's contact is no employee");
 
     // The same operations from a source trusted for both do what they say.

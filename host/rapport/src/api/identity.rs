@@ -6,7 +6,8 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::{ApiError, AppState, ErrorBody, JsonBody, Page, Path, Query, blocking, limit, parse_id};
-use rapport_graph::model::{DuplicateCandidate, MergeId, MergeRecord, Timestamp};
+use rapport_graph::model::{MergeId, MergeRecord, Timestamp};
+use rapport_graph::{DEFAULT_MIN_SCORE, Suggestion};
 use rapport_ops::{Label, MergeIdText, NodeIdText};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -90,10 +91,10 @@ pub(super) async fn undo_merge(State(state): State<AppState>, Path(id): Path<Str
     Ok(Json(blocking(&state, move |graph| graph.unmerge(id, Timestamp::now())).await?))
 }
 
-/// Two records to keep apart.
+/// Two records of the same kind: to pin apart, or a suggestion to accept or reject.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct PinRequest {
+pub(super) struct RecordPair {
     /// One record.
     #[schema(value_type = NodeIdText)]
     a: String,
@@ -103,7 +104,7 @@ pub(super) struct PinRequest {
 }
 
 /// Pins two records apart: they will never be merged (dismisses a review entry).
-#[utoipa::path(post, path = "/v1/pins", tag = "identity", request_body = PinRequest, security(("bearer" = [])), responses(
+#[utoipa::path(post, path = "/v1/pins", tag = "identity", request_body = RecordPair, security(("bearer" = [])), responses(
     (status = 201, description = "pinned"),
     (status = 400, body = ErrorBody),
     (status = 401, body = ErrorBody),
@@ -111,7 +112,7 @@ pub(super) struct PinRequest {
     (status = 409, description = "already merged", body = ErrorBody),
     (status = 422, description = "the two records are of different kinds", body = ErrorBody),
 ))]
-pub(super) async fn create_pin(State(state): State<AppState>, JsonBody(request): JsonBody<PinRequest>) -> Result<StatusCode, ApiError> {
+pub(super) async fn create_pin(State(state): State<AppState>, JsonBody(request): JsonBody<RecordPair>) -> Result<StatusCode, ApiError> {
     let (a, b) = (parse_id(&request.a, "a")?, parse_id(&request.b, "b")?);
     blocking(&state, move |graph| graph.pin_apart(a, b)).await?;
     Ok(StatusCode::CREATED)
@@ -124,19 +125,65 @@ pub(super) struct ReviewQuery {
     /// At most this many, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// Leave out pairs scoring under this, 0 to 1 (default 0.5; 0 lists every candidate).
+    #[param(minimum = 0, maximum = 1)]
+    min_score: Option<f64>,
 }
 
-/// Likely duplicates that share no identifying key, awaiting a merge or a pin.
+/// The review list: records that may be one, scored from the graph as it stands, best
+/// first, each with its case and reasons.
 #[utoipa::path(get, path = "/v1/duplicates", tag = "identity", params(ReviewQuery), security(("bearer" = [])), responses(
-    (status = 200, body = Page<DuplicateCandidate>),
+    (status = 200, body = Page<Suggestion>),
     (status = 400, body = ErrorBody),
     (status = 401, body = ErrorBody),
 ))]
 pub(super) async fn list_duplicates(
     State(state): State<AppState>,
     Query(query): Query<ReviewQuery>,
-) -> Result<Json<Page<DuplicateCandidate>>, ApiError> {
+) -> Result<Json<Page<Suggestion>>, ApiError> {
     let limit = limit(query.limit, 100, "limit")?;
-    let items = blocking(&state, move |graph| graph.duplicates(limit)).await?;
+    let min_score = match query.min_score {
+        None => DEFAULT_MIN_SCORE,
+        Some(score) if (0.0..=1.0).contains(&score) => score,
+        Some(_) => return Err(ApiError::field("min_score", "expected a score from 0 to 1")),
+    };
+    let items = blocking(&state, move |graph| graph.duplicates(min_score, limit)).await?;
     Ok(Json(Page { items, next: None }))
+}
+
+/// Accepts a suggestion: merges the two records' clusters; for a job change, also ends the
+/// old employment where the new one starts (a record of the operator's review).
+#[utoipa::path(post, path = "/v1/duplicates/accept", tag = "identity", request_body = RecordPair, security(("bearer" = [])), responses(
+    (status = 201, body = MergeRecord),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+    (status = 409, description = "already merged, or pinned apart", body = ErrorBody),
+    (status = 422, description = "the two records are of different kinds", body = ErrorBody),
+))]
+pub(super) async fn accept_duplicate(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<RecordPair>,
+) -> Result<(StatusCode, Json<MergeRecord>), ApiError> {
+    let (a, b) = (parse_id(&request.a, "a")?, parse_id(&request.b, "b")?);
+    let record = blocking(&state, move |graph| graph.accept_duplicate(a, b, Timestamp::now())).await?;
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+/// Rejects a suggestion: the two records are pinned apart and never suggested again.
+#[utoipa::path(post, path = "/v1/duplicates/reject", tag = "identity", request_body = RecordPair, security(("bearer" = [])), responses(
+    (status = 201, description = "pinned apart"),
+    (status = 400, body = ErrorBody),
+    (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+    (status = 409, description = "already merged", body = ErrorBody),
+    (status = 422, description = "the two records are of different kinds", body = ErrorBody),
+))]
+pub(super) async fn reject_duplicate(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<RecordPair>,
+) -> Result<StatusCode, ApiError> {
+    let (a, b) = (parse_id(&request.a, "a")?, parse_id(&request.b, "b")?);
+    blocking(&state, move |graph| graph.reject_duplicate(a, b)).await?;
+    Ok(StatusCode::CREATED)
 }

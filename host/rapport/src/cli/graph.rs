@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Backend, GraphCommand, MergesCommand, ObserveArgs, parse_id, parse_time, print_json};
-use rapport_graph::ContextQuery;
-use rapport_graph::model::{Change, DuplicateCandidate, MergeId, MergeRecord, RecordKind, Timestamp};
+use rapport_graph::model::{Change, MergeId, MergeRecord, RecordKind, Timestamp};
+use rapport_graph::{ContextQuery, Suggestion};
 use rapport_ops::{IngestBatch, InvalidPolicy, ObservationRecord, Operation, Subject};
 
 /// A page of the API's listings.
@@ -133,16 +133,34 @@ pub(super) fn merges_command(backend: &Backend, command: MergesCommand) -> anyho
             }
             println!("pinned {a} and {b} apart");
         }
-        (_, MergesCommand::Review) => {
-            let candidates = match backend {
-                Backend::Store(graph) => graph.duplicates(1000)?,
+        (_, MergesCommand::Review { min_score }) => {
+            if !(0.0..=1.0).contains(&min_score) {
+                bail!("--min-score {min_score}: expected a score from 0 to 1");
+            }
+            let suggestions = match backend {
+                Backend::Store(graph) => graph.duplicates(min_score, 1000)?,
                 Backend::Daemon(daemon) => {
-                    daemon.get::<Items<DuplicateCandidate>>("/v1/duplicates", &[("limit", "1000".to_owned())])?.items
+                    let query = [("limit", "1000".to_owned()), ("min_score", min_score.to_string())];
+                    daemon.get::<Items<Suggestion>>("/v1/duplicates", &query)?.items
                 }
             };
-            for candidate in candidates {
-                println!("{}\t{}\t{}", candidate.a, candidate.b, candidate.reason);
+            for suggestion in suggestions {
+                let case = serde_json::to_value(suggestion.case)?;
+                println!("{:.2}\t{}\t{}\t{}\t{}", suggestion.score, text(&case), suggestion.a, suggestion.b, suggestion.reasons.join("; "));
             }
+        }
+        (Backend::Store(graph), MergesCommand::Accept { a, b }) => {
+            show_merge(&graph.accept_duplicate(parse_id(&a)?, parse_id(&b)?, now)?);
+        }
+        (Backend::Daemon(daemon), MergesCommand::Accept { a, b }) => {
+            show_merge(&daemon.call(Method::POST, "/v1/duplicates/accept", &[], Some(&json!({"a": a, "b": b})))?);
+        }
+        (_, MergesCommand::Reject { a, b }) => {
+            match backend {
+                Backend::Store(graph) => graph.reject_duplicate(parse_id(&a)?, parse_id(&b)?)?,
+                Backend::Daemon(daemon) => daemon.call(Method::POST, "/v1/duplicates/reject", &[], Some(&json!({"a": a, "b": b})))?,
+            }
+            println!("rejected: {a} and {b} are pinned apart");
         }
     }
     Ok(())

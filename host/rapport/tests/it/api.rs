@@ -196,6 +196,39 @@ fn merges_can_be_listed_undone_and_pinned() {
     assert_eq!(mixed.status(), 422, "two well-formed ids of different kinds cannot be merged");
 }
 
+#[test]
+fn suggestions_are_ranked_with_their_reasons_and_accepted_or_rejected() {
+    let server = TestServer::start();
+    let person =
+        |id: &str, name: &str| json!({"op": "upsert_person", "external_id": id, "name": name, "works_at": [{"organization": "c1"}]});
+    let operations = [
+        org("c1", "Acme", "acme.com"),
+        person("p1", "Rafael Novak"),
+        person("p2", "R. Novak"),
+        person("p3", "Robert Stone"),
+        person("p4", "Bob Stone"),
+    ];
+    assert_eq!(server.post("/v1/ingest", &json!({"source": "crm", "operations": operations})).status(), 200);
+    let review = server.get_json("/v1/duplicates");
+    let items = review["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{review}");
+    assert_eq!((items[0]["case"].as_str(), items[0]["score"].as_f64()), (Some("same_organization"), Some(0.85)), "the nickname first");
+    assert_eq!(items[0]["reasons"], json!(["the same surname and a nickname (Bob Stone ~ Robert Stone)", "both at Acme"]));
+    assert_eq!(items[1]["score"].as_f64(), Some(0.75), "then the initial");
+
+    let pair = |item: &Value| json!({"a": item["a"], "b": item["b"]});
+    let accepted = server.post("/v1/duplicates/accept", &pair(&items[0]));
+    assert_eq!(accepted.status(), 201);
+    let merge = accepted.json::<Value>().unwrap();
+    assert!(merge["reason"].as_str().unwrap().starts_with("accepted: the same surname and a nickname"), "{merge}");
+    assert_eq!(server.post("/v1/duplicates/reject", &pair(&items[1])).status(), 201);
+    assert_eq!(server.get_json("/v1/duplicates?min_score=0")["items"], json!([]), "both decided");
+    assert_eq!(server.post("/v1/duplicates/accept", &pair(&items[1])).status(), 409, "a rejected pair stays apart");
+    let bad = server.get("/v1/duplicates?min_score=1.5");
+    assert_eq!(bad.status(), 400);
+    assert_eq!(bad.json::<Value>().unwrap()["details"][0]["path"], "min_score");
+}
+
 /// Replaces path parameters with ids of the right shape.
 fn concrete_path(path: &str) -> String {
     let id = if path.starts_with("/v1/people") {
