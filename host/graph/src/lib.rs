@@ -28,7 +28,7 @@ pub use identity::IdentityError;
 pub use names::Likeness;
 pub use query::{
     ContextQuery, DealSummary, Engagement, GraphStats, MemberOf, ObservationItem, OrganizationContext, OrganizationView, PersonView,
-    RelationshipHolder, TimelineCursor, TimelineItem, TimelinePage,
+    RelationshipHolder, SourcedName, TimelineCursor, TimelineItem, TimelinePage,
 };
 pub use suggestions::{DEFAULT_MIN_SCORE, JobChange, Suggestion, SuggestionCase};
 

@@ -421,8 +421,8 @@ pub struct MergeRecord {
     pub undone_at: Option<Timestamp>,
 }
 
-/// Two clusters that look like the same thing but share no identifying key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+/// Two records that may be one, as written to the review list (judged when read).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DuplicateCandidate {
     /// One record.
     pub a: NodeId,

@@ -42,6 +42,9 @@ pub struct OrganizationView {
     pub merged: Vec<NodeId>,
     /// Where the data came from.
     pub provenance: Vec<Provenance>,
+    /// Each record's own name, the best-ranked source's first (it is `name`); the others
+    /// are the values that lost to it.
+    pub names: Vec<SourcedName>,
 }
 
 /// A person as the graph knows it.
@@ -64,6 +67,18 @@ pub struct PersonView {
     pub merged: Vec<NodeId>,
     /// Where the data came from.
     pub provenance: Vec<Provenance>,
+    /// Each record's own name, the best-ranked source's first (it is `name`); the others
+    /// are the values that lost to it.
+    pub names: Vec<SourcedName>,
+}
+
+/// A name as one source gave it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SourcedName {
+    /// The source.
+    pub source: String,
+    /// The name it gave.
+    pub name: String,
 }
 
 /// A person at an organization.
@@ -656,9 +671,11 @@ pub(super) fn organization_view(r: &mut Txn<'_>, rules: &IdentityRules, id: Node
         owner: None,
         merged: nodes.iter().map(|n| n.id).filter(|m| *m != root).collect(),
         provenance: nodes.iter().map(|n| n.provenance.clone()).collect(),
+        names: Vec::new(),
     };
     for node in nodes {
         let Body::Organization(o) = node.body else { continue };
+        push_name(&mut view.names, &node.provenance, &o.name);
         if view.name.is_empty() {
             view.name = o.name;
         }
@@ -684,9 +701,11 @@ pub(super) fn person_view(r: &mut Txn<'_>, rules: &IdentityRules, id: NodeId) ->
         role: false,
         merged: nodes.iter().map(|n| n.id).filter(|m| *m != root).collect(),
         provenance: nodes.iter().map(|n| n.provenance.clone()).collect(),
+        names: Vec::new(),
     };
     for node in nodes {
         let Body::Person(p) = node.body else { continue };
+        push_name(&mut view.names, &node.provenance, &p.name);
         if view.name.is_empty() {
             view.name = p.name;
         }
@@ -696,6 +715,13 @@ pub(super) fn person_view(r: &mut Txn<'_>, rules: &IdentityRules, id: NodeId) ->
     }
     view.role = rules.is_role_mailbox(&view.emails);
     Ok(view)
+}
+
+/// Lists a record's non-empty name with its source.
+fn push_name(names: &mut Vec<SourcedName>, provenance: &Provenance, name: &str) {
+    if !name.is_empty() {
+        names.push(SourcedName { source: provenance.source.clone(), name: name.to_owned() });
+    }
 }
 
 fn observations_of(r: &mut Txn<'_>, members: &[NodeId], limit: usize) -> Result<Vec<ObservationItem>, GraphError> {

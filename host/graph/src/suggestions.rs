@@ -27,7 +27,7 @@ use super::keys::{self, ns};
 use super::model::{Body, ChangeOp, DuplicateCandidate, Job, MergeRecord, Node, NodeId, Person, Provenance, RecordKind, Timestamp};
 use super::names::{Likeness, PersonName, given_names_alike};
 use super::query::{organization_view, person_view};
-use super::txn::{Touched, Txn};
+use super::txn::Txn;
 use super::{Graph, GraphError, IdentityRules, REVIEW_SOURCE, decode_at};
 use rapport_store::KeyRange;
 use rapport_store::codec::encode;
@@ -186,7 +186,6 @@ impl Graph {
         txn.put(keys::source_ref(REVIEW_SOURCE, RecordKind::Person, &external_id), encode(&id));
         ingest::write_node(txn, &self.rules, node, None, ChangeOp::Upsert, None);
         merge_clusters(txn, merge.winner, id, format!("the job change accepted in {}", merge.id), now)?;
-        txn.touch(Touched::Person(merge.winner));
         Ok(())
     }
 

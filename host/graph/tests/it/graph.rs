@@ -258,6 +258,8 @@ fn merged_records_fold_into_one_view_with_all_provenance_and_scalars_by_source_r
         assert_eq!(view.merged, [if crm_first { billing_id } else { crm_id }]);
         let sources: Vec<_> = view.provenance.iter().map(|p| p.source.as_str()).collect();
         assert_eq!(sources, ["crm", "billing"], "records listed in rank order");
+        let names: Vec<(&str, &str)> = view.names.iter().map(|n| (n.source.as_str(), n.name.as_str())).collect();
+        assert_eq!(names, [("crm", "Acme"), ("billing", "ACME GmbH")], "the losing name stays visible");
     }
     // Unranked sources: the record its source saw last wins.
     let t = temp_graph();
