@@ -110,6 +110,11 @@ pub(super) fn normalized_name(name: &str) -> Option<String> {
 pub(super) const SAME_ORGANIZATION_NAME: &str = "same organization name";
 pub(super) const SIMILAR_NAMES: &str = "similar names";
 
+/// Pairs one written person adds at most: a name shared by more records than this says
+/// nothing on its own, and the list must stay linear in the records (which of so many
+/// namesakes pair up then depends on the order they came in).
+const MAX_NAMESAKES: usize = 50;
+
 /// Puts `node` on the review list beside the records whose names are alike and that are
 /// not in its cluster: organizations of the same name, people of the same surname with
 /// given names that may be one person's. Only names decide here, so the list of candidates
@@ -135,6 +140,9 @@ pub(super) fn flag_duplicates(txn: &mut Txn<'_>, node: &Node, now: Timestamp) ->
                 let Some((given, other)) = keys::split_surname(&key, &prefix) else { continue };
                 if given_names_alike(&name.given, given).is_some() {
                     alike.push((other, SIMILAR_NAMES));
+                    if alike.len() == MAX_NAMESAKES {
+                        break;
+                    }
                 }
             }
         }

@@ -544,8 +544,18 @@ pub(super) fn write_node(txn: &mut Txn<'_>, rules: &IdentityRules, node: Node, o
             txn.delete(key.clone());
         }
     }
+    // An interaction's entries (`t`, `u`) have been written by every release, so one that
+    // is unchanged is in the store as it is: a re-filing writes only what moved. Other
+    // kinds gained index entries (`l`, `y`) that a store from before lacks; they are
+    // written whole.
+    let unchanged: HashSet<(&[u8], &[u8])> = match node.body {
+        Body::Interaction(_) => old_entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect(),
+        _ => HashSet::new(),
+    };
     for (key, value) in new_entries {
-        txn.put(key, value);
+        if !unchanged.contains(&(key.as_slice(), value.as_slice())) {
+            txn.put(key, value);
+        }
     }
     txn.put_node(node);
 }

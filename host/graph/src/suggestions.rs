@@ -14,7 +14,8 @@
 //! | two organizations of one name | 0.6 |
 //! | alike names and nothing else | 0.3 same full name, 0.2 otherwise |
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 
@@ -93,6 +94,9 @@ pub struct Suggestion {
     pub found_at: Timestamp,
 }
 
+/// The person clusters folded so far in one reading of the list, by root.
+type Profiles = HashMap<NodeId, Option<Rc<Profile>>>;
+
 /// What the review list compares of a person cluster.
 struct Profile {
     root: NodeId,
@@ -118,6 +122,8 @@ impl Graph {
     pub fn duplicates(&self, min_score: f64, limit: usize) -> Result<Vec<Suggestion>, GraphError> {
         let mut r = Txn::new(&*self.store);
         let mut seen = HashSet::new();
+        // A person is on many pairs (namesakes): fold each cluster once per reading.
+        let mut profiles = HashMap::new();
         let mut out = Vec::new();
         for entry in self.store.scan_prefix(&[ns::REVIEW]) {
             let (key, value) = entry?;
@@ -126,7 +132,7 @@ impl Graph {
             if ra == rb || !seen.insert((ra.min(rb), ra.max(rb))) || pinned_apart(&r, ra, rb)? {
                 continue;
             }
-            if let Some(suggestion) = self.judge(&mut r, &candidate)?
+            if let Some(suggestion) = self.judge(&mut r, &mut profiles, &candidate)?
                 && suggestion.score >= min_score
             {
                 out.push(suggestion);
@@ -142,7 +148,8 @@ impl Graph {
     pub fn suggestion(&self, a: NodeId, b: NodeId) -> Result<Option<Suggestion>, GraphError> {
         let mut r = Txn::new(&*self.store);
         let reason = if a.kind == RecordKind::Organization { SAME_ORGANIZATION_NAME } else { SIMILAR_NAMES };
-        self.judge(&mut r, &DuplicateCandidate { a, b, reason: reason.to_owned(), found_at: Timestamp::now() })
+        let candidate = DuplicateCandidate { a, b, reason: reason.to_owned(), found_at: Timestamp::now() };
+        self.judge(&mut r, &mut HashMap::new(), &candidate)
     }
 
     /// Accepts a suggestion: merges the two records' clusters and, for a job change, records
@@ -189,7 +196,7 @@ impl Graph {
         Ok(())
     }
 
-    fn judge(&self, r: &mut Txn<'_>, candidate: &DuplicateCandidate) -> Result<Option<Suggestion>, GraphError> {
+    fn judge(&self, r: &mut Txn<'_>, profiles: &mut Profiles, candidate: &DuplicateCandidate) -> Result<Option<Suggestion>, GraphError> {
         let (a, b) = (r.root(candidate.a)?, r.root(candidate.b)?);
         let suggest = |case, score, reasons: Vec<String>, job_change| Suggestion {
             a,
@@ -211,7 +218,7 @@ impl Graph {
             }
             return Ok(Some(suggest(SuggestionCase::OrganizationName, 0.6, vec![format!("both named {}", x.name)], None)));
         }
-        let (Some(x), Some(y)) = (self.profile(r, a)?, self.profile(r, b)?) else { return Ok(None) };
+        let (Some(x), Some(y)) = (self.cached_profile(r, profiles, a)?, self.cached_profile(r, profiles, b)?) else { return Ok(None) };
         let (Some(nx), Some(ny)) = (PersonName::split(&x.name), PersonName::split(&y.name)) else { return Ok(None) };
         let Some(likeness) = given_names_alike(&nx.given, &ny.given).filter(|_| nx.surname == ny.surname) else { return Ok(None) };
         let names = if likeness == Likeness::Same {
@@ -294,6 +301,15 @@ impl Graph {
             }
         }
         Ok(together)
+    }
+
+    fn cached_profile(&self, r: &mut Txn<'_>, profiles: &mut Profiles, root: NodeId) -> Result<Option<Rc<Profile>>, GraphError> {
+        if let Some(profile) = profiles.get(&root) {
+            return Ok(profile.clone());
+        }
+        let profile = self.profile(r, root)?.map(Rc::new);
+        profiles.insert(root, profile.clone());
+        Ok(profile)
     }
 
     fn profile(&self, r: &mut Txn<'_>, root: NodeId) -> Result<Option<Profile>, GraphError> {

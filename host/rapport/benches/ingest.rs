@@ -2,7 +2,7 @@
 //! ×10 through the in-process ingest path against raw sled batch inserts of the very same
 //! keys and values as the baseline, in the sources' natural order and in the order
 //! "interactions first, organizations last" (every interaction then re-filed when its
-//! people's employers arrive); context-query latency; peak memory of a streamed import at
+//! people's employers arrive); context-query latency; judging the whole review list; peak memory of a streamed import at
 //! ×1 and ×10. Prints its figures; asserts nothing.
 //!
 //! Run with `cargo xtask bench` (or `cargo bench -p rapport --bench ingest`).
@@ -24,7 +24,7 @@ use rapport::demo::{self, SourceBatch, WorldSpec};
 use rapport::import::{ImportOptions, import_jsonl};
 use rapport::ledger::GraphLedger;
 use rapport_graph::model::{NodeId, RecordKind, Timestamp};
-use rapport_graph::{ContextQuery, Graph, IdentityRules};
+use rapport_graph::{ContextQuery, DEFAULT_MIN_SCORE, Graph, IdentityRules};
 use rapport_ops::IngestBatch;
 use rapport_plugin_host::PluginHost;
 use rapport_plugin_host::config::PluginsConfig;
@@ -244,6 +244,16 @@ fn main() {
         orgs.len(),
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3
+    );
+    // The review list, judged whole: every candidate pair the names gave, scored.
+    let started = Instant::now();
+    let judged = graph.duplicates(0.0, usize::MAX).unwrap();
+    let shown = judged.iter().filter(|s| s.score >= DEFAULT_MIN_SCORE).count();
+    println!(
+        "review list: {} candidate pairs judged in {:.2}s ({:.1} µs each), {shown} at or above the {DEFAULT_MIN_SCORE} threshold",
+        judged.len(),
+        started.elapsed().as_secs_f64(),
+        started.elapsed().as_secs_f64() * 1e6 / judged.len().max(1) as f64
     );
     let log = std::mem::take(&mut *store.log.lock().unwrap());
     drop(graph);
