@@ -96,7 +96,7 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
-    /// Identity merges: list, undo, merge by hand, pin apart, review likely duplicates.
+    /// Identity merges: list, undo, merge by hand, pin apart; review likely duplicates and accept or reject them.
     Merges {
         #[command(subcommand)]
         command: MergesCommand,
