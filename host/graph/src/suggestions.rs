@@ -241,13 +241,13 @@ impl Graph {
             return Ok(Some(suggest(SuggestionCase::NamesOnly, 0.2, vec![names], None)));
         }
         for (personal, known) in [(&x, &y), (&y, &x)] {
-            if personal.personal_only(&self.rules) && !known.organizations.is_empty() {
+            if let Some(&first) = known.organizations.first()
+                && personal.personal_only(&self.rules)
+            {
                 let together = self.interactions_with(r, personal.root, &known.organizations)?;
                 if together > 0 {
                     let address = personal.identity.emails.join(", ");
-                    let org = organization_view(r, &self.rules, *known.organizations.first().unwrap_or(&known.root))
-                        .map(|o| o.name)
-                        .unwrap_or_default();
+                    let org = organization_view(r, &self.rules, first).map(|o| o.name).unwrap_or_default();
                     let reasons = vec![names, format!("a personal address ({address}) in {together} interactions with {org}")];
                     return Ok(Some(suggest(SuggestionCase::PersonalAddress, 0.8, reasons, None)));
                 }

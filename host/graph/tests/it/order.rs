@@ -123,36 +123,16 @@ fn world() -> World {
     crm.push(PersonRecord::new("li", "Li Zhang").phone("+1 555 0106").works_at("co1").seen_at(seen).into());
     crm.push(PersonRecord::new("laura-kim", "Laura Kim").phone("+1 555 0107").works_at("co2").seen_at(seen).into());
     crm.push(PersonRecord::new("laura-k", "Laura K.").phone("+1 555 0108").works_at("co3").seen_at(seen).into());
-    // Two job changes, each a CRM record per employment, each with its own address.
-    crm.push(
-        PersonRecord::new("maria-old", "Maria Lopez")
-            .email("maria@oldco.example")
-            .employment("oldco", None, Some(days_ago(MARIA_MOVED)))
-            .seen_at(seen)
-            .into(),
-    );
-    crm.push(
-        PersonRecord::new("maria-new", "Maria Lopez")
-            .email("maria.lopez@newco.example")
-            .employment("newco", Some(days_ago(MARIA_MOVED)), None)
-            .seen_at(seen)
-            .into(),
-    );
-    crm.push(
-        PersonRecord::new("tom-old", "Tom Berg")
-            .email("tom@initech.example")
-            .employment("initech", None, Some(days_ago(TOM_MOVED)))
-            .seen_at(seen)
-            .into(),
-    );
-    // Tom's new CRM record has no address: his new mail is filed by his new employment.
-    crm.push(
-        PersonRecord::new("tom-new", "Tom Berg")
-            .email("tom.berg@gmail.com")
-            .employment("globex", Some(days_ago(TOM_MOVED)), None)
-            .seen_at(seen)
-            .into(),
-    );
+    // Two job changes, each a CRM record per employment with its own address; Tom's new
+    // one is a personal address, so his new employment files his mail.
+    let mut employment = |id: &str, name: &str, email: &str, org: &str, moved: i64, old: bool| {
+        let (since, until) = if old { (None, Some(days_ago(moved))) } else { (Some(days_ago(moved)), None) };
+        crm.push(PersonRecord::new(id, name).email(email).employment(org, since, until).seen_at(seen).into());
+    };
+    employment("maria-old", "Maria Lopez", "maria@oldco.example", "oldco", MARIA_MOVED, true);
+    employment("maria-new", "Maria Lopez", "maria.lopez@newco.example", "newco", MARIA_MOVED, false);
+    employment("tom-old", "Tom Berg", "tom@initech.example", "initech", TOM_MOVED, true);
+    employment("tom-new", "Tom Berg", "tom.berg@gmail.com", "globex", TOM_MOVED, false);
 
     let mut rng = Rng(0x5eed);
     let mut n = 0;

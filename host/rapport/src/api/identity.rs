@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::{ApiError, AppState, ErrorBody, JsonBody, Page, Path, Query, blocking, limit, parse_id};
-use rapport_graph::model::{MergeId, MergeRecord, Timestamp};
+use rapport_graph::model::{MergeId, MergeRecord, NodeId, Timestamp};
 use rapport_graph::{DEFAULT_MIN_SCORE, Suggestion};
 use rapport_ops::{Label, MergeIdText, NodeIdText};
 
@@ -103,6 +103,13 @@ pub(super) struct RecordPair {
     b: String,
 }
 
+impl RecordPair {
+    /// The two ids, each error naming its field.
+    fn ids(&self) -> Result<(NodeId, NodeId), ApiError> {
+        Ok((parse_id(&self.a, "a")?, parse_id(&self.b, "b")?))
+    }
+}
+
 /// Pins two records apart: they will never be merged (dismisses a review entry).
 #[utoipa::path(post, path = "/v1/pins", tag = "identity", request_body = RecordPair, security(("bearer" = [])), responses(
     (status = 201, description = "pinned"),
@@ -113,7 +120,7 @@ pub(super) struct RecordPair {
     (status = 422, description = "the two records are of different kinds", body = ErrorBody),
 ))]
 pub(super) async fn create_pin(State(state): State<AppState>, JsonBody(request): JsonBody<RecordPair>) -> Result<StatusCode, ApiError> {
-    let (a, b) = (parse_id(&request.a, "a")?, parse_id(&request.b, "b")?);
+    let (a, b) = request.ids()?;
     blocking(&state, move |graph| graph.pin_apart(a, b)).await?;
     Ok(StatusCode::CREATED)
 }
@@ -165,7 +172,7 @@ pub(super) async fn accept_duplicate(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<RecordPair>,
 ) -> Result<(StatusCode, Json<MergeRecord>), ApiError> {
-    let (a, b) = (parse_id(&request.a, "a")?, parse_id(&request.b, "b")?);
+    let (a, b) = request.ids()?;
     let record = blocking(&state, move |graph| graph.accept_duplicate(a, b, Timestamp::now())).await?;
     Ok((StatusCode::CREATED, Json(record)))
 }
@@ -183,7 +190,7 @@ pub(super) async fn reject_duplicate(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<RecordPair>,
 ) -> Result<StatusCode, ApiError> {
-    let (a, b) = (parse_id(&request.a, "a")?, parse_id(&request.b, "b")?);
+    let (a, b) = request.ids()?;
     blocking(&state, move |graph| graph.reject_duplicate(a, b)).await?;
     Ok(StatusCode::CREATED)
 }
