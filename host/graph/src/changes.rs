@@ -118,10 +118,11 @@ impl Graph {
             .collect()
     }
 
-    /// Moves the consumer `name` to change `through` and writes `outputs` (metadata rows;
-    /// `None` removes one) in the same commit: what it derived from the changes up to there.
-    /// It may not move back, nor past the newest change.
-    pub fn advance_consumer(&self, name: &str, through: u64, outputs: Vec<(String, Option<Vec<u8>>)>) -> Result<(), GraphError> {
+    /// Moves the consumer `name` to change `through` and writes `outputs` (rows of the
+    /// derived namespace under the stage's own keys; `None` removes one) in the same
+    /// commit: what it derived from the changes up to there. It may not move back, nor
+    /// past the newest change.
+    pub fn advance_consumer(&self, name: &str, through: u64, outputs: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), GraphError> {
         self.write(|txn| {
             let key = keys::consumer(name);
             let Some(bytes) = txn.get(&key)? else { return Err(GraphError::UnknownConsumer(name.to_owned())) };
@@ -133,8 +134,8 @@ impl Graph {
             txn.put(key, encode(&through));
             for (row, value) in outputs {
                 match value {
-                    Some(value) => txn.put(keys::meta(&row), value),
-                    None => txn.delete(keys::meta(&row)),
+                    Some(value) => txn.put(keys::derived(&row), value),
+                    None => txn.delete(keys::derived(&row)),
                 }
             }
             Ok(())

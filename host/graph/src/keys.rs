@@ -23,6 +23,7 @@
 //! | o  | subject id, time, observation id      | ()                      |
 //! | q  | sequence number (big-endian u64)      | `Change` (change feed)  |
 //! | k  | consumer name                         | its feed position (u64) |
+//! | v  | stage's own key (derived by a consumer)| the stage's own value   |
 //! | _  | name                                  | meta (progress, cursors)|
 //!
 //! "Everything about organization X" is the `w`, `m`, `t` and `o` ranges of X's
@@ -72,6 +73,8 @@ pub mod ns {
     pub const CHANGE: u8 = b'q';
     /// Change-feed consumers' positions.
     pub const CONSUMER: u8 = b'k';
+    /// What downstream stages derived, each under a key prefix of its own.
+    pub const DERIVED: u8 = b'v';
     /// Metadata: import progress, cursors.
     pub const META: u8 = b'_';
 }
@@ -252,6 +255,11 @@ pub fn change_seq(key: &[u8]) -> Option<u64> {
 /// The position of the change-feed consumer `name`.
 pub fn consumer(name: &str) -> Vec<u8> {
     key(ns::CONSUMER, &[name.as_bytes()])
+}
+
+/// A downstream stage's row `stage_key` (its own layout) in the derived namespace.
+pub fn derived(stage_key: &[u8]) -> Vec<u8> {
+    key(ns::DERIVED, &[stage_key])
 }
 
 /// Metadata key `name`.

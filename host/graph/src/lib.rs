@@ -10,6 +10,7 @@
 mod attribution;
 mod changes;
 pub mod config;
+mod downstream;
 mod earlier;
 mod identity;
 mod ingest;
@@ -24,6 +25,7 @@ mod txn;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+pub use downstream::DerivedRow;
 pub use identity::IdentityError;
 pub use names::Likeness;
 pub use query::{

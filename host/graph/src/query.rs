@@ -230,7 +230,7 @@ pub struct GraphStats {
 }
 
 impl Graph {
-    fn reader(&self) -> Txn<'_> {
+    pub(super) fn reader(&self) -> Txn<'_> {
         Txn::new(&*self.store)
     }
 

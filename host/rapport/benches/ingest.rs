@@ -28,6 +28,7 @@ use rapport_graph::{ContextQuery, DEFAULT_MIN_SCORE, Graph, IdentityRules};
 use rapport_ops::IngestBatch;
 use rapport_plugin_host::PluginHost;
 use rapport_plugin_host::config::PluginsConfig;
+use rapport_signals::{Signals, SignalsConfig};
 use rapport_store::config::DEFAULT_CACHE_BYTES;
 use rapport_store::{EntryIter, KeyRange, SledStore, Store, StoreError, WriteBatch};
 
@@ -180,7 +181,8 @@ fn http_ingest(batches: Vec<SourceBatch>) -> (usize, Duration) {
         let _inside = runtime.enter();
         Arc::new(PluginHost::new(GraphLedger::over(Arc::clone(&graph)), PluginsConfig::with_dir(dir.path().join("plugins"))).unwrap())
     };
-    runtime.spawn(api::serve(listener, AppState::new(graph, plugins, config), std::future::pending()));
+    let signals = Arc::new(Signals::open(Arc::clone(&graph), SignalsConfig::default()).unwrap());
+    runtime.spawn(api::serve(listener, AppState::new(graph, plugins, signals, config), std::future::pending()));
     let client = reqwest::blocking::Client::new();
     let bodies: Vec<serde_json::Value> = batches
         .iter()

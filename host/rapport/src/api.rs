@@ -11,6 +11,7 @@ mod identity;
 mod plugins;
 mod queries;
 mod records;
+mod signals;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
@@ -35,19 +36,21 @@ use crate::metrics::{METRICS, RequestLabels, RouteLabels};
 use rapport_graph::model::{BadNodeId, NodeId, RecordKind, Timestamp};
 use rapport_graph::{Graph, GraphError};
 use rapport_plugin_host::PluginHost;
+use rapport_signals::Signals;
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
     graph: Arc<Graph>,
     plugins: Arc<PluginHost>,
+    signals: Arc<Signals>,
     config: Arc<ApiConfig>,
 }
 
 impl AppState {
-    /// State over a graph and the plugin runtime writing into it.
-    pub fn new(graph: Arc<Graph>, plugins: Arc<PluginHost>, config: ApiConfig) -> Self {
-        Self { graph, plugins, config: Arc::new(config) }
+    /// State over a graph, the plugin runtime writing into it and the signals kept from it.
+    pub fn new(graph: Arc<Graph>, plugins: Arc<PluginHost>, signals: Arc<Signals>, config: ApiConfig) -> Self {
+        Self { graph, plugins, signals, config: Arc::new(config) }
     }
 }
 
@@ -61,6 +64,7 @@ impl AppState {
         (name = "records", description = "Writing record operations and observations"),
         (name = "graph", description = "Organizations, people, context and timelines"),
         (name = "identity", description = "Merges, pins and the duplicate review list"),
+        (name = "signals", description = "Relationship signals kept current from the change feed"),
         (name = "plugins", description = "Installed connector plugins, their runs and cursors"),
         (name = "operations", description = "Health and the API description"),
     )
@@ -89,6 +93,9 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(queries::organization_context))
         .routes(routes!(queries::organization_timeline))
         .routes(routes!(queries::organization_observations))
+        .routes(routes!(signals::organization_signals))
+        .routes(routes!(signals::status))
+        .routes(routes!(signals::rebuild))
         .routes(routes!(queries::list_people))
         .routes(routes!(queries::person_observations))
         .routes(routes!(queries::search_people))

@@ -8,6 +8,7 @@ mod daemon;
 mod graph;
 mod package;
 mod plugins;
+mod signals;
 
 use std::io::{BufReader, IsTerminal, Write};
 use std::net::SocketAddr;
@@ -31,6 +32,7 @@ use rapport_graph::model::{NodeId, RecordKind, Timestamp};
 use rapport_ops::{IngestBatch, SOURCE_RULE, is_valid_source};
 use rapport_plugin_host::config::PluginsConfig;
 use rapport_plugin_host::{InstallOptions, PluginHost};
+use rapport_signals::{Signals, SignalsConfig};
 use rapport_store::{SledStore, StoreError};
 
 use self::daemon::{AddressFile, Daemon};
@@ -96,6 +98,11 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// Relationship signals: an organization's at any time, kept current from the change feed; a rebuild from the graph.
+    Signals {
+        #[command(subcommand)]
+        command: SignalsCommand,
+    },
     /// Identity merges: list, undo, merge by hand, pin apart; review likely duplicates and accept or reject them.
     Merges {
         #[command(subcommand)]
@@ -143,6 +150,20 @@ enum Progress {
     Lines,
     /// Nothing.
     None,
+}
+
+#[derive(Debug, Subcommand)]
+enum SignalsCommand {
+    /// An organization's signals as JSON: last (two-way) touch, touches in 30/90 days and the 90 before, breadth, each employee's strength with its components, deals and won revenue.
+    Show {
+        /// An organization's id (org_01J…).
+        id: String,
+        /// Read them as at this time (RFC 3339; default now).
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Write every signal aggregate again from the graph alone (the values equal the kept ones).
+    Rebuild,
 }
 
 #[derive(Debug, Subcommand)]
@@ -459,6 +480,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Graph { command } => graph::graph_command(&Backend::open(&config()?, token)?, command),
         Command::Observe(args) => graph::observe(&Backend::open(&config()?, token)?, args),
         Command::Merges { command } => graph::merges_command(&Backend::open(&config()?, token)?, command),
+        Command::Signals { command } => {
+            let config = config()?;
+            signals::signals_command(&Backend::open(&config, token)?, &config.signals, command)
+        }
         Command::Changes { after, limit } => graph::changes(&Backend::open(&config()?, token)?, after, limit),
         Command::Plugin { command } => plugins::plugin_command(&config()?, token, command),
         Command::Demo(args) => run_demo(config()?, args),
@@ -520,6 +545,7 @@ fn serve_graph(
     store: &rapport_store::config::StoreConfig,
     plugins: PluginsConfig,
     api: rapport::config::ApiConfig,
+    signals: SignalsConfig,
     banner: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     if !api.dev_mode && api.token_digests.is_empty() {
@@ -535,6 +561,9 @@ fn serve_graph(
     // happens once, now.
     runtime.spawn(Arc::clone(&plugins).run_schedules());
     runtime.spawn(prune_changes_hourly(Arc::clone(&graph), store.change_retention));
+    // The first start (or one after an interrupted rebuild) builds the signals from the graph.
+    let signals = Arc::new(Signals::open(Arc::clone(&graph), signals).context("cannot open the relationship signals")?);
+    runtime.spawn(follow_changes(Arc::clone(&signals)));
     runtime.block_on(async move {
         let shutdown = shutdown_signal();
         let listener =
@@ -543,8 +572,22 @@ fn serve_graph(
         let _address_file = AddressFile::write(&store.path, addr)?;
         banner(addr);
         tracing::info!(%addr, dev_mode = api.dev_mode, "api listening");
-        api::serve(listener, AppState::new(graph, plugins, api), shutdown).await.context("the API server failed")
+        api::serve(listener, AppState::new(graph, plugins, signals, api), shutdown).await.context("the API server failed")
     })
+}
+
+/// Keeps the signals current: every second, reads what the change feed gained.
+async fn follow_changes(signals: Arc<Signals>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        let signals = Arc::clone(&signals);
+        match tokio::task::spawn_blocking(move || signals.catch_up()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "the signals could not follow the change feed; trying again in a second"),
+            Err(err) => tracing::warn!(error = %err, "the signal maintainer's task failed; trying again in a second"),
+        }
+    }
 }
 
 /// Prunes the change feed of entries older than `retention`, at start and every hour.
@@ -600,7 +643,9 @@ fn print_line(line: &str) {
 
 fn serve(config: Config) -> anyhow::Result<()> {
     let graph = open_graph(&config, &config.store.path, "store.path")?;
-    serve_graph(graph, &config.store, config.plugins, config.api, |addr| print_line(&format!("rapport listening on http://{addr}")))
+    serve_graph(graph, &config.store, config.plugins, config.api, config.signals, |addr| {
+        print_line(&format!("rapport listening on http://{addr}"));
+    })
 }
 
 fn progress_bar(total: u64, unit: &str) -> ProgressBar {
@@ -769,10 +814,11 @@ fn run_demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     }
     let silent = graph.search(RecordKind::Organization, demo::planted::SILENT_KEY_CLIENT, 1)?;
     let store = rapport_store::config::StoreConfig { path: args.data.clone(), ..config.store.clone() };
-    serve_graph(graph, &store, plugins, api, move |addr| {
+    serve_graph(graph, &store, plugins, api, config.signals.clone(), move |addr| {
         print_line(&format!("rapport demo ready: open http://{addr}/v1/organizations"));
         if let Some(id) = silent.first() {
             print_line(&format!("  a key client gone quiet: http://{addr}/v1/organizations/{id}/context"));
+            print_line(&format!("  its signals: http://{addr}/v1/organizations/{id}/signals"));
         }
         print_line("  press Ctrl-C to stop");
     })

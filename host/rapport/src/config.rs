@@ -16,6 +16,7 @@ use rapport_graph::IdentityRules;
 use rapport_graph::config::{RawIdentity, RawRecords};
 use rapport_ops::RecordLimits;
 use rapport_plugin_host::config::{PluginsConfig, RawPlugins};
+use rapport_signals::{RawSignals, SignalsConfig};
 use rapport_store::config::{DEFAULT_STORE_PATH, RawStore, StoreConfig};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -34,6 +35,8 @@ struct RawConfig {
     import: RawImport,
     #[serde(default)]
     records: RawRecords,
+    #[serde(default)]
+    signals: RawSignals,
     #[serde(default)]
     plugins: RawPlugins,
 }
@@ -69,6 +72,8 @@ pub struct Config {
     pub import_batch_size: usize,
     /// What every record operation must respect, whatever its source.
     pub records: RecordLimits,
+    /// How touches are read as relationship signals.
+    pub signals: SignalsConfig,
     /// The plugin runtime.
     pub plugins: PluginsConfig,
     /// `RAPPORT_*` variables that set nothing (the command line warns, or fails with `--strict`).
@@ -131,6 +136,7 @@ const ENV_OVERRIDES: &[EnvKeys] = &[
     rapport_store::config::ENV_KEYS,
     ENV_KEYS,
     rapport_graph::config::ENV_KEYS,
+    rapport_signals::ENV_KEYS,
     rapport_plugin_host::config::ENV_KEYS,
     rapport_net::config::ENV_KEYS,
 ];
@@ -328,6 +334,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         identity: raw.identity.validate()?,
         import_batch_size: positive("import.batch_size", raw.import.batch_size)?.unwrap_or(1000),
         records: raw.records.validate()?,
+        signals: raw.signals.validate()?,
         unknown_variables: Vec::new(),
         client_token: None,
     })
@@ -536,7 +543,7 @@ mod tests {
             |text: &str, field: &str| text.lines().any(|line| line.trim_start_matches(['#', ' ']).starts_with(&format!("{field} =")));
         let documented_inline = |text: &str, field: &str| text.contains(&format!("{field} ="));
         let roots = accepted_fields("", None);
-        assert_eq!(roots, ["store", "api", "identity", "import", "records", "plugins"], "the document's sections");
+        assert_eq!(roots, ["store", "api", "identity", "import", "records", "signals", "plugins"], "the document's sections");
         let tables = roots.iter().map(String::as_str).chain(["plugins.network", "plugins.instances.crm-eu"]);
         let mut checked = 0;
         for table in tables {

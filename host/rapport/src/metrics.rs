@@ -53,6 +53,7 @@ impl Metrics {
         registry.register("rapport_http_requests", "HTTP requests served", http_requests.clone());
         registry.register("rapport_http_request_duration_seconds", "HTTP request duration", http_duration.clone());
         rapport_graph::metrics::register(&mut registry);
+        rapport_signals::metrics::register(&mut registry);
         rapport_plugin_host::metrics::register(&mut registry);
         Self { registry, http_requests, http_duration }
     }

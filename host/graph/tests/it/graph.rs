@@ -703,17 +703,17 @@ fn a_consumer_moves_with_its_outputs_in_one_commit_and_only_forward() {
 
     let unread = g.changes_since(1, 10).unwrap();
     assert_eq!(unread.iter().map(|c| c.seq).collect::<Vec<_>>(), [2, 3]);
-    g.advance_consumer("signals", 3, vec![("signals/org-count".to_owned(), Some(b"3".to_vec()))]).unwrap();
+    g.advance_consumer("signals", 3, vec![(b"signals/org-count".to_vec(), Some(b"3".to_vec()))]).unwrap();
     assert_eq!(g.consumers().unwrap(), [("signals".to_owned(), 3)]);
-    assert_eq!(g.meta("signals/org-count").unwrap().as_deref(), Some(&b"3"[..]));
+    assert_eq!(g.derived(b"signals/org-count").unwrap().as_deref(), Some(&b"3"[..]));
 
     // Back, or past the newest change: refused, and neither the position nor the outputs move.
     for to in [2, 4] {
-        let err = g.advance_consumer("signals", to, vec![("signals/org-count".to_owned(), None)]).unwrap_err();
+        let err = g.advance_consumer("signals", to, vec![(b"signals/org-count".to_vec(), None)]).unwrap_err();
         assert!(matches!(err, GraphError::ConsumerMove { at: 3, newest: 3, .. }), "{err}");
     }
     assert_eq!(g.consumers().unwrap(), [("signals".to_owned(), 3)]);
-    assert!(g.meta("signals/org-count").unwrap().is_some());
+    assert!(g.derived(b"signals/org-count").unwrap().is_some());
     let err = g.advance_consumer("rules", 3, Vec::new()).unwrap_err();
     assert!(matches!(&err, GraphError::UnknownConsumer(name) if name == "rules"), "{err}");
 }

@@ -486,3 +486,29 @@ fn the_change_feed_pages_in_commit_order() {
     assert!(server.get_json("/v1/changes?after=3")["items"].as_array().unwrap().is_empty());
     assert_eq!(server.get("/v1/changes?after=9007199254740992").status(), 400, "past the document's maximum");
 }
+
+#[test]
+fn an_organizations_signals_include_every_committed_write_and_equal_a_rebuild() {
+    let server = TestServer::start();
+    let email = |id: &str, direction: &str, at: &str| {
+        json!({"op": "upsert_interaction", "external_id": id, "kind": "email", "direction": direction, "occurred_at": at,
+               "participants": [{"email": "anna@acme.com"}, {"email": "ben@northwind.example"}]})
+    };
+    let operations =
+        [org("c1", "Acme", "acme.com"), email("m1", "outbound", "2026-05-01T09:00:00Z"), email("m2", "inbound", "2026-05-03T09:00:00Z")];
+    assert_eq!(server.post("/v1/ingest", &json!({"source": "mail", "operations": operations})).status(), 200);
+    let acme = server.get_json("/v1/organizations/search?q=acme")["items"][0]["id"].as_str().unwrap().to_owned();
+    // Read straight after the write: the answer has caught up with it.
+    let signals = server.get_json(&format!("/v1/organizations/{acme}/signals?at=2026-05-10T00:00:00Z"));
+    assert_eq!((signals["touches_30d"].as_i64(), signals["days_since_two_way_touch"].as_i64()), (Some(2), Some(7)), "{signals}");
+    assert_eq!(signals["holders"][0]["components"].as_array().map(Vec::len), Some(4), "{signals}");
+    let status = server.get_json("/v1/signals/status");
+    assert_eq!(status["position"], status["newest"], "{status}");
+
+    let rebuilt = server.post("/v1/signals/rebuild", &json!({}));
+    assert_eq!(rebuilt.status(), 200);
+    assert_eq!(server.get_json(&format!("/v1/organizations/{acme}/signals?at=2026-05-10T00:00:00Z")), signals);
+    let person = server.get_json("/v1/people/search?q=anna@acme.com")["items"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(server.get(&format!("/v1/organizations/{person}/signals")).status(), 404, "a person is not an organization");
+    assert_eq!(server.get(&format!("/v1/organizations/{acme}/signals?at=yesterday")).status(), 400);
+}

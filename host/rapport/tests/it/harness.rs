@@ -10,6 +10,7 @@ use rapport_graph::{Graph, IdentityRules};
 use rapport_plugin_host::PluginHost;
 use rapport_plugin_host::config::PluginsConfig;
 use rapport_schedule::{Clock, SystemClock};
+use rapport_signals::{Signals, SignalsConfig};
 use rapport_store::SledStore;
 
 /// The bearer token every test server accepts.
@@ -102,7 +103,8 @@ impl TestServer {
             Arc::new(PluginHost::with_clock(GraphLedger::over(Arc::clone(&graph)), plugins_config.clone(), clock).unwrap())
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState::new(Arc::clone(&graph), Arc::clone(&plugins), config);
+        let signals = Arc::new(Signals::open(Arc::clone(&graph), SignalsConfig::default()).unwrap());
+        let state = AppState::new(Arc::clone(&graph), Arc::clone(&plugins), signals, config);
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
         runtime.spawn(api::serve(listener, state, async {
