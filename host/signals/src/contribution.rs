@@ -3,7 +3,7 @@
 //! under its organization. The maintainer stores each record's contribution, so a change
 //! takes back exactly what the record had added and adds what it adds now.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::{AddAssign, SubAssign};
 
 use rapport_graph::model::{Body, DealStatus, Direction, InteractionKind, Node, NodeId, Timestamp};
@@ -104,14 +104,14 @@ pub enum Contribution {
 impl Contribution {
     /// What `node` contributes as the graph stands; `None` for a record that adds nothing
     /// (deleted, not engagement, a note, another kind).
-    pub fn of(graph: &Graph, node: &Node) -> Result<Option<Self>, GraphError> {
+    pub fn of(graph: &Graph, roots: &mut Roots, node: &Node) -> Result<Option<Self>, GraphError> {
         if node.deleted_at.is_some() || node.placeholder {
             return Ok(None);
         }
         match &node.body {
             Body::Interaction(i) if i.engages && i.kind != InteractionKind::Note && !i.organizations.is_empty() => {
-                let organizations = one_per_cluster(graph, &i.organizations)?;
-                let employees = one_per_cluster(graph, &i.employees)?;
+                let organizations = roots.one_per_cluster(graph, &i.organizations)?;
+                let employees = roots.one_per_cluster(graph, &i.employees)?;
                 let pairs = organizations.iter().flat_map(|o| employees.iter().map(move |e| (*o, *e))).collect();
                 let minutes = i64::from(i.duration_secs.unwrap_or(0)) / 60;
                 let mut tally = Tally { touches: 1, ..Tally::default() };
@@ -143,18 +143,35 @@ impl Contribution {
     }
 }
 
-/// `records` with at most one record of each identity cluster (the first in id order): an
-/// interaction filed under two records of one organization counts for it once.
-fn one_per_cluster(graph: &Graph, records: &[NodeId]) -> Result<Vec<NodeId>, GraphError> {
-    let mut sorted = records.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let mut roots = BTreeSet::new();
-    let mut kept = Vec::with_capacity(sorted.len());
-    for record in sorted {
-        if roots.insert(graph.root(record)?) {
-            kept.push(record);
+/// Cluster roots, each looked up once in a pass over many records (identity does not
+/// change under a pass: a merge made meanwhile is in the feed, and read after it).
+#[derive(Default)]
+pub struct Roots(HashMap<NodeId, NodeId>);
+
+impl Roots {
+    fn of(&mut self, graph: &Graph, record: NodeId) -> Result<NodeId, GraphError> {
+        if let Some(root) = self.0.get(&record) {
+            return Ok(*root);
         }
+        let root = graph.root(record)?;
+        self.0.insert(record, root);
+        Ok(root)
     }
-    Ok(kept)
+
+    /// `records` with at most one record of each identity cluster (the first in id
+    /// order): an interaction filed under two records of one organization counts for it
+    /// once.
+    fn one_per_cluster(&mut self, graph: &Graph, records: &[NodeId]) -> Result<Vec<NodeId>, GraphError> {
+        let mut sorted = records.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut roots = BTreeSet::new();
+        let mut kept = Vec::with_capacity(sorted.len());
+        for record in sorted {
+            if roots.insert(self.of(graph, record)?) {
+                kept.push(record);
+            }
+        }
+        Ok(kept)
+    }
 }

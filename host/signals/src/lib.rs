@@ -17,12 +17,11 @@ mod read;
 use std::sync::{Arc, Mutex, PoisonError};
 
 pub use config::{ENV_KEYS, RawSignals, SignalsConfig};
-pub use contribution::{DealFacts, Tally};
 pub use maintain::CatchUp;
 pub use read::{OrganizationSignals, STRENGTH_WEIGHTS, Strength, StrengthComponent};
 
 use metrics::METRICS;
-use rapport_graph::{Graph, GraphError};
+use rapport_graph::{DerivedRow, Graph, GraphError};
 use rapport_store::codec::CodecError;
 
 /// The maintainer's name in the change feed.
@@ -107,7 +106,7 @@ impl Signals {
 
     /// Every row of the stage, in key order: what a rebuild and the maintainer must agree
     /// on (for tests and checks).
-    pub fn rows(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SignalsError> {
+    pub fn rows(&self) -> Result<Vec<DerivedRow>, SignalsError> {
         Ok(self.graph.derived_prefix(&keys::all(), false).collect::<Result<_, _>>()?)
     }
 

@@ -11,7 +11,7 @@ use rapport_graph::model::{ChangeOp, NodeId, RecordKind};
 use rapport_graph::{Graph, GraphError};
 use rapport_store::codec::{decode, encode};
 
-use crate::contribution::{Contribution, Tally};
+use crate::contribution::{Contribution, Roots, Tally};
 use crate::keys;
 use crate::{CONSUMER, Signals, SignalsError};
 
@@ -104,9 +104,9 @@ fn stored_contribution(graph: &Graph, record: NodeId) -> Result<Option<Contribut
     graph.derived(&key)?.map(|bytes| decode(&bytes).map_err(|source| Signals::unreadable(&key, source))).transpose()
 }
 
-fn current_contribution(graph: &Graph, record: NodeId) -> Result<Option<Contribution>, GraphError> {
+fn current_contribution(graph: &Graph, roots: &mut Roots, record: NodeId) -> Result<Option<Contribution>, GraphError> {
     match graph.record(record)? {
-        Some(node) => Contribution::of(graph, &node),
+        Some(node) => Contribution::of(graph, roots, &node),
         None => Ok(None),
     }
 }
@@ -121,10 +121,10 @@ pub(crate) fn catch_up_chunk(graph: &Graph) -> Result<Option<CatchUp>, SignalsEr
     for change in &changes {
         touched_by(graph, change, &mut records)?;
     }
-    let mut deltas = Deltas::default();
+    let (mut deltas, mut roots) = (Deltas::default(), Roots::default());
     let mut moved = 0;
     for record in records {
-        let (before, now) = (stored_contribution(graph, record)?, current_contribution(graph, record)?);
+        let (before, now) = (stored_contribution(graph, record)?, current_contribution(graph, &mut roots, record)?);
         if before == now {
             continue;
         }
@@ -162,12 +162,12 @@ pub(crate) fn rebuild(graph: &Graph) -> Result<u64, SignalsError> {
         }
         commit(stale)?;
     }
-    let mut deltas = Deltas::default();
+    let (mut deltas, mut roots) = (Deltas::default(), Roots::default());
     let mut pending = Rows::new();
     for kind in [RecordKind::Interaction, RecordKind::Deal] {
         for node in graph.records(kind) {
             let node = node?;
-            if let Some(contribution) = Contribution::of(graph, &node)? {
+            if let Some(contribution) = Contribution::of(graph, &mut roots, &node)? {
                 deltas.count(node.id, &contribution, false);
                 pending.push((keys::contribution(node.id), Some(encode(&contribution))));
             }
