@@ -164,6 +164,8 @@ enum SignalsCommand {
     },
     /// Write every signal aggregate again from the graph alone (the values equal the kept ones).
     Rebuild,
+    /// Where the signal maintainer stands: the last change it read, and the newest, as JSON.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]

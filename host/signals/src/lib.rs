@@ -14,6 +14,7 @@ mod maintain;
 pub mod metrics;
 mod read;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 pub use config::{ENV_KEYS, RawSignals, SignalsConfig};
@@ -26,6 +27,13 @@ use rapport_store::codec::CodecError;
 
 /// The maintainer's name in the change feed.
 pub const CONSUMER: &str = "signals";
+
+/// The signal maintainer's feed position in `graph` (0 before it first ran) and the newest
+/// change, read without opening the signals (which may build them).
+pub fn position(graph: &Graph) -> Result<(u64, u64), SignalsError> {
+    let position = graph.consumers()?.into_iter().find(|(name, _)| name == CONSUMER).map_or(0, |(_, p)| p);
+    Ok((position, graph.last_change()?.unwrap_or(0)))
+}
 
 /// A failure keeping or reading signals.
 #[derive(Debug, thiserror::Error)]
@@ -50,13 +58,15 @@ pub struct Signals {
     config: SignalsConfig,
     /// One maintainer at a time: two would each take back the same contribution.
     maintainer: Mutex<()>,
+    /// A rebuild started by [`Self::start_rebuild`] is under way.
+    rebuilding: AtomicBool,
 }
 
 impl Signals {
     /// The signals of `graph`. The first time (or after an interrupted rebuild) the
     /// aggregates are built from the graph as it stands, then followed from the feed.
     pub fn open(graph: Arc<Graph>, config: SignalsConfig) -> Result<Self, SignalsError> {
-        let signals = Self { graph, config, maintainer: Mutex::new(()) };
+        let signals = Self { graph, config, maintainer: Mutex::new(()), rebuilding: AtomicBool::new(false) };
         let registered = signals.graph.consumers()?.iter().any(|(name, _)| name == CONSUMER);
         if !registered || maintain::rebuild_interrupted(&signals.graph)? {
             signals.rebuild()?;
@@ -98,10 +108,36 @@ impl Signals {
         Ok(position)
     }
 
+    /// Starts a rebuild on a thread of its own unless one is under way; whether it started.
+    /// Until it ends, [`Self::is_rebuilding`] says so (readers should wait: the rows are
+    /// being written again).
+    pub fn start_rebuild(self: &Arc<Self>) -> bool {
+        if self.rebuilding.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        let signals = Arc::clone(self);
+        let started = std::thread::Builder::new().name("signals-rebuild".to_owned()).spawn(move || {
+            if let Err(err) = signals.rebuild() {
+                tracing::error!(error = %err, "the signals rebuild failed; it starts again when the daemon restarts");
+            }
+            signals.rebuilding.store(false, Ordering::SeqCst);
+        });
+        if let Err(err) = started {
+            tracing::error!(error = %err, "cannot start the signals rebuild");
+            self.rebuilding.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Whether a rebuild started by [`Self::start_rebuild`] is under way.
+    pub fn is_rebuilding(&self) -> bool {
+        self.rebuilding.load(Ordering::SeqCst)
+    }
+
     /// The maintainer's feed position and the newest change.
     pub fn position(&self) -> Result<(u64, u64), SignalsError> {
-        let position = self.graph.consumers()?.into_iter().find(|(name, _)| name == CONSUMER).map_or(0, |(_, p)| p);
-        Ok((position, self.graph.last_change()?.unwrap_or(0)))
+        position(&self.graph)
     }
 
     /// Every row of the stage, in key order: what a rebuild and the maintainer must agree

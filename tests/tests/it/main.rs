@@ -16,3 +16,4 @@ mod plugin_cli;
 mod plugin_guide;
 mod secrets;
 mod serve;
+mod signals;

@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState, ErrorBody, Path, Query, off_workers, parse_id_of, parse_time};
@@ -36,6 +37,7 @@ pub(super) struct SignalsParams {
     (status = 400, body = ErrorBody),
     (status = 401, body = ErrorBody),
     (status = 404, body = ErrorBody),
+    (status = 409, description = "a rebuild is under way; ask again when `/v1/signals/status` says it is done", body = ErrorBody),
 ))]
 pub(super) async fn organization_signals(
     State(state): State<AppState>,
@@ -45,6 +47,9 @@ pub(super) async fn organization_signals(
     let id = parse_id_of(&id, RecordKind::Organization)?;
     let at = parse_time(params.at.as_deref(), "at")?.unwrap_or_else(Timestamp::now);
     let signals = state.signals.clone();
+    if signals.is_rebuilding() {
+        return Err(rebuilding());
+    }
     Ok(Json(
         off_workers(move || {
             signals.catch_up()?;
@@ -54,6 +59,10 @@ pub(super) async fn organization_signals(
     ))
 }
 
+fn rebuilding() -> ApiError {
+    ApiError::Conflict("the signals are being rebuilt; ask again when GET /v1/signals/status says `rebuilding: false`".to_owned())
+}
+
 /// Where the signal maintainer stands in the change feed.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SignalsStatus {
@@ -61,31 +70,35 @@ pub struct SignalsStatus {
     pub position: u64,
     /// The newest change.
     pub newest: u64,
+    /// A rebuild is under way.
+    pub rebuilding: bool,
 }
 
-/// The signal maintainer's position against the newest change.
+async fn status_of(state: &AppState) -> Result<SignalsStatus, ApiError> {
+    let signals = state.signals.clone();
+    let rebuilding = signals.is_rebuilding();
+    let (position, newest) = off_workers(move || signals.position()).await?;
+    Ok(SignalsStatus { position, newest, rebuilding })
+}
+
+/// The signal maintainer's position against the newest change, and whether a rebuild is
+/// under way.
 #[utoipa::path(get, path = "/v1/signals/status", tag = "signals", security(("bearer" = [])), responses(
     (status = 200, body = SignalsStatus),
     (status = 401, body = ErrorBody),
 ))]
 pub(super) async fn status(State(state): State<AppState>) -> Result<Json<SignalsStatus>, ApiError> {
-    let signals = state.signals.clone();
-    let (position, newest) = off_workers(move || signals.position()).await?;
-    Ok(Json(SignalsStatus { position, newest }))
+    Ok(Json(status_of(&state).await?))
 }
 
-/// Writes every signal aggregate again from the graph alone (the values equal the
-/// maintained ones; for a store restored from elsewhere or after a fault).
+/// Starts writing every signal aggregate again from the graph alone (the values equal the
+/// maintained ones; for a store restored from elsewhere or after a fault), unless a rebuild
+/// is under way. `/v1/signals/status` says when it is done.
 #[utoipa::path(post, path = "/v1/signals/rebuild", tag = "signals", security(("bearer" = [])), responses(
-    (status = 200, body = SignalsStatus),
+    (status = 202, description = "started, or already under way", body = SignalsStatus),
     (status = 401, body = ErrorBody),
 ))]
-pub(super) async fn rebuild(State(state): State<AppState>) -> Result<Json<SignalsStatus>, ApiError> {
-    let signals = state.signals.clone();
-    let (position, newest) = off_workers(move || {
-        signals.rebuild()?;
-        signals.position()
-    })
-    .await?;
-    Ok(Json(SignalsStatus { position, newest }))
+pub(super) async fn rebuild(State(state): State<AppState>) -> Result<(StatusCode, Json<SignalsStatus>), ApiError> {
+    state.signals.start_rebuild();
+    Ok((StatusCode::ACCEPTED, Json(status_of(&state).await?)))
 }

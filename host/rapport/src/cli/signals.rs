@@ -30,9 +30,14 @@ pub(super) fn signals_command(backend: &Backend, config: &SignalsConfig, command
             println!("signals rebuilt from the graph, at change {position}");
             Ok(())
         }
+        (Backend::Store(graph), SignalsCommand::Status) => {
+            let (position, newest) = rapport_signals::position(graph)?;
+            print_json(&serde_json::json!({"position": position, "newest": newest}))
+        }
+        (Backend::Daemon(daemon), SignalsCommand::Status) => print_json(&daemon.get::<Value>("/v1/signals/status", &[])?),
         (Backend::Daemon(daemon), SignalsCommand::Rebuild) => {
-            let status: Value = daemon.call(Method::POST, "/v1/signals/rebuild", &[], None)?;
-            println!("signals rebuilt from the graph by the daemon, at change {}", status["position"]);
+            daemon.call::<Value>(Method::POST, "/v1/signals/rebuild", &[], None)?;
+            println!("the daemon is rebuilding the signals from the graph; `rapport signals status` says when it is done");
             Ok(())
         }
     }
