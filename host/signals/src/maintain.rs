@@ -114,7 +114,9 @@ fn current_contribution(graph: &Graph, roots: &mut Roots, record: NodeId) -> Res
 /// Reads up to one chunk of the feed after the consumer's position and commits what it
 /// changes with the new position; `None` when there was nothing to read.
 pub(crate) fn catch_up_chunk(graph: &Graph) -> Result<Option<CatchUp>, SignalsError> {
-    let position = graph.register_consumer(CONSUMER)?;
+    // A read, not `register_consumer` (a write under the graph's lock): `Signals::open`
+    // registered the maintainer.
+    let (position, _) = crate::position(graph)?;
     let changes = graph.changes_since(position, CHUNK)?;
     let Some(last) = changes.last().map(|c| c.seq) else { return Ok(None) };
     let mut records = BTreeSet::new();
